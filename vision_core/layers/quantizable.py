@@ -1,0 +1,39 @@
+"""The contract between the suite's custom layers and quantization-aware training.
+
+TF-MOT only knows Keras' built-in layers. A custom layer subclasses
+:class:`QuantizableLayer` and declares, in flavour-free terms, what QAT must fake-quantize:
+
+* ``quantized_weights``: attribute paths of the kernels used in ``call`` (``"kernel"``,
+  or ``"qkv.kernel"`` for a sublayer's); ``call`` must read them through those
+  attributes, since QAT replaces them with fake-quantized tensors.
+* ``quantize_output``: fake-quantize the layer's output (ranges learnt by EMA).
+
+:mod:`vision_core.quant.qat` turns the declaration into a TF-MOT ``QuantizeConfig``.
+Every custom layer also round-trips through ``get_config`` (TF-MOT clones the model)
+and is registered as serializable in the ``vision`` package.
+"""
+
+from __future__ import annotations
+
+from vision_core.backend import is_keras3, keras
+
+
+def serializable(cls):
+    """Register ``cls`` with Keras' serialization under the ``vision`` package."""
+    if is_keras3():
+        return keras.saving.register_keras_serializable(package="vision")(cls)
+    return keras.utils.register_keras_serializable(package="vision")(cls)
+
+
+CUSTOM_LAYERS: dict[str, type] = {}
+
+
+def custom_layer(cls):
+    """Class decorator: serializable, and listed for QAT's scope."""
+    CUSTOM_LAYERS[cls.__name__] = cls
+    return serializable(cls)
+
+
+class QuantizableLayer(keras.layers.Layer):
+    quantized_weights: tuple[str, ...] = ()
+    quantize_output: bool = True

@@ -1,0 +1,1 @@
+"""Quantization: post-training conversion, QAT with TF-MOT, and the int8 op audit."""
