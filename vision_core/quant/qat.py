@@ -1,0 +1,151 @@
+"""Quantization-aware training with TF-MOT (tf_keras flavour only).
+
+:func:`quantize_model` wraps a tf_keras model for QAT: Keras built-ins get TF-MOT's
+default 8-bit configs; the suite's custom layers (:class:`QuantizableLayer`) get a
+config built from their declaration; built-ins TF-MOT does not know (``Multiply``,
+``Activation("hard_swish")``, resizing, ...) get their output fake-quantized.
+
+:func:`calibrate_ranges` initialises every activation range from calibration data
+before fine-tuning: TF-MOT starts them at +-6 with an EMA of 0.999, so a short
+fine-tune would otherwise end with ranges that never saw the data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import numpy as np
+
+from vision_core.backend import keras, tf, tfmot
+from vision_core.layers.quantizable import CUSTOM_LAYERS, QuantizableLayer
+
+_tfmot = tfmot()
+_qkeras = _tfmot.quantization.keras
+_registry = _qkeras.default_8bit.Default8BitQuantizeRegistry()
+_ACTIVATION_RANGE_PREFIXES = ("output_", "post_activation_")
+_ACTIVATIONS_TFMOT_KNOWS = {"relu", "relu6", "swish", "gelu", "linear", "softmax", "sigmoid", "tanh"}
+
+
+def _weight_quantizer():
+    return _qkeras.quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+
+
+def _output_quantizer():
+    return _qkeras.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+
+
+def _resolve(layer, path: str):
+    owner_path, _, attribute = path.rpartition(".")
+    owner = functools.reduce(getattr, owner_path.split("."), layer) if owner_path else layer
+    return owner, attribute
+
+
+class DeclaredQuantizeConfig(_qkeras.QuantizeConfig):
+    """Fake-quantize the weights a layer declares (per tensor) and, optionally, its output."""
+
+    def __init__(self, weight_paths=(), quantize_output=True):
+        self.weight_paths = tuple(weight_paths)
+        self.quantize_output = bool(quantize_output)
+
+    def get_weights_and_quantizers(self, layer):
+        return [(getattr(*_resolve(layer, p)), _weight_quantizer()) for p in self.weight_paths]
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        for path, weight in zip(self.weight_paths, quantize_weights):
+            setattr(*_resolve(layer, path), weight)
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_output_quantizer()] if self.quantize_output else []
+
+    def get_config(self):
+        return {"weight_paths": list(self.weight_paths), "quantize_output": self.quantize_output}
+
+
+def quantize_config_for(layer):
+    """The config the suite gives ``layer``, or ``None`` to leave it to TF-MOT's registry."""
+    if isinstance(layer, QuantizableLayer):
+        return DeclaredQuantizeConfig(layer.quantized_weights, layer.quantize_output)
+    if isinstance(layer, keras.layers.Activation):
+        name = getattr(layer.activation, "__name__", "")
+        return None if name in _ACTIVATIONS_TFMOT_KNOWS else DeclaredQuantizeConfig()
+    # TF-MOT's transforms give BatchNormalization after a conv or dense layer its config.
+    if isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization)) or _registry.supports(layer):
+        return None
+    return DeclaredQuantizeConfig()
+
+
+def quantize_scope():
+    return _qkeras.quantize_scope({"DeclaredQuantizeConfig": DeclaredQuantizeConfig, **CUSTOM_LAYERS})
+
+
+def quantize_model(model):
+    """A QAT copy of the tf_keras functional ``model`` (weights carried over)."""
+
+    def annotate(layer):
+        config = quantize_config_for(layer)
+        clone = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.InputLayer):
+            return clone
+        return _qkeras.quantize_annotate_layer(clone, config)
+
+    with quantize_scope():
+        annotated = keras.models.clone_model(model, clone_function=annotate)
+        annotated.set_weights(model.get_weights())
+        return _qkeras.quantize_apply(annotated)
+
+
+def _probe_targets(qat_model) -> dict:
+    """Original layer name (``None`` for the model input) -> its activation range variables."""
+    targets: dict = {}
+    for layer in qat_model.layers:
+        if isinstance(layer, _qkeras.QuantizeWrapperV2):
+            source, prefixes = layer.layer.name, _ACTIVATION_RANGE_PREFIXES
+        elif type(layer).__name__ == "QuantizeLayer":  # not in TF-MOT's public API
+            source, prefixes = None, ("",)
+        else:
+            continue
+        for v in layer.weights:
+            short = v.name.split("/")[-1].split(":")[0]
+            if short.endswith(("_min", "_max")) and short.startswith(prefixes):
+                targets.setdefault(source, []).append(v)
+    return targets
+
+
+def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> int:
+    """Set activation ranges of ``qat_model`` to the mean per-batch min/max seen in ``float_model``.
+
+    ``float_model`` is the tf_keras model ``qat_model`` was made from; ``batches`` are
+    float32 input batches. Returns the number of range variables set.
+    """
+    targets = _probe_targets(qat_model)
+    names = [n for n in targets if n is not None]
+    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    lows: dict = {n: [] for n in targets}
+    highs: dict = {n: [] for n in targets}
+    for batch in batches:
+        batch = np.asarray(batch, np.float32)
+        outputs = probe(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for name, out in zip(names, outputs):
+            out = np.asarray(out)
+            lows[name].append(out.min())
+            highs[name].append(out.max())
+        if None in targets:
+            lows[None].append(batch.min())
+            highs[None].append(batch.max())
+    count = 0
+    for name, variables in targets.items():
+        if not lows[name]:
+            continue
+        low, high = min(float(np.mean(lows[name])), 0.0), max(float(np.mean(highs[name])), 0.0)
+        for v in variables:
+            v.assign(tf.fill(v.shape, low if v.name.split(":")[0].endswith("_min") else high))
+            count += 1
+    return count
