@@ -1,0 +1,42 @@
+"""The int8 op audit names float ops that the converter leaves without an error."""
+
+import numpy as np
+import pytest
+
+from tflite.audit import FloatOpError, audit_ops, require_int8
+from vision_core.backend import keras
+from vision_core.layers.normalization import LayerNorm
+from vision_core.quant.convert import convert
+
+
+def _calibration():
+    return [np.random.default_rng(i).normal(size=(2, 8, 8, 4)).astype("float32") for i in range(4)]
+
+
+def _model(norm):
+    inputs = keras.Input((8, 8, 4), name="image")
+    x = keras.layers.Conv2D(8, 1, name="proj")(inputs)
+    return keras.Model(inputs, norm(x), name="norm_model")
+
+
+def test_keras_layer_normalization_leaves_a_float_op_and_the_audit_names_it():
+    model = _model(keras.layers.LayerNormalization(name="ln"))
+    with pytest.raises(FloatOpError, match=r"norm_model \(int8\): \d+ float op\(s\).*NEG"):
+        convert(model, "int8", _calibration())
+
+
+def test_suite_layer_norm_converts_to_all_int8_and_matches_keras():
+    model = _model(LayerNorm(epsilon=1e-6, name="ln"))
+    reference = _model(keras.layers.LayerNormalization(epsilon=1e-6, name="ln"))
+    reference.get_layer("proj").set_weights(model.get_layer("proj").get_weights())
+    x = _calibration()[0]
+    np.testing.assert_allclose(model(x), reference(x), atol=1e-4)
+    records = require_int8(convert(model, "int8", _calibration()))
+    assert {r.op for r in records} >= {"CONV_2D", "MEAN", "RSQRT"}
+
+
+def test_float_model_audit_lists_ops_with_dtypes():
+    records = audit_ops(convert(_model(LayerNorm(name="ln")), "float32"))
+    assert records[0].op == "CONV_2D"
+    assert records[0].input_dtypes == ("float32", "float32", "float32")
+    assert all(r.is_float for r in records)

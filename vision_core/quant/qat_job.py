@@ -1,0 +1,122 @@
+"""QAT in its own process: float Keras 3 weights in, fake-quantized model and int8 TFLite out.
+
+TF-MOT needs the tf_keras flavour, which must be chosen before TensorFlow is imported,
+so a Keras 3 process hands QAT to a child process through a JSON spec::
+
+    {
+      "builder": "vision_core.backbones:build_backbone",   # module:function building the model
+      "kwargs": {"name": "resnet18", "input_shape": [64, 64, 3], "num_classes": 4},
+      "weights": "float.npz",              # weights_by_path() of the float Keras 3 model
+      "data": "data.npz",                  # calibration [N,H,W,C] float32; optional train_x,
+                                           #   train_y (fine-tuning) and probe_x (twin check)
+      "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
+      "loss": "sparse_categorical_crossentropy_from_logits",
+      "out_dir": "qat"                     # qat_int8.tflite, qat.weights.npz, probe.npz, result.json
+    }
+
+``launch(spec_path)`` runs ``python -m vision_core.quant.qat_job spec.json`` in the
+tf_keras flavour and returns the child's ``result.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+LOSSES = ("sparse_categorical_crossentropy_from_logits",)
+
+
+def launch(spec_path: str | Path, timeout: float | None = None) -> dict:
+    """Run the QAT job described by ``spec_path`` in a tf_keras child process."""
+    from vision_core.backend import TF_KERAS, flavour_environment
+
+    spec_path = Path(spec_path)
+    process = subprocess.run([sys.executable, "-m", "vision_core.quant.qat_job", str(spec_path)],
+                             env=flavour_environment(TF_KERAS), capture_output=True, text=True, timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError(f"QAT job {spec_path} failed (exit {process.returncode}):\n{process.stderr[-4000:]}")
+    spec = json.loads(spec_path.read_text())
+    return json.loads((spec_path.parent / spec["out_dir"] / "result.json").read_text())
+
+
+def _build(spec: dict):
+    module_name, _, function = spec["builder"].partition(":")
+    return getattr(importlib.import_module(module_name), function)(**spec["kwargs"])
+
+
+def _loss(name: str):
+    from vision_core.backend import keras
+
+    if name not in LOSSES:
+        raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)}")
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
+    Path(f.name).replace(path)
+
+
+def run(spec_path: str | Path) -> dict:
+    """The child's work (tf_keras flavour): twin check, QAT, fine-tune, int8 conversion."""
+    from tflite.audit import op_summary, require_int8
+    from vision_core.backend import is_keras3, keras
+    from vision_core.quant.convert import convert
+    from vision_core.quant.qat import calibrate_ranges, quantize_model
+    from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
+
+    if is_keras3():
+        raise RuntimeError("the QAT job must run in the tf_keras flavour (use qat_job.launch)")
+    spec_path = Path(spec_path)
+    spec = json.loads(spec_path.read_text())
+    base = spec_path.parent
+    out_dir = base / spec["out_dir"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_npz(base / spec["data"])
+
+    model = _build(spec)
+    assign_by_path(model, load_npz(base / spec["weights"]))
+    result: dict = {"model": model.name}
+    if "probe_x" in data:
+        outputs = model(data["probe_x"], training=False)
+        outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
+        save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "probe.npz")
+
+    qat_model = quantize_model(model)
+    calibration = data["calibration"]
+    batch_size = int(spec.get("batch_size", 16))
+    batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
+    result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches)
+
+    steps = int(spec.get("steps", 0))
+    if steps:
+        qat_model.compile(optimizer=keras.optimizers.Adam(float(spec.get("learning_rate", 1e-4))),
+                          loss=_loss(spec.get("loss", LOSSES[0])))
+        x, y = data["train_x"], data["train_y"]
+        history = []
+        for step in range(steps):
+            index = np.arange(step * batch_size, (step + 1) * batch_size) % len(x)
+            history.append(float(qat_model.train_on_batch(x[index], y[index])))
+        result["losses"] = history
+
+    save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
+    flatbuffer = convert(qat_model, "int8", batches)
+    records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
+    _atomic_write_bytes(out_dir / "qat_int8.tflite", flatbuffer)
+    result["ops"] = [list(row) for row in op_summary(records)]
+    result["tflite_bytes"] = len(flatbuffer)
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m vision_core.quant.qat_job SPEC.json  (run it through qat_job.launch)")
+    run(sys.argv[1])
