@@ -19,8 +19,13 @@ import numpy as np
 from vision_core.backend import is_keras3
 
 
-def _short_name(variable) -> str:
-    return variable.name.split("/")[-1].split(":")[0]
+# tf_keras names some weights differently from Keras 3; paths use the Keras 3 names.
+_TF_KERAS_RENAMES = {("DepthwiseConv2D", "depthwise_kernel"): "kernel"}
+
+
+def _short_name(layer, variable) -> str:
+    short = variable.name.split("/")[-1].split(":")[0]
+    return _TF_KERAS_RENAMES.get((type(layer).__name__, short), short)
 
 
 def _own_variables(layer) -> list:
@@ -30,7 +35,7 @@ def _own_variables(layer) -> list:
 
 def _walk(layer, prefix: str, out: dict) -> None:
     for variable in _own_variables(layer):
-        out.setdefault(f"{prefix}{_short_name(variable)}", variable)
+        out.setdefault(f"{prefix}{_short_name(layer, variable)}", variable)
     for sub in layer._flatten_layers(include_self=False, recursive=False):
         _walk(sub, f"{prefix}{sub.name}/", out)
 

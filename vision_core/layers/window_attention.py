@@ -73,7 +73,10 @@ class WindowAttention(QuantizableLayer):
         super().build(input_shape)
 
     def _partition(self, x, kind: str, head_dim: int):
-        """``(B, Hp, Wp, heads * head_dim) -> (B', windows' * heads, N, head_dim)``, N = window**2."""
+        """``(B, Hp, Wp, heads * head_dim)`` -> 4-D ``(..., N, head_dim)`` with N = window**2.
+
+        ``local``: ``(B * windows, heads, N, head_dim)``; ``dilated``: ``(B, windows * heads, N, head_dim)``.
+        """
         window, (rows, cols) = self.window_size, self.grid
         if kind == "local":
             # Row index = grid_row * window + offset: windows are contiguous patches.
@@ -88,7 +91,7 @@ class WindowAttention(QuantizableLayer):
         return tf.transpose(x, (0, 2, 1, 3))
 
     def _merge(self, x, kind: str, head_dim: int):
-        """Inverse of :meth:`_partition`: ``(B', windows' * heads, N, head_dim) -> (B, Hp, Wp, channels)``."""
+        """Inverse of :meth:`_partition`: back to ``(B, Hp, Wp, heads * head_dim)``."""
         window, (rows, cols) = self.window_size, self.grid
         channels = self.num_heads * head_dim
         x = tf.transpose(x, (0, 2, 1, 3))

@@ -3,7 +3,7 @@
 Every conversion goes through a SavedModel with one fixed batch-1 signature
 ``serving_default(image: float32[1, H, W, C]) -> {name: tensor}`` so no dynamic-shape
 ops appear, and outputs are read by name. Works in both Keras flavours: Keras 3 models
-are written with ``ExportArchive``, tf_keras (QAT) models with ``tf.saved_model.save``.
+are written with ``ExportArchive``, tf_keras (QAT) models with ``model.save``.
 Int8 conversions are audited (see :mod:`tflite.audit`); a float op left in an int8
 graph raises :class:`tflite.audit.FloatOpError` naming the op.
 """
@@ -54,7 +54,9 @@ def write_saved_model(model, path: str | Path, batch_size: int = 1) -> Path:
         archive.write_out(str(path), verbose=False)
     else:
         fn = tf.function(serve, input_signature=[spec])
-        tf.saved_model.save(model, str(path), signatures={"serving_default": fn.get_concrete_function()})
+        # Per-layer traces are only for reloading as Keras; skipping them makes saving ~4x faster.
+        model.save(str(path), save_format="tf", save_traces=False,
+                   signatures={"serving_default": fn.get_concrete_function()})
     return path
 
 

@@ -25,6 +25,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,15 @@ def run(spec_path: str | Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_npz(base / spec["data"])
 
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[phase] = round(now - clock, 2)
+        clock = now
+
     model = _build(spec)
     assign_by_path(model, load_npz(base / spec["weights"]))
     result: dict = {"model": model.name}
@@ -88,12 +98,15 @@ def run(spec_path: str | Path) -> dict:
         outputs = model(data["probe_x"], training=False)
         outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "probe.npz")
+    lap("build_and_load")
 
     qat_model = quantize_model(model)
     calibration = data["calibration"]
     batch_size = int(spec.get("batch_size", 16))
     batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
+    lap("quantize_model")
     result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches)
+    lap("calibrate")
 
     steps = int(spec.get("steps", 0))
     if steps:
@@ -105,6 +118,7 @@ def run(spec_path: str | Path) -> dict:
             index = np.arange(step * batch_size, (step + 1) * batch_size) % len(x)
             history.append(float(qat_model.train_on_batch(x[index], y[index])))
         result["losses"] = history
+        lap("fine_tune")
 
     save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
     flatbuffer = convert(qat_model, "int8", batches)
@@ -112,6 +126,8 @@ def run(spec_path: str | Path) -> dict:
     _atomic_write_bytes(out_dir / "qat_int8.tflite", flatbuffer)
     result["ops"] = [list(row) for row in op_summary(records)]
     result["tflite_bytes"] = len(flatbuffer)
+    lap("convert")
+    result["seconds"] = seconds
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
