@@ -1,0 +1,67 @@
+"""The int8 check every backbone must pass, shared by the tests and the benchmark.
+
+1. ``train_briefly``: a few Adam steps of the 4-class classifier on built-in shapes.
+2. ``ptq_feature_agreement``: the feature model (same weights) converted to full int8
+   (audited) and compared with float, cosine per feature map.
+3. ``write_qat_spec``: the spec for :mod:`vision_core.quant.qat_job`, which builds the
+   tf_keras twin, checks it, quantizes with TF-MOT and converts to int8.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tflite.runtime import TFLiteModel
+from vision_core.backend import keras
+from vision_core.backbones.registry import build_backbone
+from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
+from vision_core.quant.agreement import output_agreement
+from vision_core.quant.convert import convert
+from vision_core.weights import assign_by_path, save_npz, weights_by_path
+
+
+def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = classification_set(count, size, seed=seed)
+    return normalize(images), labels
+
+
+def train_briefly(name: str, size: int, steps: int, batch_size: int = 16, seed: int = 7):
+    """``(classifier, per-step training losses, train images, labels)`` after ``steps`` Adam steps.
+
+    The first batch is revisited every step so the loss curve shows learning, not batch noise.
+    """
+    keras.utils.set_random_seed(seed)
+    x, labels = shapes_data(max(96, batch_size), size, seed=seed + 4)
+    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
+    classifier.compile(optimizer=keras.optimizers.Adam(1e-3),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    losses = [float(classifier.train_on_batch(x[:batch_size], labels[:batch_size])) for _ in range(steps)]
+    return classifier, losses, x, labels
+
+
+def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.ndarray,
+                          probe: np.ndarray) -> tuple[dict[str, float], bytes]:
+    """Cosine per feature map between the float features and their full-int8 TFLite conversion."""
+    features = build_backbone(name, (size, size, 3))
+    assign_by_path(features, weights, strict=False)
+    flatbuffer = convert(features, "int8", [calibration[i:i + 8] for i in range(0, len(calibration), 8)])
+    reference = {k: np.asarray(v) for k, v in features(probe, training=False).items()}
+    return output_agreement(reference, TFLiteModel(flatbuffer)(probe)), flatbuffer
+
+
+def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
+                   probe: np.ndarray, steps: int, batch_size: int = 8) -> Path:
+    """Write float weights, data and the QAT job spec into ``work``; returns the spec path."""
+    work.mkdir(parents=True, exist_ok=True)
+    save_npz(weights_by_path(classifier), work / "float.npz")
+    save_npz({"calibration": x[:32], "train_x": x, "train_y": labels, "probe_x": probe}, work / "data.npz")
+    spec = {
+        "builder": "vision_core.backbones:build_backbone",
+        "kwargs": {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
+        "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size, "out_dir": "qat",
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
+    return work / "spec.json"
