@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m vision_core.backbones demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -ra
+	$(VENV)/bin/python -m pytest -ra -n 2 --dist loadgroup
 
 report: $(STAMP)
 	$(VENV)/bin/python -m vision_core.backbones table --markdown

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 SIZE = 64
 
 
-@pytest.fixture(scope="module", params=REQUIRED)
+# One xdist group per backbone: its tests share the module-scoped run on one worker.
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in REQUIRED])
 def trained(request, tmp_path_factory):
     name = request.param
     classifier, losses, x, labels = train_briefly(name, SIZE, steps=6)

@@ -14,7 +14,8 @@ VoVNetV2 adds two things to V1:
   detectron2 code), eSE sits on the last block of each stage; the official detectron2
   checkpoints carry it on every block (``ese_on_every_block=True``, ese-VoVNet-39:
   26.2M instead of 24.6M parameters).
-* identity mapping: every block but the first of a stage adds its input to its output.
+* identity mapping: every block but the first of a stage adds its input to its output;
+  such a block's aggregation BN scale starts at zero, so it starts as the identity.
 
 The ``depthwise`` ("DW") 19-layer variants replace the 3x3 convs of the stem's last two
 layers and of the OSA blocks by depthwise 3x3 -> pointwise 1x1 -> BN -> ReLU (no norm
@@ -110,7 +111,8 @@ def osa_block(x, spec: VoVNetSpec, filters: int, out_filters: int, *, ese: bool,
             x = conv_bn_act(x, filters, 3, name=f"{name}_layer{i}")
         aggregated.append(x)
     x = keras.layers.Concatenate(name=f"{name}_aggregate")(aggregated)
-    x = conv_bn_act(x, out_filters, 1, name=f"{name}_concat")
+    # A block with identity mapping starts as the identity: its last BN scale is zero.
+    x = conv_bn_act(x, out_filters, 1, name=f"{name}_concat", bn_gamma_initializer="zeros" if identity else "ones")
     if ese:
         x = effective_squeeze_excite(x, f"{name}_ese")
     if identity:

@@ -42,13 +42,18 @@ def conv_bn_act(
     use_bias: bool = False,
     dilation_rate: int = 1,
     bn_epsilon: float = BN_EPSILON,
+    bn_gamma_initializer: str = "ones",
 ):
-    """``Conv2D(groups) -> BatchNormalization -> activation`` on NHWC ``x``."""
+    """``Conv2D(groups) -> BatchNormalization -> activation`` on NHWC ``x``.
+
+    ``bn_gamma_initializer="zeros"`` starts a residual branch at zero (Goyal et al. 2017).
+    """
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, groups=groups,
         dilation_rate=dilation_rate, use_bias=use_bias, name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=BN_MOMENTUM,
+                                        gamma_initializer=bn_gamma_initializer, name=f"{name}_bn")(x)
     return apply_activation(x, activation, f"{name}_act")
 
 
