@@ -24,7 +24,7 @@ def trained(request, tmp_path_factory):
     name = request.param
     classifier, losses, x, labels = train_briefly(name, SIZE, steps=6)
     probe, _ = shapes_data(4, SIZE, seed=99)
-    spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=1)
+    spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0)
     return {"name": name, "classifier": classifier, "losses": losses, "x": x, "probe": probe, "spec": spec}
 
 
@@ -55,4 +55,11 @@ def test_tf_keras_twin_has_the_same_variable_paths_and_outputs(trained, qat_resu
 def test_qat_model_converts_to_all_int8(trained, qat_result):
     assert qat_result["calibrated_ranges"] > 0
     require_int8(str(trained["spec"].parent / "qat" / "qat_int8.tflite"))
-    assert np.isfinite(qat_result["losses"]).all()
+
+
+def test_qat_fine_tune_steps_train_the_fake_quantized_model(tmp_path):
+    classifier, _, x, labels = train_briefly("resnet18", SIZE, steps=2)
+    probe, _ = shapes_data(2, SIZE, seed=5)
+    result = qat_job.launch(write_qat_spec(tmp_path, classifier, "resnet18", SIZE, x, labels, probe, steps=4))
+    assert len(result["losses"]) == 4 and np.isfinite(result["losses"]).all()
+    require_int8(str(tmp_path / "qat" / "qat_int8.tflite"))

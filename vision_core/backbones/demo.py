@@ -43,7 +43,8 @@ def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 
     train_x, val_x = normalize(train_x), normalize(val_x)
     model = build_backbone(backbone, (input_size, input_size, 3), num_classes=len(SHAPE_CLASSES))
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                  jit_compile=False)  # XLA trains 7-8x slower on CPU
     log.info("training %s on %d built-in shape images (%s)", backbone, train_images, ", ".join(SHAPE_CLASSES))
     model.fit(train_x, train_y, batch_size=32, epochs=epochs, validation_data=(val_x, val_y), verbose=2)
     float_logits = model.predict(val_x, batch_size=64, verbose=0)

@@ -12,7 +12,8 @@ hybrid window attention (local + dilated "spanning" windows sharing q/k/v) in st
 The first block of every stage halves the resolution, has no residual and doubles the
 expansion ratio. Settings follow the official ``EMO2_{1,2,5}M_k5_hybrid`` (224 px).
 Padding matches PyTorch's symmetric padding (explicit ZeroPadding2D before strided convs),
-so official weights map one to one.
+so the official PyTorch weights map one to one
+(no converter is provided yet).
 
 Input ``(H, W, 3)``; features C2..C5 are the outputs of stages 1..4 at strides 4..32
 (the last block's ``stage{i}_block{n}_add``); the classifier adds the official LayerNorm

@@ -30,7 +30,9 @@ class LayerNorm(QuantizableLayer):
 
     def call(self, x):
         centred = x - tf.reduce_mean(x, axis=-1, keepdims=True)
-        variance = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+        # Not tf.square: before a conv the converter fuses it into SQUARED_DIFFERENCE and gives
+        # ``centred`` the output's int8 range, leaving small inputs about two levels.
+        variance = tf.reduce_mean(centred * centred, axis=-1, keepdims=True)
         return centred * tf.math.rsqrt(variance + self.epsilon) * self.gamma + self.beta
 
     def compute_output_shape(self, input_shape):

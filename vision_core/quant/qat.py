@@ -75,7 +75,7 @@ def quantize_config_for(layer):
     if isinstance(layer, keras.layers.Activation):
         name = getattr(layer.activation, "__name__", "")
         return None if name in _ACTIVATIONS_TFMOT_KNOWS else DeclaredQuantizeConfig()
-    # TF-MOT's transforms give BatchNormalization after a conv or dense layer its config.
+    # TF-MOT's transforms give a batch norm that follows a conv or dense layer its config.
     if isinstance(layer, (keras.layers.InputLayer, keras.layers.BatchNormalization)) or _registry.supports(layer):
         return None
     return DeclaredQuantizeConfig()
@@ -85,11 +85,31 @@ def quantize_scope():
     return _qkeras.quantize_scope({"DeclaredQuantizeConfig": DeclaredQuantizeConfig, **CUSTOM_LAYERS})
 
 
+_FOLDING_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
+
+
+def _foldable_batch_norms(model) -> set[str]:
+    """Batch norms TF-MOT folds: right after a conv/dense layer whose only consumer they are."""
+    names = set()
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        producers = layer._inbound_nodes[0].inbound_layers
+        producer = producers[0] if isinstance(producers, list) and len(producers) == 1 else producers
+        if type(producer).__name__ in _FOLDING_LAYERS and len(producer._outbound_nodes) == 1:
+            names.add(layer.name)
+    return names
+
+
 def quantize_model(model):
     """A QAT copy of the tf_keras functional ``model`` (weights carried over)."""
+    foldable = _foldable_batch_norms(model)
 
     def annotate(layer):
-        config = quantize_config_for(layer)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name not in foldable:
+            config = DeclaredQuantizeConfig()
+        else:
+            config = quantize_config_for(layer)
         clone = layer.__class__.from_config(layer.get_config())
         if isinstance(layer, keras.layers.InputLayer):
             return clone

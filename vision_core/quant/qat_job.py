@@ -111,7 +111,7 @@ def run(spec_path: str | Path) -> dict:
     steps = int(spec.get("steps", 0))
     if steps:
         qat_model.compile(optimizer=keras.optimizers.Adam(float(spec.get("learning_rate", 1e-4))),
-                          loss=_loss(spec.get("loss", LOSSES[0])))
+                          loss=_loss(spec.get("loss", LOSSES[0])), jit_compile=False)
         x, y = data["train_x"], data["train_y"]
         history = []
         for step in range(steps):
