@@ -10,12 +10,13 @@ Weights travel between processes as ``.npz`` files mapping path -> array.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from vision_core.atomic import write_atomic
 from vision_core.backend import is_keras3
 
 
@@ -84,17 +85,9 @@ def assign_by_path(model, weights: dict[str, np.ndarray], strict: bool = True) -
 
 def save_npz(weights: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
     """Write ``weights`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **weights)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    return write_atomic(path, buffer.getvalue())
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tflite.runtime import TFLiteModel
+from vision_core.atomic import write_atomic
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.quant.convert import convert
 
 log = logging.getLogger("vision_core")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 64, train_images: int = 2000,
@@ -51,7 +43,7 @@ def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 
     log.info("converting to full-int8 TFLite (calibration: 200 training images)")
     flatbuffer = convert(model, "int8", [train_x[i:i + 20] for i in range(0, 200, 20)])
     tflite_path = out_dir / f"{backbone}_int8.tflite"
-    _write_atomic(tflite_path, flatbuffer)
+    write_atomic(tflite_path, flatbuffer)
     int8_logits = TFLiteModel(tflite_path)(val_x)["predictions"]
     metrics = {
         "backbone": backbone,
@@ -62,5 +54,5 @@ def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 
         "tflite": str(tflite_path),
         "tflite_bytes": len(flatbuffer),
     }
-    _write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     return metrics

@@ -24,7 +24,6 @@ import importlib
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,15 +58,10 @@ def _loss(name: str):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-    Path(f.name).replace(path)
-
-
 def run(spec_path: str | Path) -> dict:
     """The child's work (tf_keras flavour): twin check, QAT, fine-tune, int8 conversion."""
     from tflite.audit import op_summary, require_int8
+    from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3, keras
     from vision_core.quant.convert import convert
     from vision_core.quant.qat import calibrate_ranges, quantize_model
@@ -123,12 +117,12 @@ def run(spec_path: str | Path) -> dict:
     save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
     flatbuffer = convert(qat_model, "int8", batches)
     records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
-    _atomic_write_bytes(out_dir / "qat_int8.tflite", flatbuffer)
+    write_atomic(out_dir / "qat_int8.tflite", flatbuffer)
     result["ops"] = [list(row) for row in op_summary(records)]
     result["tflite_bytes"] = len(flatbuffer)
     lap("convert")
     result["seconds"] = seconds
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
     return result
 
 
