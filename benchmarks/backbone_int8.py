@@ -1,11 +1,12 @@
-"""Int8 agreement of every backbone after brief training on built-in shapes (JSON out).
+"""Int8 accuracy and agreement of every backbone classifier trained on built-in shapes (JSON out).
 
-For each backbone: train the 4-class classifier for ``--steps`` steps, convert its
-feature model to full int8 (post-training) and measure cosine per feature map, then run
-QAT in a tf_keras process and compare the QAT int8 classifier with the float one
-(logit cosine, top-1 agreement) on held-out images.
+For each backbone: train the 4-class classifier (``--images`` shapes, ``--epochs``),
+then score on held-out shapes, with one evaluator, the float Keras model, the
+post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-tune
+steps in the tf_keras process) and the QAT int8 TFLite classifier. Also the cosine of
+the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
 
-    python benchmarks/backbone_int8.py [NAMES...] [--size 96] [--steps 20] [--out FILE]
+    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 1024] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -21,30 +22,43 @@ import numpy as np
 from tqdm import tqdm
 
 from tflite.runtime import TFLiteModel
+from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_briefly, write_qat_spec
+from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec
 from vision_core.quant import qat_job
-from vision_core.quant.agreement import cosine_similarity
-from vision_core.weights import weights_by_path
+from vision_core.quant.convert import convert
+from vision_core.quant.report import classification_evaluator, compare, top1_agreement
+from vision_core.weights import load_npz, weights_by_path
 
 
-def measure(name: str, size: int, steps: int, qat_steps: int, work: Path) -> dict:
+def measure(name: str, size: int, images: int, epochs: int, qat_steps: int, work: Path) -> dict:
     start = time.perf_counter()
-    classifier, losses, x, labels = train_briefly(name, size, steps)
-    probe, _ = shapes_data(64, size, seed=99)
-    cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:64], probe[:16])
-    spec = write_qat_spec(work / name, classifier, name, size, x, labels, probe[:4], steps=qat_steps)
+    classifier, x, labels = train_classifier(name, size, images, epochs)
+    val_x, val_y = shapes_data(400, size, seed=99)
+    calibration = [x[i:i + 16] for i in range(0, 128, 16)]
+    cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
+    ptq = TFLiteModel(convert(classifier, "int8", calibration))
+    spec = write_qat_spec(work / name, classifier, name, size, x, labels, val_x[:4], steps=qat_steps,
+                          batch_size=16, calibration_images=128, eval_x=val_x)
     qat = qat_job.launch(spec)
-    float_logits = np.asarray(classifier.predict(probe, verbose=0))
-    qat_logits = TFLiteModel(spec.parent / "qat" / "qat_int8.tflite")(probe)["predictions"]
+    forms = {
+        "float": {"predictions": classifier.predict(val_x, batch_size=50, verbose=0)},
+        "ptq_int8.tflite": ptq(val_x),
+        "qat_keras": load_npz(spec.parent / "qat" / "eval_outputs.npz"),
+        "qat_int8.tflite": TFLiteModel(spec.parent / "qat" / "qat_int8.tflite")(val_x),
+    }
+    rows = compare(classification_evaluator(val_y), forms, reference="float", agreement=top1_agreement)
     return {
         "backbone": name,
         "input_size": size,
-        "train_loss_first_last": [losses[0], losses[-1]],
+        "train_images": images,
+        "epochs": epochs,
+        "qat_steps": qat_steps,
+        "val_images": len(val_y),
+        "forms": rows,
         "ptq_int8_feature_cosine": cosines,
-        "qat_int8_logit_cosine": cosine_similarity(float_logits, qat_logits),
-        "qat_int8_top1_agreement": float(np.mean(float_logits.argmax(1) == qat_logits.argmax(1))),
         "qat_int8_ops": qat["ops"],
+        "qat_seconds": qat["seconds"],
         "seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -52,20 +66,20 @@ def measure(name: str, size: int, steps: int, qat_steps: int, work: Path) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="backbones (default: all)")
-    parser.add_argument("--size", type=int, default=96, help="input size (default: 96)")
-    parser.add_argument("--steps", type=int, default=20, help="float training steps (default: 20)")
-    parser.add_argument("--qat-steps", type=int, default=10, help="QAT fine-tune steps (default: 10)")
+    parser.add_argument("--size", type=int, default=64, help="input size (default: 64)")
+    parser.add_argument("--images", type=int, default=1024, help="training images (default: 1024)")
+    parser.add_argument("--epochs", type=int, default=3, help="float training epochs (default: 3)")
+    parser.add_argument("--qat-steps", type=int, default=20, help="QAT fine-tune steps (default: 20)")
     parser.add_argument("--out", default="benchmarks/results/backbone_int8.json", help="JSON output file")
     args = parser.parse_args()
-    results = []
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
-            results.append(measure(name, args.size, args.steps, args.qat_steps, Path(tmp)))
-            print(json.dumps({k: results[-1][k] for k in ("backbone", "ptq_int8_feature_cosine",
-                                                          "qat_int8_logit_cosine", "qat_int8_top1_agreement")}))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+            result = measure(name, args.size, args.images, args.epochs, args.qat_steps, Path(tmp))
+            results = [r for r in results if r["backbone"] != name] + [result]
+            write_atomic(out, json.dumps(results, indent=2).encode())
+            print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)
     return 0
 
 

@@ -21,38 +21,54 @@ def test_unknown_backbone_error_lists_the_registered_names():
         build_backbone("resnet9", (64, 64, 3))
 
 
-@pytest.mark.parametrize("name", REQUIRED)
-def test_features_are_named_c2_to_c5_at_strides_4_to_32(name):
-    model = build_backbone(name, (128, 128, 3))
-    shapes = {k: tuple(v.shape[1:3]) for k, v in model.output.items()}
+# Each backbone is built twice (features at 128, 1000-class classifier at 64) and shared by
+# the checks below, which run together on one xdist worker.
+each_backbone = pytest.mark.parametrize(
+    "built", [pytest.param(n, marks=pytest.mark.xdist_group(f"build-{n}"), id=n) for n in REQUIRED], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def built(request):
+    name = request.param
+    return name, build_backbone(name, (128, 128, 3)), build_backbone(name, (64, 64, 3), num_classes=1000)
+
+
+@each_backbone
+def test_features_are_named_c2_to_c5_at_strides_4_to_32(built):
+    _, features, _ = built
+    shapes = {k: tuple(v.shape[1:3]) for k, v in features.output.items()}
     assert shapes == {k: (128 // s, 128 // s) for k, s in FEATURE_STRIDES.items()}
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_parameter_count_matches_the_reference(name):
+@each_backbone
+def test_parameter_count_matches_the_reference(built):
+    name, _, classifier = built
     reference_m = REFERENCES[name][0]
-    params = count_parameters(build_backbone(name, (64, 64, 3), num_classes=1000))
+    params = count_parameters(classifier)
     assert abs(params / 1e6 / reference_m - 1) <= PARAM_TOLERANCE, f"{name}: {params / 1e6:.2f}M vs {reference_m}M"
+
+
+@each_backbone
+def test_every_layer_has_a_unique_name(built):
+    names = [layer.name for layer in built[2].layers]
+    assert len(names) == len(set(names))
+
+
+@each_backbone
+def test_no_lambda_layers(built):
+    from vision_core.backend import keras
+
+    for model in built[1:]:
+        assert not [layer.name for layer in model.layers if isinstance(layer, keras.layers.Lambda)]
+
+
+def test_every_required_backbone_has_a_reference():
+    assert set(REQUIRED) <= set(REFERENCES)
 
 
 @pytest.mark.parametrize("name, expected", [("resnet18", 11_689_512), ("resnet50", 25_557_032)])
 def test_resnet_parameter_counts_equal_torchvision_exactly(name, expected):
     assert count_parameters(build_backbone(name, (64, 64, 3), num_classes=1000)) == expected
-
-
-def test_every_layer_has_a_unique_name():
-    for name in REQUIRED:
-        model = build_backbone(name, (64, 64, 3), num_classes=10)
-        names = [layer.name for layer in model.layers]
-        assert len(names) == len(set(names)), name
-
-
-def test_no_lambda_layers():
-    from vision_core.backend import keras
-
-    for name in REQUIRED:
-        model = build_backbone(name, (64, 64, 3))
-        assert not [l.name for l in model.layers if isinstance(l, keras.layers.Lambda)], name
 
 
 @pytest.mark.parametrize("variant, extra_layers", [

@@ -28,19 +28,41 @@ def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return normalize(images), labels
 
 
-def train_briefly(name: str, size: int, steps: int, batch_size: int = 16, seed: int = 7):
+def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learning_rate: float = 1e-4,
+                  seed: int = 7):
     """``(classifier, per-step training losses, train images, labels)`` after ``steps`` Adam steps.
 
     The first batch is revisited every step so the loss curve shows learning, not batch noise.
+    Steps run eagerly: for a handful of steps that is 3x faster than tracing the train
+    function of a large graph (measured on EMOv2-5M, 24 s vs 78 s for 6 steps). Adam at
+    1e-4, because at 1e-3 RevCol-S diverges (loss 2.2 -> 4.7 -> 2.4 in 6 steps; 2.2 -> 0.01 at 1e-4).
     """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(max(96, batch_size), size, seed=seed + 4)
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
-    classifier.compile(optimizer=keras.optimizers.Adam(1e-3),
+    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                       jit_compile=False)  # XLA trains 7-8x slower on CPU
+                       jit_compile=False, run_eagerly=True)
     losses = [float(classifier.train_on_batch(x[:batch_size], labels[:batch_size])) for _ in range(steps)]
     return classifier, losses, x, labels
+
+
+def train_classifier(name: str, size: int, images: int, epochs: int, batch_size: int = 16, seed: int = 7):
+    """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes.
+
+    Adam with a linear warm-up to 5e-4 over the first fifth of the steps, then cosine decay
+    (RevCol diverges without the warm-up).
+    """
+    keras.utils.set_random_seed(seed)
+    x, labels = shapes_data(images, size, seed=seed + 4)
+    steps = epochs * (images // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - steps // 5, warmup_target=5e-4,
+                                                      warmup_steps=steps // 5)
+    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
+    classifier.compile(optimizer=keras.optimizers.Adam(schedule),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    classifier.fit(x, labels, batch_size=batch_size, epochs=epochs, verbose=0)
+    return classifier, x, labels
 
 
 def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.ndarray,
@@ -54,15 +76,23 @@ def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.n
 
 
 def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
-                   probe: np.ndarray, steps: int, batch_size: int = 8) -> Path:
-    """Write float weights, data and the QAT job spec into ``work``; returns the spec path."""
+                   probe: np.ndarray, steps: int, batch_size: int = 8, quantize: bool = True,
+                   calibration_images: int = 16, eval_x: np.ndarray | None = None) -> Path:
+    """Write float weights, data and the QAT job spec into ``work``; returns the spec path.
+
+    The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
+    (optional) asks for the QAT model's outputs on it. ``quantize=False`` asks the job for
+    the tf_keras twin check only (no TF-MOT, no conversion).
+    """
     work.mkdir(parents=True, exist_ok=True)
     save_npz(weights_by_path(classifier), work / "float.npz")
-    save_npz({"calibration": x[:32], "train_x": x, "train_y": labels, "probe_x": probe}, work / "data.npz")
+    data = {"calibration": x[:calibration_images], "train_x": x, "train_y": labels, "probe_x": probe}
+    save_npz(data if eval_x is None else {**data, "eval_x": eval_x}, work / "data.npz")
     spec = {
         "builder": "vision_core.backbones:build_backbone",
         "kwargs": {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
         "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size, "out_dir": "qat",
+        "quantize": quantize,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return work / "spec.json"

@@ -32,7 +32,7 @@ def output_dict(model, outputs) -> dict:
     return {model.output_names[0]: outputs}
 
 
-def input_spec(model, batch_size: int = 1) -> tf.TensorSpec:
+def input_spec(model, batch_size: int | None = 1) -> tf.TensorSpec:
     shape = tuple(model.inputs[0].shape[1:])
     if any(d is None for d in shape):
         raise ValueError(f"{model.name}: export needs a fixed input size, got {shape}")

@@ -8,10 +8,13 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
       "kwargs": {"name": "resnet18", "input_shape": [64, 64, 3], "num_classes": 4},
       "weights": "float.npz",              # weights_by_path() of the float Keras 3 model
       "data": "data.npz",                  # calibration [N,H,W,C] float32; optional train_x,
-                                           #   train_y (fine-tuning) and probe_x (twin check)
+                                           #   train_y (fine-tuning), probe_x (twin check) and
+                                           #   eval_x (the QAT model's outputs for the report)
       "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
       "loss": "sparse_categorical_crossentropy_from_logits",
-      "out_dir": "qat"                     # qat_int8.tflite, qat.weights.npz, probe.npz, result.json
+      "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz, probe.npz,
+                                           #   eval_outputs.npz, result.json
+      "quantize": true                     # false: build, load and probe the tf_keras twin only
     }
 
 ``launch(spec_path)`` runs ``python -m vision_core.quant.qat_job spec.json`` in the
@@ -93,6 +96,10 @@ def run(spec_path: str | Path) -> dict:
         outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "probe.npz")
     lap("build_and_load")
+    if not spec.get("quantize", True):
+        result["seconds"] = seconds
+        write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
+        return result
 
     qat_model = quantize_model(model)
     calibration = data["calibration"]
@@ -115,6 +122,11 @@ def run(spec_path: str | Path) -> dict:
         lap("fine_tune")
 
     save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
+    if "eval_x" in data:
+        outputs = qat_model.predict(data["eval_x"], batch_size=batch_size, verbose=0)
+        outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
+        save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "eval_outputs.npz")
+        lap("evaluate")
     flatbuffer = convert(qat_model, "int8", batches)
     records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     write_atomic(out_dir / "qat_int8.tflite", flatbuffer)

@@ -1,0 +1,1 @@
+"""Exports of trained models to serving, edge and interchange formats."""
