@@ -4,7 +4,9 @@ import pytest
 
 from conftest import run_python
 from tflite.audit import require_int8
+from tflite.metadata import read_metadata
 from vision_core.backbones.demo import run_demo
+from vision_core.data.synthetic import SHAPE_CLASSES
 
 
 def test_list_prints_every_registered_backbone():
@@ -26,15 +28,24 @@ def test_table_reports_params_macs_and_reference():
 def test_help_describes_every_command():
     result = run_python(["-m", "vision_core.backbones", "--help"])
     assert result.returncode == 0
-    for command in ("list", "table", "demo"):
+    for command in ("list", "table", "demo", "train", "qat", "export"):
         assert command in result.stdout
 
 
 @pytest.mark.slow
-def test_demo_trains_and_ships_an_int8_model_that_agrees(tmp_path):
-    metrics = run_demo(tmp_path, backbone="resnet18", input_size=32, train_images=256, val_images=64, epochs=2)
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    require_int8(metrics["tflite"])
-    assert metrics["top1_agreement"] >= 0.9
-    assert abs(metrics["int8_accuracy"] - metrics["float_accuracy"]) <= 0.1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "resnet18_int8.tflite"]
+def test_demo_trains_and_ships_every_form_scored_by_one_evaluator(tmp_path):
+    metrics = run_demo(tmp_path / "run", backbone="resnet18", input_size=32, epochs=4, qat_steps=4,
+                       saved_models_root=tmp_path / "saved_models", train_images=800, val_images=64)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
+    files = metrics["files"]
+    assert sorted(files) == ["float.onnx", "float16.tflite", "float32.tflite", "int16x8.tflite", "int8.onnx",
+                             "int8_ptq.tflite", "int8_qat.tflite", "saved_model"]
+    assert files["saved_model"] == str(tmp_path / "saved_models" / "resnet18_shapes" / "1")
+    for form in ("int8_ptq.tflite", "int8_qat.tflite"):
+        require_int8(files[form])
+        assert read_metadata(files[form]).labels == list(SHAPE_CLASSES)
+    rows = {row["form"]: row for row in metrics["forms"]}
+    assert list(rows) == ["float keras", "qat keras", *(f for f in files if f != "saved_model")]
+    assert rows["float32.tflite"]["agreement"] == 1.0 and rows["float.onnx"]["agreement"] == 1.0
+    for form in ("int8_ptq.tflite", "int8_qat.tflite", "int8.onnx"):
+        assert rows[form]["agreement"] >= 0.9, rows[form]

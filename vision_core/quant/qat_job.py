@@ -14,7 +14,10 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
       "loss": "sparse_categorical_crossentropy_from_logits",
       "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz, probe.npz,
                                            #   eval_outputs.npz, result.json
-      "quantize": true                     # false: build, load and probe the tf_keras twin only
+      "quantize": true,                    # false: build, load and probe the tf_keras twin only
+      "metadata": {...}                    # optional tflite.metadata.ModelInfo fields: the int8
+                                           #   file is then a shippable export (uint8 input,
+                                           #   probabilities, metadata; see export_tflite)
     }
 
 ``launch(spec_path)`` runs ``python -m vision_core.quant.qat_job spec.json`` in the
@@ -64,8 +67,10 @@ def _loss(name: str):
 def run(spec_path: str | Path) -> dict:
     """The child's work (tf_keras flavour): twin check, QAT, fine-tune, int8 conversion."""
     from tflite.audit import op_summary, require_int8
+    from tflite.metadata import ModelInfo
     from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3, keras
+    from vision_core.export.tflite_export import export_tflite
     from vision_core.quant.convert import convert
     from vision_core.quant.qat import calibrate_ranges, quantize_model
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
@@ -127,9 +132,14 @@ def run(spec_path: str | Path) -> dict:
         outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "eval_outputs.npz")
         lap("evaluate")
-    flatbuffer = convert(qat_model, "int8", batches)
-    records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
-    write_atomic(out_dir / "qat_int8.tflite", flatbuffer)
+    if "metadata" in spec:
+        flatbuffer = export_tflite(qat_model, out_dir / "qat_int8.tflite", "int8", batches,
+                                   info=ModelInfo(**spec["metadata"])).read_bytes()
+        records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
+    else:
+        flatbuffer = convert(qat_model, "int8", batches)
+        records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
+        write_atomic(out_dir / "qat_int8.tflite", flatbuffer)
     result["ops"] = [list(row) for row in op_summary(records)]
     result["tflite_bytes"] = len(flatbuffer)
     lap("convert")

@@ -20,12 +20,22 @@ import numpy as np
 Outputs = Mapping[str, np.ndarray]
 
 
-def classification_evaluator(labels: np.ndarray, output: str = "predictions") -> Callable[[Outputs], dict]:
-    """Top-1 accuracy of ``outputs[output]`` (logits or probabilities, ``[N, classes]``) against ``labels``."""
+def _scores(outputs: Outputs, output: str | None) -> np.ndarray:
+    """``outputs[output]``, or the only output when ``output`` is None (Keras logits and the
+    exported probabilities have different names but the same arg-max)."""
+    if output is None:
+        if len(outputs) != 1:
+            raise ValueError(f"name the class-score output among {sorted(outputs)}")
+        return np.asarray(next(iter(outputs.values())))
+    return np.asarray(outputs[output])
+
+
+def classification_evaluator(labels: np.ndarray, output: str | None = None) -> Callable[[Outputs], dict]:
+    """Top-1 accuracy of the class scores (logits or probabilities, ``[N, classes]``) against ``labels``."""
     labels = np.asarray(labels)
 
     def evaluate(outputs: Outputs) -> dict[str, float]:
-        scores = np.asarray(outputs[output])
+        scores = _scores(outputs, output)
         if scores.shape[0] != labels.shape[0]:
             raise ValueError(f"{output!r} has {scores.shape[0]} rows for {labels.shape[0]} labels")
         return {"accuracy": float(np.mean(scores.argmax(-1) == labels))}
@@ -33,9 +43,9 @@ def classification_evaluator(labels: np.ndarray, output: str = "predictions") ->
     return evaluate
 
 
-def top1_agreement(reference: Outputs, candidate: Outputs, output: str = "predictions") -> float:
+def top1_agreement(reference: Outputs, candidate: Outputs, output: str | None = None) -> float:
     """Fraction of rows whose arg-max class is the same in both forms."""
-    return float(np.mean(np.asarray(reference[output]).argmax(-1) == np.asarray(candidate[output]).argmax(-1)))
+    return float(np.mean(_scores(reference, output).argmax(-1) == _scores(candidate, output).argmax(-1)))
 
 
 def compare(evaluate: Callable[[Outputs], dict], forms: Mapping[str, Outputs], reference: str,
