@@ -19,6 +19,7 @@ from tflite.bench import benchmark
 from tflite.draw import draw_prediction
 from tflite.errors import EdgeKitError
 from tflite.inspect_model import format_report, inspect_model
+from tflite.peak import add_peak
 from tflite.predict import Predictor, read_image
 
 
@@ -63,15 +64,34 @@ def run(args: argparse.Namespace) -> None:
 
 def bench(args: argparse.Namespace) -> None:
     report = benchmark(args.model, threads=args.threads, warmup=args.warmup, runs=args.runs)
+    if not args.no_peak:
+        report = add_peak(report)
     print(f"{report['model']}: input {report['input']['dtype']}{report['input']['shape']}, "
-          f"{report['macs'] / 1e6:.2f} M MACs, {report['runs']} runs after {report['warmup']} warm-up")
-    print(f"{'threads':>7} {'p50 ms':>9} {'p90 ms':>9} {'FPS':>9} {'GMAC/s':>8}")
+          f"{report['compute_dtype'] or 'other'} compute, {report['macs'] / 1e6:.2f} M MACs, "
+          f"{report['runs']} runs after {report['warmup']} warm-up, load average "
+          f"{' '.join(f'{v:.2f}' for v in report['load_average'])}")
+    peak = report.get("peak")
+    header = f"{'threads':>7} {'p50 ms':>9} {'p90 ms':>9} {'FPS':>9} {'GMAC/s':>8}"
+    if peak:
+        conv = peak["shape"]
+        print(f"peak: one {peak['dtype']} CONV_2D {conv['kernel']}x{conv['kernel']}, {conv['height']}x{conv['width']}"
+              f"x{conv['in_channels']} -> {conv['out_channels']} channels ({peak['macs'] / 1e9:.2f} G MACs), "
+              "timed the same way")
+        header += f" {'peak':>8} {'of peak':>8}"
+    print(header)
     for row in report["results"]:
-        gmacs = f"{row['gmacs_per_s']:8.2f}" if row["gmacs_per_s"] is not None else f"{'-':>8}"
-        print(f"{row['threads']:>7} {row['p50_ms']:9.3f} {row['p90_ms']:9.3f} {row['fps']:9.1f} {gmacs}")
+        line = (f"{row['threads']:>7} {row['p50_ms']:9.3f} {row['p90_ms']:9.3f} {row['fps']:9.1f} "
+                f"{_number(row['gmacs_per_s'], '8.2f')}")
+        if peak:
+            line += f" {_number(row['peak_gmacs_per_s'], '8.2f')} {_number(row['peak_ratio'], '8.1%')}"
+        print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
+
+
+def _number(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else f"{'-':>8}"
 
 
 def inspect(args: argparse.Namespace) -> None:
@@ -105,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="measure latency", description=(
             "Time MODEL on a fixed random input: WARMUP untimed runs, then RUNS timed runs per thread count; "
             "prints p50/p90 latency (ms), FPS and the achieved GMAC/s (MACs from the metadata, else counted "
-            "from the CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops)."))
+            "from the CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops). Then times, the same way, one large "
+            "CONV_2D in the model's compute dtype (int8 or float32) as this machine's peak GMAC/s and prints "
+            "each thread count's share of it."))
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file")
     p.add_argument("--threads", type=_thread_counts, default=(1,), metavar="N[,N...]",
                    help="thread counts to time, comma-separated (default: 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per thread count (default: 50)")
+    p.add_argument("--no-peak", action="store_true", help="skip the peak convolution")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON to OUT")
     p.set_defaults(handler=bench)
 
