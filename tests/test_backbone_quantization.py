@@ -73,7 +73,7 @@ def test_tf_keras_twin_has_the_same_variable_paths_and_outputs(trained, qat_resu
 @full_chain
 def test_int8_ptq_is_all_int8_and_features_agree_with_float(trained):
     cosines, flatbuffer = ptq_feature_agreement(trained["name"], SIZE, weights_by_path(trained["classifier"]),
-                                                trained["x"][:16], trained["probe"])
+                                                trained["x"][:32], trained["probe"])
     require_int8(flatbuffer)
     assert sorted(cosines) == sorted(FEATURE_NAMES)
     assert min(cosines.values()) >= 0.98, cosines
