@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tflite.audit import FloatOpError, audit_ops, require_int8
+from tflite.audit import FloatOpError, OpRecord, audit_ops, float_ops, require_int8
 from vision_core.backend import keras
 from vision_core.layers.normalization import LayerNorm
 from vision_core.quant.convert import convert
@@ -40,3 +40,18 @@ def test_float_model_audit_lists_ops_with_dtypes():
     assert records[0].op == "CONV_2D"
     assert records[0].input_dtypes == ("float32", "float32", "float32")
     assert all(r.is_float for r in records)
+
+
+def _record(index, op, dtype_in, dtype_out, inputs, outputs):
+    return OpRecord(index, op, (dtype_in,), (dtype_out,), (f"t{outputs[0]}",), tuple(inputs), tuple(outputs))
+
+
+def test_dequantize_is_allowed_only_when_it_feeds_nothing_but_the_postprocess_op():
+    records = [
+        _record(0, "CONV_2D", "int8", "int8", [0], [1]),
+        _record(1, "DEQUANTIZE", "int8", "float32", [1], [2]),  # -> post-process only
+        _record(2, "DEQUANTIZE", "int8", "float32", [1], [3]),  # -> post-process and ADD
+        _record(3, "TFLite_Detection_PostProcess", "float32", "float32", [2, 3], [4]),
+        _record(4, "ADD", "float32", "float32", [3], [5]),
+    ]
+    assert [(r.index, r.op) for r in float_ops(records)] == [(2, "DEQUANTIZE"), (4, "ADD")]

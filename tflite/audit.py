@@ -2,7 +2,8 @@
 
 An int8 model must hold no float op: an op counts as float when any of its input or
 output tensors is float32/float16. The detection post-process custom op is the one
-exception (it decodes boxes in float by design).
+exception (it decodes boxes in float by design), and with it the DEQUANTIZE ops whose
+outputs feed only that op (its inputs must be float).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class OpRecord:
     input_dtypes: tuple[str, ...]
     output_dtypes: tuple[str, ...]
     output_names: tuple[str, ...]
+    inputs: tuple[int, ...] = ()
+    outputs: tuple[int, ...] = ()
 
     @property
     def is_float(self) -> bool:
@@ -56,13 +59,25 @@ def audit_ops(model: bytes | str) -> list[OpRecord]:
             input_dtypes=dtypes(op["inputs"]),
             output_dtypes=dtypes(op["outputs"]),
             output_names=tuple(tensors[i]["name"] for i in op["outputs"] if i in tensors),
+            inputs=tuple(int(i) for i in op["inputs"]),
+            outputs=tuple(int(i) for i in op["outputs"]),
         )
         for op in interpreter._get_ops_details()
     ]
 
 
 def float_ops(records: list[OpRecord], allowed: frozenset[str] = ALLOWED_FLOAT_OPS) -> list[OpRecord]:
-    return [r for r in records if r.is_float and r.op not in allowed]
+    """The float ops of ``records``, not counting ``allowed`` ops and DEQUANTIZE ops that feed only them."""
+    consumers: dict[int, set[str]] = {}
+    for r in records:
+        for tensor in r.inputs:
+            consumers.setdefault(tensor, set()).add(r.op)
+
+    def feeds_allowed(r: OpRecord) -> bool:
+        return r.op == "DEQUANTIZE" and bool(r.outputs) and all(
+            consumers.get(t) and consumers[t] <= allowed for t in r.outputs)
+
+    return [r for r in records if r.is_float and r.op not in allowed and not feeds_allowed(r)]
 
 
 def require_int8(model: bytes | str, allowed: frozenset[str] = ALLOWED_FLOAT_OPS, source: str = "model") -> list[OpRecord]:

@@ -7,33 +7,25 @@ xmin, ymax, xmax)`` **normalised** to the input, ``classes [1, D]``, ``scores [1
 ``num_detections [1]`` (all float32). In Keras it computes the op's result in TF; after
 conversion with ``allow_custom_ops`` the op itself runs.
 
-Two things :func:`vision_core.quant.convert.convert` cannot do yet, done here by
-:func:`convert_detector`:
-
-* integer input with **float32 outputs**: the op's outputs are float (``convert``'s one
-  ``io_dtype`` would append QUANTIZE ops that squeeze classes and counts into int8);
-* an audit that allows the DEQUANTIZE ops feeding the op (its inputs must be float) as
-  well as the op itself (:func:`require_int8_detector`).
+:func:`convert_detector` converts with integer input and **float32 outputs** (int8 outputs
+would squeeze classes and counts); the audit allows the op and the DEQUANTIZE ops feeding
+it (its inputs must be float).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import flatbuffers.flexbuffers as flexbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from tflite.audit import FloatOpError, OpRecord, audit_ops
-from vision_core.backend import keras, tf
+from tflite.audit import OpRecord, require_int8
+from vision_core.backend import keras
 from vision_core.detection.nms import POSTPROCESS_OP, PostProcessConfig, tflite_detection_postprocess
-from vision_core.quant.convert import INPUT_NAME, write_saved_model
+from vision_core.quant.convert import INPUT_NAME, convert
 
-INPUT_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
 
 
 class DetectionPostProcess(keras.layers.Layer):
@@ -81,65 +73,20 @@ def convert_detector(model, mode: str = "int8", representative_data: Iterable | 
     """Convert a model ending in :class:`DetectionPostProcess` to TFLite bytes; outputs stay float32.
 
     ``mode``: ``float32`` or ``int8`` (full-integer graph up to the post-process op, which
-    the audit allows to be float). ``representative_data`` yields float32 batches ``(N, H,
-    W, C)`` of preprocessed inputs (int8 needs them). ``input_dtype`` of an int8 model:
-    ``uint8`` (default), ``int8`` or ``float32``. Int8 results are checked by
-    :func:`require_int8_detector`.
+    the audit allows to be float, with the DEQUANTIZE ops feeding it). ``representative_data``
+    yields float32 batches ``(N, H, W, C)`` of preprocessed inputs (int8 needs them).
+    ``input_dtype`` of an int8 model: ``uint8`` (default), ``int8`` or ``float32``.
     """
     if mode not in ("float32", "int8"):
         raise ValueError(f"detector conversion supports float32 and int8, not {mode!r}")
-    if mode == "int8" and representative_data is None:
-        raise ValueError("int8 conversion needs representative data for calibration")
-    with tempfile.TemporaryDirectory(prefix="detector_export_") as tmp:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(write_saved_model(model, Path(tmp) / "sm")))
-        converter.allow_custom_ops = True
-        if mode == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = _calibration(representative_data, max_calibration_batches)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = INPUT_DTYPES[input_dtype]
-            converter.inference_output_type = tf.float32
-        flatbuffer = converter.convert()
-    if mode == "int8" and input_dtype != "float32":
-        require_int8_detector(flatbuffer, source=f"{model.name} ({mode})")
-    return flatbuffer
-
-
-def _calibration(data: Iterable | Callable, limit: int):
-    def samples():
-        source = data() if callable(data) else data
-        for i, batch in enumerate(source):
-            if i >= limit:
-                break
-            for image in np.asarray(batch, np.float32):
-                yield {INPUT_NAME: image[None]}
-
-    return samples
+    return convert(model, mode, representative_data, io_dtype=input_dtype, output_dtype="float32",
+                   max_calibration_batches=max_calibration_batches, allow_custom_ops=True)
 
 
 def require_int8_detector(model: bytes | str, source: str = "detector") -> list[OpRecord]:
-    """Audit like :func:`tflite.audit.require_int8`, also allowing the DEQUANTIZE ops whose
-    outputs go only into ``TFLite_Detection_PostProcess``. Raises :class:`FloatOpError`."""
-    records = audit_ops(model)
-    feeding_op = _dequantize_into_postprocess(model)
-    bad = [r for r in records if r.is_float and r.op != POSTPROCESS_OP and r.index not in feeding_op]
-    if bad:
-        listed = "; ".join(f"#{r.index} {r.op} ({'/'.join(r.output_names)})" for r in bad[:20])
-        raise FloatOpError(f"{source}: {len(bad)} float op(s) in an int8 detector: {listed}")
-    return records
-
-
-def _dequantize_into_postprocess(model: bytes | str) -> set[int]:
-    kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    interpreter = (Interpreter(model_content=bytes(model), **kwargs) if isinstance(model, (bytes, bytearray))
-                   else Interpreter(model_path=str(model), **kwargs))
-    ops = interpreter._get_ops_details()
-    consumers: dict[int, set[str]] = {}
-    for op in ops:
-        for tensor in op["inputs"]:
-            consumers.setdefault(tensor, set()).add(op["op_name"])
-    return {op["index"] for op in ops if op["op_name"] == "DEQUANTIZE"
-            and all(consumers.get(t) == {POSTPROCESS_OP} for t in op["outputs"])}
+    """:func:`tflite.audit.require_int8` for a detector (the post-process op and the
+    DEQUANTIZE ops feeding it may be float). Raises :class:`tflite.audit.FloatOpError`."""
+    return require_int8(model, source=source)
 
 
 def postprocess_options(flatbuffer: bytes) -> dict:

@@ -21,6 +21,7 @@ from vision_core.backend import is_keras3, keras, tf
 
 MODES = ("float32", "float16", "int8", "int16x8")
 INPUT_NAME = "image"
+IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
 
 
 def output_dict(model, outputs) -> dict:
@@ -82,6 +83,7 @@ def convert(
     representative_data: Iterable | Callable | None = None,
     *,
     io_dtype: str | None = None,
+    output_dtype: str | None = None,
     max_calibration_batches: int = 100,
     allowed_float_ops: frozenset[str] = ALLOWED_FLOAT_OPS,
     allow_custom_ops: bool = False,
@@ -92,7 +94,9 @@ def convert(
     float model, the trained ranges of a QAT model) or ``int16x8`` (int16 activations,
     int8 weights). ``representative_data`` yields float32 batches ``(N, H, W, C)`` of the
     task's own preprocessed inputs; int8 and int16x8 need it. ``io_dtype`` sets the
-    input/output type of integer models: ``int8`` (default), ``uint8`` or ``float32``.
+    input/output type of integer models: ``int8`` (default), ``uint8`` or ``float32``;
+    ``output_dtype`` overrides it for the outputs (``float32`` for a detector ending in
+    the float post-process op, whose classes and counts int8 outputs would squeeze).
     """
     if mode not in MODES:
         raise ValueError(f"unknown TFLite mode {mode!r}: expected one of {', '.join(MODES)}")
@@ -110,14 +114,14 @@ def convert(
             converter.representative_dataset = _representative(representative_data, max_calibration_batches)
             if mode == "int8":
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype or "int8"]
+                io = IO_DTYPES[io_dtype or "int8"]
             else:
                 converter.target_spec.supported_ops = [
                     tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
                 ]
-                io = {"int16": tf.int16, "float32": tf.float32}[io_dtype or "float32"]
+                io = IO_DTYPES[io_dtype or "float32"]
             converter.inference_input_type = io
-            converter.inference_output_type = io
+            converter.inference_output_type = IO_DTYPES[output_dtype] if output_dtype else io
         flatbuffer = converter.convert()
     if mode == "int8" and (io_dtype or "int8") != "float32":
         require_int8(flatbuffer, allowed_float_ops, source=f"{model.name} ({mode})")
