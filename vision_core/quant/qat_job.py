@@ -7,11 +7,16 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
       "builder": "vision_core.backbones:build_backbone",   # module:function building the model
       "kwargs": {"name": "resnet18", "input_shape": [64, 64, 3], "num_classes": 4},
       "weights": "float.npz",              # weights_by_path() of the float Keras 3 model
-      "data": "data.npz",                  # calibration [N,H,W,C] float32; optional train_x,
-                                           #   train_y (fine-tuning), probe_x (twin check) and
-                                           #   eval_x (the QAT model's outputs for the report)
+      "data": "data.npz",                  # calibration [N,H,W,C] float32; optional train_x and
+                                           #   its targets: train_y (class ids) or target.<name>
+                                           #   arrays, probe_x (twin check) and eval_x (the QAT
+                                           #   model's outputs for the report)
       "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
-      "loss": "sparse_categorical_crossentropy_from_logits",
+      "loss": "sparse_categorical_crossentropy_from_logits",   # or "module:function" taking
+                                           #   (targets: dict, outputs: dict) -> scalar tensor
+      "exporter": "module:function",       # optional: (qat_model, path, calibration batches,
+                                           #   ModelInfo) -> path of the int8 file (a detector
+                                           #   appends its post-process op); needs "metadata"
       "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz, probe.npz,
                                            #   eval_outputs.npz, result.json
       "quantize": true,                    # false: build, load and probe the tf_keras twin only
@@ -51,17 +56,56 @@ def launch(spec_path: str | Path, timeout: float | None = None) -> dict:
     return json.loads((spec_path.parent / spec["out_dir"] / "result.json").read_text())
 
 
+def _imported(path: str):
+    module_name, _, function = path.partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
 def _build(spec: dict):
-    module_name, _, function = spec["builder"].partition(":")
-    return getattr(importlib.import_module(module_name), function)(**spec["kwargs"])
+    return _imported(spec["builder"])(**spec["kwargs"])
 
 
 def _loss(name: str):
+    """``loss(targets: dict, outputs: dict) -> scalar``, by name or ``module:function``."""
     from vision_core.backend import keras
 
+    if ":" in name:
+        return _imported(name)
     if name not in LOSSES:
-        raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)}")
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)} or module:function")
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return lambda targets, outputs: cross_entropy(targets["label"], next(iter(outputs.values())))
+
+
+def _targets(data: dict) -> dict[str, np.ndarray]:
+    if "train_y" in data:
+        return {"label": data["train_y"]}
+    return {key.removeprefix("target."): value for key, value in data.items() if key.startswith("target.")}
+
+
+def _fine_tune(qat_model, data: dict, loss_name: str, steps: int, batch_size: int, learning_rate: float) -> list:
+    """``steps`` Adam steps over ``train_x`` and its targets in order, wrapping around; the losses."""
+    from vision_core.backend import keras, tf
+
+    loss_fn = _loss(loss_name)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    x, targets = data["train_x"], _targets(data)
+
+    @tf.function
+    def train_step(images, batch_targets):
+        with tf.GradientTape() as tape:
+            outputs = qat_model(images, training=True)
+            outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
+            loss = loss_fn(batch_targets, outputs) + sum(qat_model.losses)
+        variables = qat_model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    history = []
+    for step in range(steps):
+        index = np.arange(step * batch_size, (step + 1) * batch_size) % len(x)
+        history.append(float(train_step(x[index], {k: v[index] for k, v in targets.items()})))
+    return history
 
 
 def run(spec_path: str | Path) -> dict:
@@ -69,8 +113,7 @@ def run(spec_path: str | Path) -> dict:
     from tflite.audit import op_summary, require_int8
     from tflite.metadata import ModelInfo
     from vision_core.atomic import write_atomic
-    from vision_core.backend import is_keras3, keras
-    from vision_core.export.tflite_export import export_tflite
+    from vision_core.backend import is_keras3
     from vision_core.quant.convert import convert
     from vision_core.quant.qat import calibrate_ranges, quantize_model, set_input_range
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
@@ -119,14 +162,8 @@ def run(spec_path: str | Path) -> dict:
 
     steps = int(spec.get("steps", 0))
     if steps:
-        qat_model.compile(optimizer=keras.optimizers.Adam(float(spec.get("learning_rate", 1e-4))),
-                          loss=_loss(spec.get("loss", LOSSES[0])), jit_compile=False)
-        x, y = data["train_x"], data["train_y"]
-        history = []
-        for step in range(steps):
-            index = np.arange(step * batch_size, (step + 1) * batch_size) % len(x)
-            history.append(float(qat_model.train_on_batch(x[index], y[index])))
-        result["losses"] = history
+        result["losses"] = _fine_tune(qat_model, data, spec.get("loss", LOSSES[0]), steps, batch_size,
+                                      float(spec.get("learning_rate", 1e-4)))
         if info is not None:  # fine-tuning moved it with the data's range
             set_input_range(qat_model, *info.input_range)
         lap("fine_tune")
@@ -138,8 +175,8 @@ def run(spec_path: str | Path) -> dict:
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "eval_outputs.npz")
         lap("evaluate")
     if info is not None:
-        flatbuffer = export_tflite(qat_model, out_dir / "qat_int8.tflite", "int8", batches,
-                                   info=info).read_bytes()
+        exporter = _imported(spec["exporter"]) if "exporter" in spec else _export_classifier
+        flatbuffer = exporter(qat_model, out_dir / "qat_int8.tflite", batches, info).read_bytes()
         records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     else:
         flatbuffer = convert(qat_model, "int8", batches)
@@ -151,6 +188,12 @@ def run(spec_path: str | Path) -> dict:
     result["seconds"] = seconds
     write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
     return result
+
+
+def _export_classifier(qat_model, path: Path, batches: list, info) -> Path:
+    from vision_core.export.tflite_export import export_tflite
+
+    return export_tflite(qat_model, path, "int8", batches, info=info)
 
 
 if __name__ == "__main__":
