@@ -1,5 +1,6 @@
 """COCO evaluation of detections: exact pycocotools values for hand-made cases, every detector form
-through one evaluator (Keras with post-process, its float32 TFLite file, its ONNX file), plots.
+through one evaluator (Keras with post-process, its .keras file, float32 and uint8-input int8 TFLite
+files, its ONNX file), plots.
 
 Expected values follow pycocotools' definitions: per class and IoU threshold (.5:.05:.95), precision
 is made monotone from the right and read at 101 recall thresholds 0, .01, ..., 1 (0 where the
