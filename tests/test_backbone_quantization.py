@@ -33,7 +33,10 @@ def _one_group_each(names):
     return [pytest.param(name, marks=pytest.mark.xdist_group(name), id=name) for name in names]
 
 
-every_backbone = pytest.mark.parametrize("trained", _one_group_each(CONVERSIONS_IN_BENCHMARK + FULL_CHAIN),
+# FULL_CHAIN first in both lists: pytest groups tests by a module-scoped fixture's param
+# *index*, so equal indices keep each backbone's run alive across its tests (different
+# indices interleave the backbones and rebuild every run for every test).
+every_backbone = pytest.mark.parametrize("trained", _one_group_each(FULL_CHAIN + CONVERSIONS_IN_BENCHMARK),
                                          indirect=True)
 full_chain = pytest.mark.parametrize("trained", _one_group_each(FULL_CHAIN), indirect=True)
 
