@@ -1,0 +1,221 @@
+"""The shared trainer on the toy task: schedules, run folder, EMA, NaN guard, strategies."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from test_app_task import ToyTask
+from vision_core.app import runs
+from vision_core.app.cli import main
+from vision_core.app.config import TrainConfig, setting
+from vision_core.app.distribute import dtype_policy, is_chief, make_strategy
+from vision_core.app.schedules import WarmupDecay, build_schedule
+from vision_core.app.task import Task
+from vision_core.backend import keras, tf
+from vision_core.weights import load_npz
+
+
+def lr(schedule, step: int) -> float:
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+def read_csv(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_warmup_is_linear_then_cosine_decays_to_the_floor():
+    schedule = WarmupDecay(peak=1.0, total_steps=10, warmup_steps=2, decay="cosine", min_ratio=0.1)
+    assert [round(lr(schedule, s), 6) for s in (0, 1, 2, 6, 10, 20)] == [0.5, 1.0, 1.0, 0.55, 0.1, 0.1]
+
+
+def test_step_decay_multiplies_by_gamma_at_each_milestone():
+    schedule = WarmupDecay(peak=0.1, total_steps=12, decay="step", milestones=(4, 8), gamma=0.5)
+    assert [round(lr(schedule, s), 6) for s in (0, 3, 4, 7, 8, 11)] == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+
+
+def test_constant_schedule_after_warmup_and_epochs_become_steps():
+    schedule = build_schedule(TrainConfig(epochs=4, learning_rate=0.2, warmup_epochs=0.5, schedule="constant",
+                                          step_milestones=(2,)), steps_per_epoch=10)
+    assert (schedule.total_steps, schedule.warmup_steps, schedule.milestones) == (40, 5, (20,))
+    assert [round(lr(schedule, s), 6) for s in (0, 4, 5, 39)] == [0.04, 0.2, 0.2, 0.2]
+
+
+def test_mixed_precision_is_for_gpus_only():
+    strategy = make_strategy("auto")
+    assert strategy is tf.distribute.get_strategy() and is_chief(strategy)
+    assert (dtype_policy("auto", strategy), dtype_policy("off", strategy)) == ("float32", "float32")
+    with pytest.raises(ValueError, match="--mixed-precision on needs a GPU or TPU; none is visible"):
+        dtype_policy("on", strategy)
+
+
+def test_multi_worker_strategy_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="--strategy multi_worker needs TF_CONFIG"):
+        make_strategy("multi_worker")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """One 3-epoch toy run through the CLI, shared by the run-folder tests."""
+    project = tmp_path_factory.mktemp("toy")
+    keras.utils.set_random_seed(1234)
+    assert main(ToyTask(), ["train", "--project", str(project), "--epochs", "3", "--warmup-epochs", "1"]) == 0
+    return project / "exp"
+
+
+def test_training_leaves_config_weights_logs_plots_and_metrics(toy_run):
+    names = {p.relative_to(toy_run).as_posix() for p in toy_run.rglob("*") if p.is_file()}
+    assert {"config.yaml", "results.csv", "results.png", "metrics.json", "weights/last.weights.npz",
+            "weights/best.weights.npz", "weights/last.state.npz"} <= names
+    assert not [n for n in names if n.split("/")[-1].startswith(".")]            # no temp files left
+    assert (toy_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "epochs: 3\n" in (toy_run / "config.yaml").read_text()
+
+
+def test_results_csv_has_one_row_per_epoch_with_the_scheduled_lr(toy_run):
+    rows = read_csv(toy_run / "results.csv")
+    assert list(rows[0]) == ["epoch", "lr", "accuracy", "loss", "val_accuracy", "val_loss", "val_samples"]
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    # 4 steps per epoch, warm-up of 4 steps then cosine over 8 to 1% of 0.05: lr of each epoch's last step.
+    expected = WarmupDecay(0.05, total_steps=12, warmup_steps=4, decay="cosine", min_ratio=0.01)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([lr(expected, s) for s in (3, 7, 11)], rel=1e-6)
+
+
+def test_tensorboard_events_hold_every_epoch_scalar(toy_run):
+    (events,) = (toy_run / runs.TENSORBOARD).glob("events.out.tfevents.*")
+    scalars = {}
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    rows = read_csv(toy_run / "results.csv")
+    assert scalars["val_loss"] == [(int(r["epoch"]), pytest.approx(float(r["val_loss"]))) for r in rows]
+    assert set(scalars) == set(rows[0]) - {"epoch"}
+
+
+def test_best_checkpoint_is_the_first_epoch_with_the_top_headline(toy_run):
+    rows = read_csv(toy_run / "results.csv")
+    accuracies = [float(r["val_accuracy"]) for r in rows]
+    metrics = json.loads((toy_run / "metrics.json").read_text())
+    assert metrics["best_epoch"] == accuracies.index(max(accuracies)) + 1
+    assert metrics["headline"] == max(accuracies) and metrics["weights"] == "best" and metrics["epochs"] == 3
+
+
+def test_eval_command_scores_the_best_weights_as_training_did(toy_run, capsys):
+    capsys.readouterr()
+    assert main(ToyTask(), ["eval", "--run", str(toy_run)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["metrics"] == json.loads((toy_run / "metrics.json").read_text())["metrics"]
+    assert json.loads((toy_run / "eval.json").read_text()) == printed
+
+
+def test_training_a_finished_run_further_needs_more_epochs(toy_run, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(ToyTask(), ["train", "--resume", str(toy_run)])
+    assert exit_.value.code == 2
+    assert "already trained 3 of 3 epochs; raise --epochs to continue" in capsys.readouterr().err
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """Sets the classifier kernel to NaN before (epoch, batch), both 1-based: the loss of that step is NaN."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch + 1) == self.at:
+            kernel = self.model.get_layer("logits").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+class DivergingToyTask(ToyTask):
+    def callbacks(self, config, run_dir):
+        return [PoisonAt(2, 2)]
+
+
+def test_nan_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(DivergingToyTask(), ["train", "--project", str(tmp_path), "--epochs", "3"])
+    run = tmp_path / "exp"
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"python -m apps.toy train: error: {run}: loss became nan at epoch 2, step 2; training stopped, "
+        f"last good checkpoint: {run}/weights/last.weights.npz (epoch 1)\n")
+    assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1"]
+    assert all(np.isfinite(w).all() for w in load_npz(runs.weights_path(run, "last")).values())
+    assert json.loads(str(load_npz(run / runs.STATE)["meta"]))["state"]["epoch"] == 1
+    assert not (run / "metrics.json").exists()
+
+
+@dataclasses.dataclass
+class LineConfig:
+    """y = w x with w starting at 1, fitted to y = 0 on x = 1 then x = 2 (batch 1, no shuffle)."""
+
+    start: float = setting(1.0, "initial w")
+    train: TrainConfig = setting(factory=lambda: TrainConfig(
+        epochs=2, batch_size=1, optimizer="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0,
+        schedule="constant", warmup_epochs=0.0, ema=True, ema_decay=0.5, strategy="default",
+        mixed_precision="off"))
+
+
+X = np.array([[1.0], [2.0]], np.float32)
+
+
+class LineTask(Task):
+    name = "line"
+    presets = {"default": LineConfig()}
+    headline_metric = "mse"
+    headline_mode = "min"
+
+    def build_model(self, config):
+        inputs = keras.Input((1,), name="x")
+        dense = keras.layers.Dense(1, use_bias=False, name="w",
+                                   kernel_initializer=keras.initializers.Constant(config.start))
+        return keras.Model(inputs, dense(inputs), name="line")
+
+    def datasets(self, config):
+        data = tf.data.Dataset.from_tensor_slices((X, np.zeros_like(X))).batch(config.train.batch_size)
+        return data, data
+
+    def compile_args(self, config):
+        return {"loss": "mse"}
+
+    def evaluate(self, model, config):
+        return {"mse": float(np.mean(np.asarray(model(X)) ** 2))}
+
+
+def test_ema_weights_are_the_exponential_average_of_the_raw_weights(tmp_path):
+    # SGD on (w x)^2: w <- w - 0.1 * 2 x^2 w. Keras's EMA starts at the first updated w, then
+    # average <- 0.5 average + 0.5 w after each step.
+    w, raw, averages = 1.0, [], []
+    for step in range(4):
+        x = X[step % 2, 0]
+        w = w - 0.1 * 2 * x * x * w
+        raw.append(w)
+        averages.append(w if step == 0 else 0.5 * averages[-1] + 0.5 * w)
+    assert raw == pytest.approx([0.8, 0.16, 0.128, 0.0256])
+    assert averages == pytest.approx([0.8, 0.48, 0.304, 0.1648])
+
+    main(LineTask(), ["train", "--project", str(tmp_path)])
+    run = tmp_path / "exp"
+    state = load_npz(run / runs.STATE)
+    assert float(state["model/w/kernel"][0, 0]) == pytest.approx(raw[-1], rel=1e-6)
+    for which in ("last", "best"):
+        assert float(load_npz(runs.weights_path(run, which))["w/kernel"][0, 0]) == pytest.approx(
+            averages[-1], rel=1e-6)
+    rows = read_csv(run / "results.csv")
+    # Validation and the evaluator see the EMA weights: mean((a x)^2) over x = 1, 2 is 2.5 a^2.
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx([2.5 * averages[1] ** 2, 2.5 * averages[3] ** 2],
+                                                                 rel=1e-5)
+    assert [float(r["val_mse"]) for r in rows] == pytest.approx([float(r["val_loss"]) for r in rows], rel=1e-5)
+    assert json.loads((run / "metrics.json").read_text())["metrics"]["mse"] == pytest.approx(
+        2.5 * averages[3] ** 2, rel=1e-5)

@@ -1,0 +1,238 @@
+"""The trainer's Keras callbacks: NaN guard, EMA swap for validation, task evaluation, run log
+(CSV + curves) and checkpoints (``last`` every epoch, ``best`` by the headline metric, and
+the training state for ``--resume``). They share one :class:`RunState`.
+
+Order matters and is set by :func:`vision_core.app.trainer.train`: the guard first (later
+callbacks skip an epoch that diverged), the evaluator before the log and the checkpoints
+(they read its metrics from the epoch's logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+
+from vision_core.app import runs
+from vision_core.app.plots import plot_history
+from vision_core.atomic import write_atomic
+from vision_core.backend import keras, tf
+from vision_core.weights import load_npz, save_npz, weights_by_path
+
+
+@dataclasses.dataclass
+class RunState:
+    """What the callbacks share and a checkpoint keeps: completed epochs, best metric, history."""
+
+    epoch: int = 0
+    best: float | None = None
+    best_epoch: int | None = None
+    history: list[dict] = dataclasses.field(default_factory=list)
+    diverged: str | None = None
+
+
+def ema_pairs(model) -> list[tuple]:
+    """``[(model variable, its EMA)]`` of a model whose optimizer keeps an EMA (else empty)."""
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_model_variables_moving_average", None):
+        return []
+    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+
+@contextlib.contextmanager
+def ema_weights(model):
+    """Within the block the model holds its EMA weights (no-op without EMA); raw weights after."""
+    pairs = ema_pairs(model)
+    raw = [variable.numpy() for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(average.numpy())
+    try:
+        yield model
+    finally:
+        for (variable, _), value in zip(pairs, raw):
+            variable.assign(value)
+
+
+def evaluation_weights(model) -> dict[str, np.ndarray]:
+    """Weights by path as evaluation and export see them: the EMA of trainable weights if kept."""
+    values = weights_by_path(model)
+    for variable, average in ema_pairs(model):
+        values[variable.path] = average.numpy()
+    return values
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or infinite, naming epoch and step."""
+
+    def __init__(self, state: RunState):
+        super().__init__()
+        self.state = state
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(np.asarray((logs or {}).get("loss", 0.0)))
+        if not math.isfinite(loss):
+            self.state.diverged = f"loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
+
+
+class EMAValidation(keras.callbacks.Callback):
+    """Keras validation (``val_*`` metrics) runs on the EMA weights."""
+
+    def __init__(self):
+        super().__init__()
+        self._swap = None
+
+    def on_test_begin(self, logs=None):
+        self._swap = ema_weights(self.model)
+        self._swap.__enter__()
+
+    def on_test_end(self, logs=None):
+        self._swap.__exit__(None, None, None)
+        self._swap = None
+
+
+class TaskEvaluation(keras.callbacks.Callback):
+    """Every ``interval`` epochs (and the last), adds ``val_<key>`` of ``task.evaluate`` to the logs."""
+
+    def __init__(self, task, config, state: RunState, interval: int, epochs: int):
+        super().__init__()
+        self.task, self.config, self.state = task, config, state
+        self.interval, self.epochs = interval, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        due = self.interval > 0 and ((epoch + 1) % self.interval == 0 or epoch + 1 == self.epochs)
+        if self.state.diverged or not due:
+            return
+        with ema_weights(self.model):
+            metrics = self.task.evaluate(self.model, self.config)
+        logs.update({f"val_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+
+
+class RunLog(keras.callbacks.Callback):
+    """Appends each epoch (logs + learning rate) to the history; rewrites ``results.csv`` and ``results.png``."""
+
+    def __init__(self, run_dir: Path, state: RunState, schedule):
+        super().__init__()
+        self.run_dir, self.state, self.schedule = run_dir, state, schedule
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.diverged:
+            return
+        step = max(int(self.model.optimizer.iterations.numpy()) - 1, 0)
+        row = {"epoch": epoch + 1, "lr": float(keras.ops.convert_to_numpy(self.schedule(step)))}
+        row.update({k: float(np.asarray(v)) for k, v in (logs or {}).items() if np.ndim(v) == 0})
+        self.state.history.append(row)
+        write_results_csv(self.state.history, self.run_dir / runs.RESULTS_CSV)
+        plot_history(self.state.history, self.run_dir / runs.RESULTS_PNG)
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """Each epoch's history row as TensorBoard scalars (tag = column, step = epoch).
+
+    Keras's own TensorBoard callback needs the ``tensorboard`` package, which TensorFlow 2.21 no
+    longer pulls in; this writes the same event files with ``tf.summary.write`` and the scalars
+    plugin's metadata, so TensorBoard (installed anywhere) shows them.
+    """
+
+    def __init__(self, log_dir: Path, state: RunState):
+        super().__init__()
+        self.log_dir, self.state = log_dir, state
+        self.writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.diverged:
+            return
+        self.writer = self.writer or tf.summary.create_file_writer(str(self.log_dir))
+        metadata = tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
+            plugin_name="scalars")).SerializeToString()
+        row = self.state.history[-1]
+        with self.writer.as_default():
+            for key, value in row.items():
+                if key != "epoch":
+                    tf.summary.write(key, tf.constant(value, tf.float32), step=row["epoch"], metadata=metadata)
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_results_csv(history: list[dict], path: Path) -> Path:
+    """One row per epoch; columns are every key seen, in order of first appearance (blank if absent)."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(history)
+    return write_atomic(path, buffer.getvalue().encode())
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Each epoch: ``last`` weights, ``best`` by ``monitor`` and the training state, all atomic.
+
+    The state file is written last, so it never claims an epoch whose weights are missing.
+    """
+
+    def __init__(self, run_dir: Path, state: RunState, monitor: str, mode: str):
+        super().__init__()
+        self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
+
+    def _improved(self, value: float) -> bool:
+        if self.state.best is None:
+            return True
+        return value > self.state.best if self.mode == "max" else value < self.state.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state.diverged:
+            return
+        weights = evaluation_weights(self.model)
+        save_npz(weights, runs.weights_path(self.run_dir, "last"))
+        value = (logs or {}).get(self.monitor)
+        if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
+            self.state.best, self.state.best_epoch = float(value), epoch + 1
+            save_npz(weights, runs.weights_path(self.run_dir, "best"))
+        self.state.epoch = epoch + 1
+        save_state(self.run_dir / runs.STATE, self.model, self.state)
+
+
+def save_state(path: Path, model, state: RunState) -> Path:
+    """Raw model variables (seed generators included), optimizer variables, RNG states and ``state``."""
+    arrays = {f"model/{v.path}": v.numpy() for v in model.variables}
+    arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
+    numpy_state = np.random.get_state()
+    arrays["rng/numpy_keys"] = numpy_state[1]
+    meta = {"state": dataclasses.asdict(state), "python_rng": random.getstate(),
+            "numpy_rng": [numpy_state[0], *numpy_state[2:]]}
+    arrays["meta"] = np.array(json.dumps(meta))
+    return save_npz(arrays, path)
+
+
+def restore_state(path: Path, model) -> RunState:
+    """Load a :func:`save_state` file into ``model`` (its optimizer must be built); returns the state."""
+    arrays = load_npz(path)
+    variables = {f"model/{v.path}": v for v in model.variables}
+    optimizer_variables = model.optimizer.variables
+    saved_optimizer = sorted(k for k in arrays if k.startswith("optimizer/"))
+    if set(variables) != {k for k in arrays if k.startswith("model/")} or len(saved_optimizer) != len(
+            optimizer_variables):
+        raise ValueError(f"{path}: the saved model/optimizer variables do not match this config's model")
+    for key, variable in variables.items():
+        variable.assign(arrays[key])
+    for key, variable in zip(saved_optimizer, optimizer_variables):
+        variable.assign(arrays[key])
+    meta = json.loads(str(arrays["meta"]))
+    random.setstate((meta["python_rng"][0], tuple(meta["python_rng"][1]), meta["python_rng"][2]))
+    kind, *rest = meta["numpy_rng"]
+    np.random.set_state((kind, arrays["rng/numpy_keys"], *rest))
+    return RunState(**meta["state"])

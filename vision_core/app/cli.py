@@ -1,0 +1,232 @@
+"""One command-line grammar for every task app: ``python -m apps.<task> COMMAND [options]``.
+
+Commands (the same meaning in every app, as Ultralytics' modes)::
+
+    train    train a model into runs/<task>/<name>/ (or --resume one)
+    eval     score a run's weights with the task's evaluator
+    predict  run a run's weights on images/videos, write drawn outputs
+    qat      quantization-aware fine-tuning of a run (TF-MOT)
+    export   write a run's shipped forms (SavedModel, TFLite float32/int8)
+    bench    batch-1 latency of a run's model and exported files
+    data     check the datasets of a config before a long run
+
+Every command takes the config options, generated from the task's config dataclass:
+``--preset`` < ``--config file.yaml`` < ``--set key=value`` (dotted keys) < direct flags
+(``--epochs 3 --batch-size 8``). Commands on a trained run (``--run``) start from the run's
+``config.yaml`` instead of a preset. User errors (bad key, missing file, unsupported
+command) exit with status 2 and one message naming the problem, without a traceback.
+
+An app's ``__main__.py``::
+
+    from apps.detect.task import DetectTask
+    from vision_core.app.cli import main
+
+    raise SystemExit(main(DetectTask()))
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from vision_core.app import runs
+from vision_core.app.config import apply_overrides, flag_names, leaves, load_yaml, parse_text, resolve, type_name
+from vision_core.app.errors import AppError
+from vision_core.app.export import FORMATS
+
+log = logging.getLogger("vision_core")
+CONFIG_DEST = "config:"
+COMMANDS = {
+    "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
+    "eval": "score a run's weights on the validation set with the task's evaluator (writes <run>/eval.json)",
+    "predict": "run a run's weights on images, videos or folders and write drawn outputs",
+    "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run",
+    "export": "write a run's shipped forms to <run>/exports/ (SavedModel, TFLite float32, int8)",
+    "bench": "batch-1 latency of a run's Keras model and exported .tflite files (writes <run>/bench.json)",
+    "data": "check the datasets of a config (or of a run) before a long run",
+}
+
+
+def _metavar(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "{" + ",".join(map(str, typing.get_args(annotation))) + "}"
+    if origin in (tuple, list):
+        return "LIST"
+    if origin is not None:
+        return _metavar(next(a for a in typing.get_args(annotation) if a is not type(None)))
+    return annotation.__name__.upper()
+
+
+def _add_config_options(parser: argparse.ArgumentParser, task) -> None:
+    presets = list(task.presets)
+    group = parser.add_argument_group("config", "precedence: --preset < --config YAML < --set < direct flags")
+    group.add_argument("--preset", choices=presets, default=None,
+                       help=f"named config (default: {presets[0]}; new runs only)")
+    group.add_argument("--config", metavar="YAML", default=None,
+                       help="YAML file of overrides, nested like config.yaml (default: none)")
+    group.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="assignments",
+                       help="override one config key by its dotted name, e.g. train.epochs=3; repeatable "
+                            "(default: none)")
+    defaults = task.presets[presets[0]]
+    names = flag_names(defaults)
+    for leaf in leaves(defaults):
+        text = f"{leaf.help or leaf.path} [{leaf.path}: {type_name(leaf.annotation)}] (default: {leaf.default!r})"
+        options: dict[str, Any] = {"dest": CONFIG_DEST + leaf.path, "default": argparse.SUPPRESS, "help": text}
+        if leaf.annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = parse_text
+            options["metavar"] = _metavar(leaf.annotation)
+        group.add_argument(f"--{names[leaf.path]}", **options)
+
+
+def build_parser(task) -> argparse.ArgumentParser:
+    """The ``argparse`` parser of ``task``'s app: one sub-command per entry of :data:`COMMANDS`."""
+    prog = f"python -m apps.{task.name}"
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(task.description + "\n\n" if task.description else "")
+        + "commands:\n" + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
+        epilog=f"examples:\n  {prog} train --epochs 3 --batch-size 8 --name quick\n"
+               f"  {prog} train --config exp.yaml --set train.learning_rate=0.01\n"
+               f"  {prog} train --resume runs/{task.name}/quick\n"
+               f"  {prog} eval --run runs/{task.name}/quick --weights best\n"
+               f"  {prog} COMMAND --help   (every option of a command, with its default)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default_project = f"runs/{task.name}"
+    for name, text in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text)
+        run = command.add_argument_group("run")
+        if name == "train":
+            run.add_argument("--project", default=default_project,
+                             help=f"folder holding the runs (default: {default_project})")
+            run.add_argument("--name", default=None,
+                             help="run name; if taken, name2, name3, ... are used (default: exp)")
+            run.add_argument("--exist-ok", action="store_true",
+                             help="reuse an existing --name folder instead of incrementing (default: off)")
+            run.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
+                             help="continue an interrupted run from its last completed epoch; without RUN, "
+                                  "the newest resumable run of --project (default: off)")
+        else:
+            needed = " (required)" if name != "data" else " (default: none: the config options alone)"
+            run.add_argument("--run", required=name != "data", default=None, type=Path,
+                             help=f"run folder, e.g. runs/{task.name}/exp{needed}")
+            if name != "data":
+                run.add_argument("--weights", default="best",
+                                 help="best, last, or a .weights.npz path (default: best)")
+        if name == "predict":
+            command.add_argument("sources", nargs="+", help="image or video files or folders")
+            command.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/predict)")
+        if name == "qat":
+            command.add_argument("--steps", type=int, default=100, help="fine-tune steps (default: 100)")
+        if name == "export":
+            command.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"],
+                                 help="forms to write (default: all)")
+        if name == "bench":
+            command.add_argument("--runs", type=int, default=50, help="timed runs per model (default: 50)")
+            command.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+            command.add_argument("--threads", type=int, nargs="+", default=[1],
+                                 help="TFLite thread counts (default: 1)")
+        _add_config_options(command, task)
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[len(CONFIG_DEST):]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
+
+
+def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
+    """The config of a command: preset (or ``run_dir/config.yaml``) < ``--config`` < ``--set`` < flags."""
+    if run_dir is None:
+        return resolve(task.presets, args.preset, args.config, args.assignments, _flags(args))
+    if args.preset:
+        raise AppError(f"--preset {args.preset}: a run's config comes from {run_dir / runs.CONFIG}; "
+                       "use --config/--set/flags to change it")
+    first = task.presets[next(iter(task.presets))]
+    path = run_dir / runs.CONFIG
+    base = apply_overrides(first, load_yaml(path), str(path))
+    return resolve({"run": base}, "run", args.config, args.assignments, _flags(args))
+
+
+def _train(task, args) -> dict:
+    from vision_core.app.trainer import train
+
+    if args.resume:
+        run_dir = runs.latest_run(args.project) if args.resume is True else runs.existing_run(args.resume)
+        config = resolve_config(task, args, run_dir)
+    else:
+        config = resolve_config(task, args)
+        run_dir = runs.new_run_dir(args.project, runs.safe_name(args.name) if args.name else None, args.exist_ok)
+    log.info("run folder: %s", run_dir)
+    result = train(task, config, run_dir, resume=bool(args.resume))
+    return {k: result[k] for k in ("run", "epochs", "best_epoch", "headline_metric", "headline")}
+
+
+def _trained(task, args):
+    run_dir = runs.existing_run(args.run)
+    config = resolve_config(task, args, run_dir)
+    return run_dir, config, runs.load_model(task, config, runs.resolve_weights(run_dir, args.weights))
+
+
+def _eval(task, args) -> dict:
+    from vision_core.atomic import write_atomic
+
+    run_dir, config, model = _trained(task, args)
+    result = {"weights": str(runs.resolve_weights(run_dir, args.weights)), "metrics": task.evaluate(model, config)}
+    write_atomic(run_dir / "eval.json", json.dumps(result, indent=2, default=float).encode())
+    return result
+
+
+def _predict(task, args) -> dict:
+    run_dir, config, model = _trained(task, args)
+    return task.predict(model, args.sources, config, args.out or run_dir / "predict")
+
+
+def _qat(task, args) -> dict:
+    run_dir, config, model = _trained(task, args)
+    return task.qat(model, config, run_dir, args.steps)
+
+
+def _export(task, args) -> dict:
+    run_dir, config, model = _trained(task, args)
+    return {form: str(path) for form, path in task.export(model, config, run_dir / "exports", args.format).items()}
+
+
+def _bench(task, args) -> dict:
+    from vision_core.app.bench import bench_run
+    from vision_core.atomic import write_atomic
+
+    run_dir, config, model = _trained(task, args)
+    result = bench_run(task, model, config, run_dir, runs=args.runs, warmup=args.warmup, threads=tuple(args.threads))
+    write_atomic(run_dir / "bench.json", json.dumps(result, indent=2).encode())
+    return result
+
+
+def _data(task, args) -> dict:
+    config = resolve_config(task, args, runs.existing_run(args.run) if args.run else None)
+    return task.check_data(config)
+
+
+HANDLERS = {"train": _train, "eval": _eval, "predict": _predict, "qat": _qat, "export": _export,
+            "bench": _bench, "data": _data}
+
+
+def main(task, argv: list[str] | None = None) -> int:
+    """Run one command of ``task``'s app; prints its result as JSON on stdout, returns the exit status.
+
+    ``data`` returns 1 when the task's report lists ``problems``; user errors exit 2 with a message.
+    """
+    parser = build_parser(task)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = HANDLERS[args.command](task, args)
+    except AppError as error:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if args.command == "data" and result.get("problems") else 0

@@ -1,0 +1,262 @@
+"""Typed experiment configs: dataclasses with named presets, overridden from YAML and flags.
+
+A task's config is a (possibly nested) dataclass. Every leaf field is a setting with a
+type, a default and a one-line help (:func:`setting`); sections are nested dataclasses,
+addressed with dotted keys (``train.epochs``). One config is resolved in this order,
+later sources winning::
+
+    preset (a named config instance)  <  --config file.yaml  <  --set key=value  <  direct flags
+
+Values from YAML and flags are checked against the field's annotation (``int``, ``float``,
+``str``, ``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]`` / ``list[X]``); a bad key
+or value raises :class:`ConfigError` naming the key, the value and where it came from.
+The resolved config is written back as YAML (:func:`save_config`), and that file loaded
+with ``--config`` on top of the same dataclass reproduces the config exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vision_core.app.errors import ConfigError
+from vision_core.atomic import write_atomic
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING):
+    """A dataclass field with a help line, shown by ``--help`` (use ``factory`` for lists/sections)."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One settable field: dotted ``path``, resolved ``annotation``, ``default`` value and ``help``."""
+
+    path: str
+    annotation: Any
+    default: Any
+    help: str
+
+
+def _hints(config_class: type) -> dict[str, Any]:
+    """Resolved field annotations (config dataclasses must be defined at module level)."""
+    return typing.get_type_hints(config_class)
+
+
+def leaves(config: Any, prefix: str = "") -> list[Leaf]:
+    """Every leaf setting of a config instance (or class), depth first, in field order."""
+    instance = config() if isinstance(config, type) else config
+    hints = _hints(type(instance))
+    out = []
+    for field in dataclasses.fields(instance):
+        value = getattr(instance, field.name)
+        if dataclasses.is_dataclass(value):
+            out.extend(leaves(value, f"{prefix}{field.name}."))
+        else:
+            out.append(Leaf(f"{prefix}{field.name}", hints[field.name], value, field.metadata.get("help", "")))
+    return out
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable name of a field type (``int``, ``'sgd'|'adamw'``, ``float | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "|".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else type_name(a) for a in typing.get_args(annotation))
+    if origin in (tuple, list):
+        return f"{origin.__name__}[{type_name(typing.get_args(annotation)[0])}, ...]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def check_value(annotation: Any, value: Any, key: str, source: str) -> Any:
+    """``value`` converted to ``annotation`` (int -> float, list -> tuple) or :class:`ConfigError`."""
+    def bad() -> ConfigError:
+        return ConfigError(f"{source}: {key}={value!r} is not a valid {type_name(annotation)}")
+
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            raise bad()
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return check_value(option, value, key, source)
+            except ConfigError:
+                continue
+        raise bad()
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        item = typing.get_args(annotation)[0]
+        return origin(check_value(item, v, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise ConfigError(f"{key}: unsupported field type {type_name(annotation)}")
+
+
+def parse_text(text: str) -> Any:
+    """A flag's text as a YAML scalar or list (``3`` -> 3, ``[1, 2]`` -> [1, 2], ``null`` -> None)."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; :class:`ConfigError` without ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key=value (for example train.epochs=3)")
+    return key.strip(), parse_text(value)
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any], source: str) -> Any:
+    """A copy of ``config`` with dotted-key ``overrides`` applied and type-checked.
+
+    ``source`` names where the overrides came from (a file, ``--set``, a flag) in errors.
+    """
+    config = copy.deepcopy(config)
+    known = {leaf.path: leaf for leaf in leaves(config)}
+    for key, value in overrides.items():
+        if key not in known:
+            sections = sorted({p.rsplit(".", 1)[0] for p in known if "." in p})
+            hint = f" (it is a section: set one of its keys, e.g. {key}.<key>)" if key in sections else ""
+            raise ConfigError(f"{source}: unknown config key {key!r}{hint}; known keys: {', '.join(known)}")
+        checked = check_value(known[key].annotation, value, key, source)
+        *parents, name = key.split(".")
+        target = config
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, name, checked)
+    return config
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys (``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The dotted-key overrides of a YAML file; :class:`ConfigError` naming the file if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return flatten(data)
+
+
+def resolve(presets: Mapping[str, Any], preset: str | None = None, yaml_path: str | Path | None = None,
+            assignments: list[str] | tuple[str, ...] = (), flags: Mapping[str, Any] | None = None) -> Any:
+    """The config of ``preset`` (default: the first) < YAML file < ``--set`` assignments < direct ``flags``.
+
+    ``flags`` maps dotted keys to already-parsed values (only flags the user gave).
+    """
+    name = preset or next(iter(presets))
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(presets)}")
+    config = copy.deepcopy(presets[name])
+    if yaml_path is not None:
+        config = apply_overrides(config, load_yaml(yaml_path), str(yaml_path))
+    if assignments:
+        config = apply_overrides(config, dict(parse_assignment(a) for a in assignments), "--set")
+    names = flag_names(config)
+    for key, value in (flags or {}).items():
+        config = apply_overrides(config, {key: value}, f"--{names.get(key, key)}")
+    return config
+
+
+def flag_names(config: Any) -> dict[str, str]:
+    """``{dotted key: direct flag}``: the key's last part with dashes (``train.batch_size`` ->
+    ``batch-size``), or the whole dotted key with dashes when two sections share that name."""
+    paths = [leaf.path for leaf in leaves(config)]
+    short = [p.rsplit(".", 1)[-1] for p in paths]
+    return {p: (s if short.count(s) == 1 else p.replace(".", "-")).replace("_", "-") for p, s in zip(paths, short)}
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A nested plain-data dict of ``config`` (tuples as lists), ready for YAML or JSON."""
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def save_config(config: Any, path: str | Path) -> Path:
+    """Write ``config`` as YAML atomically; loading it with ``--config`` reproduces ``config``."""
+    text = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+    return write_atomic(path, text.encode())
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The trainer's section of every task config (``train.*``); tasks nest it as ``train``."""
+
+    epochs: int = setting(100, "training epochs")
+    batch_size: int = setting(16, "global batch size (split across replicas)")
+    optimizer: Literal["sgd", "adam", "adamw"] = setting("adamw", "optimizer")
+    learning_rate: float = setting(1e-3, "peak learning rate (reached at the end of warm-up)")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "decoupled weight decay (sgd, adamw); 0 turns it off")
+    clipnorm: float | None = setting(None, "clip each gradient to this L2 norm (null: no clipping)")
+    schedule: Literal["cosine", "step", "constant"] = setting("cosine", "learning-rate decay after warm-up")
+    warmup_epochs: float = setting(1.0, "linear warm-up length in epochs (fractions allowed)")
+    min_lr_ratio: float = setting(0.01, "cosine: final learning rate as a fraction of the peak")
+    step_milestones: tuple[int, ...] = setting((), "step: epochs at which the learning rate is multiplied "
+                                                   "by step_gamma")
+    step_gamma: float = setting(0.1, "step: learning-rate factor at each milestone")
+    ema: bool = setting(False, "keep an exponential moving average of the weights; evaluation and "
+                               "checkpoints use it")
+    ema_decay: float = setting(0.999, "EMA momentum per step")
+    mixed_precision: Literal["auto", "on", "off"] = setting("auto", "mixed float16 (GPU) / bfloat16 (TPU); "
+                                                                    "auto: on when a GPU or TPU is used")
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = setting(
+        "auto", "tf.distribute strategy; auto: mirrored on 2+ GPUs, else default; multi_worker reads TF_CONFIG")
+    seed: int = setting(0, "seed of Python, NumPy, TensorFlow and Keras random generators")
+    steps_per_epoch: int | None = setting(None, "batches per epoch (null: one pass over the training set)")
+    eval_interval: int = setting(1, "run the task's evaluator every N epochs (0: Keras validation only)")
+    jit_compile: bool = setting(False, "XLA-compile the train step (slower on CPU: keep off there)")

@@ -1,0 +1,151 @@
+"""Train a :class:`~vision_core.app.task.Task` with Keras ``fit`` into a run folder.
+
+``train(task, config, run_dir, resume=False)`` does, in order: seed every generator from
+``train.seed``; pick the tf.distribute strategy and dtype policy (:mod:`.distribute`); write
+``config.yaml``; build the datasets, then the model and optimizer inside
+``strategy.scope()``; on ``resume``, load ``weights/last.state.npz`` (weights, optimizer
+state including the step that positions the learning-rate schedule, seed-generator
+states, Python/NumPy RNG) and replay the skipped epochs' shuffle order; fit with the
+callbacks of :mod:`.callbacks`, TensorBoard and Keras's progress bar; finally score the
+best weights with the task's evaluator into ``metrics.json``. See :mod:`.runs` for the
+folder layout.
+
+Epochs are fed as one stream, ``range(first, epochs).flat_map(lambda _: train_set)``, so
+each epoch is exactly one fresh iterator of the task's training set (Keras's own
+per-epoch iterator handling creates extra ones). Resume then replays the shuffle order by
+creating (and dropping) one iterator per completed epoch, which advances the dataset's
+reshuffle seed as the first run's epochs did: a resumed run ends with the same weights as
+an uninterrupted one. With ``train.steps_per_epoch`` set, the stream is the training set
+repeated and a resumed run sees a fresh data order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from vision_core.app import runs
+from vision_core.app.callbacks import (Checkpointer, EMAValidation, NaNGuard, RunLog, RunState, TaskEvaluation,
+                                       TensorBoardScalars, restore_state)
+from vision_core.app.config import save_config, to_dict
+from vision_core.app.distribute import (is_chief, make_strategy, prebuild_for_multi_worker, set_dtype_policy,
+                                        worker_index)
+from vision_core.app.errors import AppError, TrainingDiverged
+from vision_core.app.schedules import build_optimizer, build_schedule
+from vision_core.atomic import write_atomic
+from vision_core.backend import keras, tf
+from vision_core.weights import assign_by_path, load_npz
+
+log = logging.getLogger("vision_core")
+
+
+def epoch_stream(train_set: tf.data.Dataset, first_epoch: int, epochs: int,
+                 configured_steps: int | None) -> tf.data.Dataset:
+    """The batches of epochs ``first_epoch .. epochs - 1``: one iterator of ``train_set`` per epoch."""
+    if configured_steps:
+        return train_set.repeat()
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(lambda _epoch: train_set)
+
+
+def steps_per_epoch(dataset: tf.data.Dataset, configured: int | None) -> int:
+    """``configured`` if set, else the dataset's cardinality (which must be finite and known)."""
+    if configured:
+        return configured
+    count = int(dataset.cardinality())
+    if count <= 0:
+        raise AppError("the training set has no known finite length: set train.steps_per_epoch "
+                       "(--steps-per-epoch)")
+    return count
+
+
+def build_for_training(task, config, strategy, steps: int):
+    """Model and optimizer built in ``strategy.scope()``, compiled with the task's loss and metrics."""
+    train = config.train
+    schedule = build_schedule(train, steps)
+    with strategy.scope():
+        model = task.build_model(config)
+        optimizer = build_optimizer(train, schedule)
+        model.compile(optimizer=optimizer, jit_compile=train.jit_compile, **task.compile_args(config))
+        optimizer.build(model.trainable_variables)
+    return model, schedule
+
+
+def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
+    """Load the run's training state into ``model`` and replay the completed epochs' shuffles."""
+    path = run_dir / runs.STATE
+    if not path.is_file():
+        raise AppError(f"{path}: nothing to resume (no completed epoch was saved)")
+    try:
+        state = restore_state(path, model)
+    except ValueError as error:
+        raise AppError(str(error)) from None
+    for _ in range(state.epoch):
+        iter(train_set)
+    log.info("resuming %s after epoch %d (best %s at epoch %s)", run_dir, state.epoch, state.best,
+             state.best_epoch)
+    return state
+
+
+def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train ``task`` with ``config`` into ``run_dir``; returns the final metrics (also ``metrics.json``).
+
+    Raises :class:`TrainingDiverged` if the loss becomes NaN/inf (checkpoints keep the last good
+    epoch) and :class:`AppError` for unusable settings.
+    """
+    run_dir = Path(run_dir)
+    settings = config.train
+    keras.utils.set_random_seed(settings.seed)
+    try:
+        strategy = make_strategy(settings.strategy)
+        set_dtype_policy(settings.mixed_precision, strategy)
+    except ValueError as error:
+        raise AppError(str(error)) from None
+    if not is_chief(strategy):
+        run_dir = run_dir / f"worker{worker_index(strategy)}"
+    log.info("strategy: %s, %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
+    save_config(config, run_dir / runs.CONFIG)
+
+    train_set, val_set = task.datasets(config)
+    steps = steps_per_epoch(train_set, settings.steps_per_epoch)
+    model, schedule = build_for_training(task, config, strategy, steps)
+    state = resume_state(run_dir, model, train_set) if resume else RunState()
+    if state.epoch >= settings.epochs:
+        raise AppError(f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; "
+                       "raise --epochs to continue")
+
+    callbacks = [
+        NaNGuard(state),
+        *([EMAValidation()] if settings.ema else []),
+        TaskEvaluation(task, config, state, settings.eval_interval, settings.epochs),
+        RunLog(run_dir, state, schedule),
+        Checkpointer(run_dir, state, f"val_{task.headline_metric}", task.headline_mode),
+        TensorBoardScalars(run_dir / runs.TENSORBOARD, state),
+        *task.callbacks(config, run_dir),
+    ]
+    prebuild_for_multi_worker(model, strategy, next(iter(val_set)))
+    stream = epoch_stream(train_set, state.epoch, settings.epochs, settings.steps_per_epoch)
+    model.fit(stream, validation_data=val_set, epochs=settings.epochs, initial_epoch=state.epoch,
+              steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+              verbose=1 if sys.stderr.isatty() else 2)
+    if state.diverged:
+        kept = f"last good checkpoint: {runs.weights_path(run_dir, 'last')} (epoch {state.epoch})" \
+            if state.epoch else "no checkpoint was saved"
+        raise TrainingDiverged(f"{run_dir}: {state.diverged}; training stopped, {kept}")
+    return finish(task, config, model, run_dir, state)
+
+
+def finish(task, config, model, run_dir: Path, state: RunState) -> dict[str, Any]:
+    """Score the best (else last) weights with the task's evaluator; write ``metrics.json``."""
+    which = "best" if runs.weights_path(run_dir, "best").is_file() else "last"
+    assign_by_path(model, load_npz(runs.weights_path(run_dir, which)))
+    metrics = task.evaluate(model, config)
+    result = {"run": str(run_dir), "weights": which, "epochs": state.epoch, "best_epoch": state.best_epoch,
+              "headline_metric": task.headline_metric, "headline": metrics.get(task.headline_metric),
+              "metrics": metrics, "config": to_dict(config)}
+    write_atomic(run_dir / runs.METRICS, json.dumps(result, indent=2, default=float).encode())
+    log.info("%s: %s = %s (%s weights, epoch %s)", run_dir, task.headline_metric, result["headline"], which,
+             state.best_epoch)
+    return result
