@@ -36,13 +36,12 @@ from typing import Any, Literal
 from vision_core.app import runs
 from vision_core.app.config import apply_overrides, flag_names, leaves, load_yaml, parse_text, resolve, type_name
 from vision_core.app.errors import AppError
-from vision_core.app.export import FORMATS
 
 log = logging.getLogger("vision_core")
 CONFIG_DEST = "config:"
 COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
-    "eval": "score a run's weights on the validation set with the task's evaluator (writes <run>/eval.json)",
+    "eval": "score a run's weights on the validation set with the task's evaluator (writes <run>/eval.json, or eval_<file>.json for --model)",
     "predict": "run a run's weights on images, videos or folders and write drawn outputs",
     "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run",
     "export": "write a run's shipped forms to <run>/exports/ (SavedModel, TFLite float32, int8)",
@@ -119,13 +118,20 @@ def build_parser(task) -> argparse.ArgumentParser:
             if name != "data":
                 run.add_argument("--weights", default="best",
                                  help="best, last, or a .weights.npz path (default: best)")
+            if name in ("eval", "predict"):
+                run.add_argument("--model", type=Path, default=None,
+                                 help="an exported model (.keras, .tflite, .onnx) to use instead of --weights; "
+                                      "scored with the same evaluator (default: none)")
+        if name == "data":
+            command.add_argument("action", nargs="?", choices=["check"], default="check",
+                                 help="check: validate every image and annotation, name each bad one (default)")
         if name == "predict":
             command.add_argument("sources", nargs="+", help="image or video files or folders")
             command.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/predict)")
         if name == "qat":
             command.add_argument("--steps", type=int, default=100, help="fine-tune steps (default: 100)")
         if name == "export":
-            command.add_argument("--format", nargs="+", default=["all"], choices=[*FORMATS, "all"],
+            command.add_argument("--format", nargs="+", default=["all"], choices=[*task.export_formats, "all"],
                                  help="forms to write (default: all)")
         if name == "bench":
             command.add_argument("--runs", type=int, default=50, help="timed runs per model (default: 50)")
@@ -170,6 +176,10 @@ def _train(task, args) -> dict:
 def _trained(task, args):
     run_dir = runs.existing_run(args.run)
     config = resolve_config(task, args, run_dir)
+    if getattr(args, "model", None) is not None:
+        if not args.model.exists():
+            raise AppError(f"{args.model}: model file not found")
+        return run_dir, config, args.model
     return run_dir, config, runs.load_model(task, config, runs.resolve_weights(run_dir, args.weights))
 
 
@@ -177,8 +187,10 @@ def _eval(task, args) -> dict:
     from vision_core.atomic import write_atomic
 
     run_dir, config, model = _trained(task, args)
-    result = {"weights": str(runs.resolve_weights(run_dir, args.weights)), "metrics": task.evaluate(model, config)}
-    write_atomic(run_dir / "eval.json", json.dumps(result, indent=2, default=float).encode())
+    source = str(args.model) if args.model is not None else str(runs.resolve_weights(run_dir, args.weights))
+    result = {"model" if args.model is not None else "weights": source, "metrics": task.evaluate(model, config)}
+    name = "eval.json" if args.model is None else f"eval_{args.model.name}.json"
+    write_atomic(run_dir / name, json.dumps(result, indent=2, default=float).encode())
     return result
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vision_core.app.errors import NotSupported
+from vision_core.app.export import FORMATS
 from vision_core.backend import keras, tf
 
 Signatures = dict[str, tuple[Callable, list]]
@@ -38,6 +39,7 @@ class Task(abc.ABC):
             during training it is read as ``val_<key>`` from the epoch's logs, which hold the
             Keras validation metrics and, every ``train.eval_interval`` epochs, the evaluator's.
         headline_mode: ``"max"`` (higher is better) or ``"min"``.
+        export_formats: the forms ``export --format`` offers (those :meth:`export` writes).
     """
 
     name: ClassVar[str]
@@ -45,6 +47,7 @@ class Task(abc.ABC):
     presets: ClassVar[Mapping[str, Any]]
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[str] = "max"
+    export_formats: ClassVar[tuple[str, ...]] = FORMATS
 
     @abc.abstractmethod
     def build_model(self, config) -> keras.Model:
@@ -65,13 +68,13 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model, config) -> dict[str, float]:
-        """Score ``model`` (a Keras model, or a runner of an exported form) on the val set.
+        """Score ``model`` on the val set: a Keras model, or the path of an exported form (``eval --model``).
 
         Returns the task's metrics, including :attr:`headline_metric`.
         """
 
     def predict(self, model, sources: list[str], config, out_dir: Path) -> dict[str, Any]:
-        """Run ``model`` on image/video files or folders, write drawn outputs to ``out_dir``."""
+        """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs to ``out_dir``."""
         raise NotSupported(f"task {self.name!r} does not implement predict")
 
     def representative_data(self, config, batches: int = 8) -> Iterable[np.ndarray]:

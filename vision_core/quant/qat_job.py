@@ -13,10 +13,14 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
                                            #   model's outputs for the report)
       "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
       "loss": "sparse_categorical_crossentropy_from_logits",   # or "module:function" taking
-                                           #   (targets: dict, outputs: dict) -> scalar tensor
+                                           #   (targets: dict, outputs: dict, **loss_options)
+                                           #   -> scalar tensor
+      "loss_options": {...},               # optional keyword arguments of a module:function loss
       "exporter": "module:function",       # optional: (qat_model, path, calibration batches,
-                                           #   ModelInfo) -> path of the int8 file (a detector
-                                           #   appends its post-process op); needs "metadata"
+                                           #   ModelInfo, **exporter_options) -> path of the int8
+                                           #   file (a detector appends its post-process op);
+                                           #   needs "metadata"
+      "exporter_options": {...},           # optional keyword arguments of the exporter
       "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz, probe.npz,
                                            #   eval_outputs.npz, result.json
       "quantize": true,                    # false: build, load and probe the tf_keras twin only
@@ -65,12 +69,13 @@ def _build(spec: dict):
     return _imported(spec["builder"])(**spec["kwargs"])
 
 
-def _loss(name: str):
-    """``loss(targets: dict, outputs: dict) -> scalar``, by name or ``module:function``."""
+def _loss(name: str, options: dict | None = None):
+    """``loss(targets: dict, outputs: dict) -> scalar``, by name or ``module:function`` (with ``options``)."""
     from vision_core.backend import keras
 
     if ":" in name:
-        return _imported(name)
+        function = _imported(name)
+        return lambda targets, outputs: function(targets, outputs, **(options or {}))
     if name not in LOSSES:
         raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)} or module:function")
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -83,11 +88,10 @@ def _targets(data: dict) -> dict[str, np.ndarray]:
     return {key.removeprefix("target."): value for key, value in data.items() if key.startswith("target.")}
 
 
-def _fine_tune(qat_model, data: dict, loss_name: str, steps: int, batch_size: int, learning_rate: float) -> list:
+def _fine_tune(qat_model, data: dict, loss_fn, steps: int, batch_size: int, learning_rate: float) -> list:
     """``steps`` Adam steps over ``train_x`` and its targets in order, wrapping around; the losses."""
     from vision_core.backend import keras, tf
 
-    loss_fn = _loss(loss_name)
     optimizer = keras.optimizers.Adam(learning_rate)
     x, targets = data["train_x"], _targets(data)
 
@@ -162,7 +166,8 @@ def run(spec_path: str | Path) -> dict:
 
     steps = int(spec.get("steps", 0))
     if steps:
-        result["losses"] = _fine_tune(qat_model, data, spec.get("loss", LOSSES[0]), steps, batch_size,
+        loss_fn = _loss(spec.get("loss", LOSSES[0]), spec.get("loss_options"))
+        result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size,
                                       float(spec.get("learning_rate", 1e-4)))
         if info is not None:  # fine-tuning moved it with the data's range
             set_input_range(qat_model, *info.input_range)
@@ -176,7 +181,8 @@ def run(spec_path: str | Path) -> dict:
         lap("evaluate")
     if info is not None:
         exporter = _imported(spec["exporter"]) if "exporter" in spec else _export_classifier
-        flatbuffer = exporter(qat_model, out_dir / "qat_int8.tflite", batches, info).read_bytes()
+        flatbuffer = exporter(qat_model, out_dir / "qat_int8.tflite", batches, info,
+                              **spec.get("exporter_options", {})).read_bytes()
         records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     else:
         flatbuffer = convert(qat_model, "int8", batches)

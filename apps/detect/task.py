@@ -1,0 +1,328 @@
+"""The detect app as the shared CLI and trainer see it (:class:`vision_core.app.task.Task`).
+
+Data: ``dataset.data`` (COCO JSON, VOC folder, YOLO yaml/folder; auto-detected) or, when
+it is empty, the built-in demo dataset written to ``dataset.demo_dir`` on first use.
+Training batches are ``(images float32 [B, S, S, 3] in [-1, 1], targets)`` with the
+targets of :mod:`apps.detect.losses`. Every form of a model — the Keras model of a run,
+a ``.keras`` file, a ``.tflite`` or ``.onnx`` export — is scored by the same COCO
+evaluator (:func:`vision_core.detection.evaluate.evaluate`) through a runner that maps
+boxes back to the original image (xyxy absolute pixels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision_core.app.errors import AppError, ConfigError
+from vision_core.app.task import Task
+from vision_core.backend import tf
+
+from apps.detect.config import PRESETS, DetectConfig
+from apps.detect.losses import BoxLoss, ClassLoss
+from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
+
+log = logging.getLogger("vision_core")
+EXPORT_FORMATS = ("saved_model", "tflite", "int8", "onnx")
+SAVED_MODELS = "saved_models"
+
+
+def postprocess_config(config: DetectConfig, num_classes: int):
+    """The ``TFLite_Detection_PostProcess`` settings of ``config`` for ``num_classes`` classes."""
+    from vision_core.detection.nms import PostProcessConfig
+
+    return PostProcessConfig(num_classes=num_classes, max_detections=config.postprocess.max_detections,
+                             score_threshold=config.postprocess.score_threshold,
+                             iou_threshold=config.postprocess.iou_threshold)
+
+
+def inference_model(model, config: DetectConfig, num_classes: int):
+    """A raw detector (outputs ``box_encodings``, ``class_scores``) followed by the post-process op.
+
+    Outputs ``boxes`` (ymin, xmin, ymax, xmax normalised), ``classes``, ``scores``,
+    ``num_detections``; models that already end in them are returned unchanged.
+    """
+    from vision_core.detection.export_tail import with_postprocess
+
+    if "num_detections" in model.output_names:
+        return model
+    return with_postprocess(model, detector_anchors(config.model), postprocess_config(config, num_classes))
+
+
+class DetectTask(Task):
+    name = "detect"
+    description = ("Object detection: SSD, SSDLite and RetinaNet (FPN or RCNet neck) on any registered backbone, "
+                   "from COCO / VOC / YOLO data (or the built-in demo shapes) to int8 TFLite with the "
+                   "TFLite_Detection_PostProcess op, ONNX and TF Serving SavedModels.")
+    presets = PRESETS
+    headline_metric = "mAP50"
+    headline_mode = "max"
+    export_formats = EXPORT_FORMATS
+
+    def __init__(self):
+        self._splits: dict[tuple, Any] = {}
+
+    # data -----------------------------------------------------------------------------------------------------
+    def splits(self, config: DetectConfig):
+        """``(train, val)`` :class:`DetectionDataset` of the config (the demo dataset when ``data`` is empty)."""
+        from vision_core.data.detection import load_detection_dataset, write_demo_dataset
+
+        settings = config.dataset
+        key = (settings.data, settings.images, settings.val, settings.val_images, settings.class_names,
+               settings.demo_dir, settings.demo_train, settings.demo_val)
+        if key in self._splits:
+            return self._splits[key]
+        names = list(settings.class_names) or None
+        try:
+            if settings.data is None:
+                root = write_demo_dataset(settings.demo_dir, train=settings.demo_train, val=settings.demo_val,
+                                          size=320)["train"].parents[1]
+                train = load_detection_dataset(root, split="train")
+                val = load_detection_dataset(root, split="val")
+            else:
+                train = load_detection_dataset(settings.data, settings.images, "train", names)
+                if settings.val is None and Path(settings.data).is_file():
+                    raise ConfigError(f"--data {settings.data} is one annotation file: give the validation "
+                                      "split with --val (and --val-images if its images live elsewhere)")
+                val = load_detection_dataset(settings.val or settings.data, settings.val_images, "val", names)
+        except (OSError, ValueError) as error:
+            raise AppError(str(error)) from None
+        if train.class_names != val.class_names:
+            raise AppError(f"train classes {list(train.class_names)} differ from val classes {list(val.class_names)}")
+        for split in (train, val):
+            if not len(split):
+                raise AppError(f"{split.source}: the {split.split} split has no images")
+        self._splits[key] = (train, val)
+        return train, val
+
+    def num_classes(self, config: DetectConfig) -> int:
+        return self.splits(config)[0].num_classes
+
+    def class_names(self, config: DetectConfig) -> tuple[str, ...]:
+        return self.splits(config)[0].class_names
+
+    def encoder(self, config: DetectConfig):
+        from vision_core.detection.boxes import AnchorEncoder
+
+        size = config.model.input_size
+        return AnchorEncoder(detector_anchors(config.model), (size, size), self.num_classes(config),
+                             config.loss.positive_iou, config.loss.negative_iou)
+
+    def datasets(self, config: DetectConfig):
+        from vision_core.data.detection.augment import train_transform, val_transform
+        from vision_core.data.detection.pipeline import make_dataset
+
+        train, val = self.splits(config)
+        size, batch = config.model.input_size, config.train.batch_size
+        settings = config.dataset
+        augment = (train_transform(size, crop_probability=settings.crop_probability, seed=config.train.seed)
+                   if settings.augment else val_transform(size))
+        encoder = self.encoder(config)
+        train_set = make_dataset(train, augment, batch, shuffle=True, encoder=encoder, seed=config.train.seed,
+                                 num_parallel_calls=settings.workers)
+        val_set = make_dataset(val, val_transform(size), batch, encoder=encoder, num_parallel_calls=settings.workers)
+        # An image that cannot be read is skipped (and counted) mid-epoch; repeating keeps every epoch at the
+        # same number of batches, which the trainer needs to know.
+        train_set = train_set.repeat().take(math.ceil(len(train) / batch))
+        return train_set.map(_keras_targets), val_set.map(_keras_targets)
+
+    def check_data(self, config: DetectConfig) -> dict[str, Any]:
+        from vision_core.data.detection import check_dataset
+
+        report: dict[str, Any] = {}
+        problems = 0
+        for dataset in self.splits(config):
+            checked = check_dataset(dataset, workers=config.dataset.workers)
+            log.info("%s\n", checked.table())
+            report[dataset.split] = checked.to_dict()
+            problems += sum(issue.count for issue in checked.errors)
+        report["problems"] = problems
+        return report
+
+    # model ----------------------------------------------------------------------------------------------------
+    def build_model(self, config: DetectConfig):
+        return build_detector(self.num_classes(config), **describe(config.model))
+
+    def compile_args(self, config: DetectConfig) -> dict[str, Any]:
+        num_classes, loss = self.num_classes(config), config.loss
+        return {"loss": {"box_encodings": BoxLoss(num_classes, loss.box_weight),
+                         "class_logits": ClassLoss(uses_softmax(config.model), loss.focal_alpha, loss.focal_gamma,
+                                                   loss.negative_ratio)}}
+
+    def representative_data(self, config: DetectConfig, batches: int = 8):
+        _, val = self.datasets(config)
+        for images, _targets in val.take(batches):
+            yield np.asarray(images, np.float32)
+
+    # evaluation and prediction -----------------------------------------------------------------------------
+    def runner(self, model, config: DetectConfig):
+        """A :class:`DetectorRunner` of ``model``: a Keras detector (raw or with the post-process), a runner, or a
+        path of a ``.keras``, ``.tflite`` or ``.onnx`` export."""
+        from vision_core.detection.runners import DetectorRunner, KerasRunner, load_runner
+
+        if isinstance(model, DetectorRunner):
+            return model
+        if isinstance(model, (str, Path)):
+            return load_runner(model)
+        return KerasRunner(inference_model(model, config, self.num_classes(config)))
+
+    def evaluate(self, model, config: DetectConfig) -> dict[str, float]:
+        from vision_core.detection.evaluate import evaluate
+
+        _, val = self.splits(config)
+        return evaluate(self.runner(model, config), val)
+
+    def predict(self, model, sources: list[str], config: DetectConfig, out_dir: Path) -> dict[str, Any]:
+        from vision_core.detection.predict import predict
+
+        report = predict(self.runner(model, config), sources, out_dir, class_names=self.class_names(config),
+                         score_threshold=max(config.postprocess.score_threshold, 0.3))
+        return {"json": str(report.json_path), "out_dir": str(out_dir), **report.counts()}
+
+
+    # shipping -------------------------------------------------------------------------------------------------
+    def model_info(self, config: DetectConfig, name: str):
+        """The TFLite metadata of an export: labels, ``x / 127.5 - 1`` normalisation, the op's four outputs."""
+        from tflite.metadata import ModelInfo
+
+        return ModelInfo("detection", name, list(self.class_names(config)), mean=[127.5], std=[127.5],
+                         description=self.description)
+
+    def export(self, model, config: DetectConfig, out_dir: Path, formats: list[str]) -> dict[str, Path]:
+        """Write the shipped forms of a run's model to ``out_dir`` (``<run>/exports``).
+
+        ``tflite``: ``detect_float32.tflite``; ``int8``: ``detect_int8.tflite`` (post-training,
+        calibrated on validation images, uint8 input) and, after ``qat``, ``detect_int8_qat.tflite``;
+        every file ends in ``TFLite_Detection_PostProcess`` and carries metadata. ``saved_model``:
+        the next version of ``saved_models/detect_<run>/`` (``serving_default`` on float images,
+        ``serving_bytes`` on encoded ones, both returning the post-processed detections) and
+        ``saved_models/models.config``. ``onnx``: ``detect.onnx`` from the SavedModel and
+        ``detect_int8.onnx`` from the int8 TFLite file (QAT when there is one).
+        """
+        import shutil
+
+        from vision_core.export.onnx_export import export_onnx_from_saved_model, export_onnx_from_tflite
+        from vision_core.export.saved_model import export_saved_model
+        from vision_core.export.serving_config import write_models_config
+        from vision_core.export.tflite_export import export_tflite
+
+        out_dir = Path(out_dir)
+        wanted = set(EXPORT_FORMATS) if "all" in formats else set(formats)
+        run_name = out_dir.parent.name
+        detector = inference_model(model, config, self.num_classes(config))
+        written: dict[str, Path] = {}
+        if "tflite" in wanted:
+            written["tflite"] = export_tflite(detector, out_dir / "detect_float32.tflite", "float32",
+                                              info=self.model_info(config, f"detect_{run_name}"),
+                                              allow_custom_ops=True)
+        if "int8" in wanted or "onnx" in wanted:
+            written["int8"] = export_tflite(detector, out_dir / "detect_int8.tflite", "int8",
+                                            list(self.representative_data(config)),
+                                            info=self.model_info(config, f"detect_{run_name}"),
+                                            output_dtype="float32", allow_custom_ops=True)
+            qat_file = out_dir.parent / "qat" / "qat_int8.tflite"
+            if qat_file.is_file():
+                written["int8_qat"] = Path(shutil.copyfile(qat_file, out_dir / "detect_int8_qat.tflite"))
+        if "saved_model" in wanted or "onnx" in wanted:
+            root = Path(SAVED_MODELS)
+            written["saved_model"] = export_saved_model(detector, root, f"detect_{run_name}".replace("-", "_"))
+            written["models_config"] = write_models_config(root)
+        if "onnx" in wanted:
+            written["onnx"] = export_onnx_from_saved_model(written["saved_model"], out_dir / "detect.onnx")
+            written["int8_onnx"] = export_onnx_from_tflite(written.get("int8_qat", written["int8"]),
+                                                           out_dir / "detect_int8.onnx")
+        return written
+
+
+    def qat(self, model, config: DetectConfig, run_dir: Path, steps: int) -> dict[str, Any]:
+        """Fine-tune ``model`` with fake quantization (TF-MOT, in a tf_keras child process) and write
+        ``<run>/qat/qat_int8.tflite`` (uint8 input, post-process op, metadata); score it and the float
+        model with the same evaluator and write ``<run>/qat/report.json``."""
+        import json
+
+        from vision_core.atomic import write_atomic
+        from vision_core.quant.qat_job import launch
+        from vision_core.weights import save_npz, weights_by_path
+
+        settings, num_classes = config.qat, self.num_classes(config)
+        qat_dir = Path(run_dir) / "qat"
+        qat_dir.mkdir(parents=True, exist_ok=True)
+        data = self._qat_data(config, max(1, min(settings.fine_tune_images, steps * settings.fine_tune_batch)))
+        save_npz(data, qat_dir / "data.npz")
+        save_npz(weights_by_path(model), qat_dir / "float.weights.npz")
+        info = self.model_info(config, f"detect_{Path(run_dir).name}")
+        spec = {
+            "builder": "apps.detect.models:build_detector",
+            "kwargs": {"num_classes": num_classes, **describe(config.model)},
+            "weights": "float.weights.npz", "data": "data.npz", "out_dir": ".",
+            "steps": steps, "batch_size": settings.fine_tune_batch, "learning_rate": settings.fine_tune_lr,
+            "loss": "apps.detect.losses:detection_loss",
+            "loss_options": {"softmax": uses_softmax(config.model), "num_classes": num_classes,
+                             "box_weight": config.loss.box_weight, "focal_alpha": config.loss.focal_alpha,
+                             "focal_gamma": config.loss.focal_gamma, "negative_ratio": config.loss.negative_ratio},
+            "exporter": "apps.detect.task:export_qat_detector",
+            "exporter_options": {"model_config": describe(config.model),
+                                 "postprocess": dataclasses.asdict(postprocess_config(config, num_classes))},
+            "metadata": {"task": info.task, "name": info.name, "labels": info.labels, "mean": info.mean,
+                         "std": info.std, "description": info.description},
+        }
+        spec_path = write_atomic(qat_dir / "spec.json", json.dumps(spec, indent=2).encode())
+        log.info("QAT: %d steps of batch %d in a tf_keras process (%s)", steps, settings.fine_tune_batch, qat_dir)
+        job = launch(spec_path)
+        (qat_dir / "data.npz").unlink()
+        float_metrics = self.evaluate(model, config)
+        qat_metrics = self.evaluate(qat_dir / "qat_int8.tflite", config)
+        report = {"qat_int8": str(qat_dir / "qat_int8.tflite"), "steps": steps,
+                  "first_loss": job["losses"][0] if job.get("losses") else None,
+                  "last_loss": job["losses"][-1] if job.get("losses") else None,
+                  "float": _headline(float_metrics), "qat_int8_tflite": _headline(qat_metrics),
+                  "delta_mAP50": qat_metrics["mAP50"] - float_metrics["mAP50"], "job": job}
+        write_atomic(qat_dir / "report.json", json.dumps(report, indent=2, default=float).encode())
+        return {k: v for k, v in report.items() if k != "job"}
+
+    def _qat_data(self, config: DetectConfig, count: int) -> dict[str, np.ndarray]:
+        """Calibration images (validation) and ``count`` training images with their targets, unaugmented."""
+        from vision_core.data.detection.augment import val_transform
+        from vision_core.data.detection.pipeline import make_dataset
+
+        train, val = self.splits(config)
+        size, encoder = config.model.input_size, self.encoder(config)
+        fine_tune = make_dataset(train, val_transform(size), config.qat.fine_tune_batch, shuffle=True,
+                                 encoder=encoder, seed=config.train.seed).map(_keras_targets).unbatch().take(count)
+        images, boxes, classes = [], [], []
+        for image, targets in fine_tune:
+            images.append(image.numpy())
+            boxes.append(targets["box_encodings"].numpy())
+            classes.append(targets["class_logits"].numpy())
+        calibration = np.concatenate(list(self.representative_data(
+            config, batches=math.ceil(config.qat.calibration_images / config.train.batch_size))))
+        return {"calibration": calibration[:config.qat.calibration_images], "train_x": np.stack(images),
+                "target.box_encodings": np.stack(boxes), "target.class_logits": np.stack(classes)}
+
+
+def export_qat_detector(qat_model, path: Path, batches: list, info, *, model_config: dict, postprocess: dict) -> Path:
+    """The QAT job's exporter: the fake-quantized detector + post-process op -> int8 TFLite with metadata."""
+    from vision_core.detection.export_tail import with_postprocess
+    from vision_core.detection.nms import PostProcessConfig
+    from vision_core.export.tflite_export import export_tflite
+
+    config = PostProcessConfig(**{**postprocess, "box_scales": tuple(postprocess["box_scales"])})
+    detector = with_postprocess(qat_model, detector_anchors(model_config), config)
+    return export_tflite(detector, path, "int8", batches, info=info, output_dtype="float32", allow_custom_ops=True)
+
+
+def _headline(metrics: dict) -> dict:
+    return {key: metrics[key] for key in ("mAP", "mAP50", "mAP75", "AR100")}
+
+
+def _keras_targets(images, targets):
+    """Encoder targets -> the per-output targets of :mod:`apps.detect.losses`."""
+    classes = tf.cast(targets["class_targets"], tf.float32)
+    boxes = tf.concat([targets["box_targets"], classes[..., None]], axis=-1)
+    return images, {"box_encodings": boxes, "class_logits": classes}
+
