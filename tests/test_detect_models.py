@@ -19,7 +19,7 @@ TINY = {
     "ssd": ModelConfig(architecture="ssd", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),
     "ssdlite": ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),
     "retinanet_fpn": ModelConfig(architecture="retinanet", backbone="resnet18", input_size=96, neck_channels=32,
-                                 head_depth=1, head_channels=32),
+                                 head_depth=1, head_channels=32, head_norm=True, bn_momentum=0.9),
     "retinanet_rcnet": ModelConfig(architecture="retinanet", backbone="resnet18", input_size=96, neck="rcnet",
                                    neck_channels=32, head_depth=1, head_channels=32),
 }

@@ -127,8 +127,9 @@ class DetectTask(Task):
                                  num_parallel_calls=settings.workers)
         val_set = make_dataset(val, val_transform(size), batch, encoder=encoder, num_parallel_calls=settings.workers)
         # An image that cannot be read is skipped (and counted) mid-epoch; repeating keeps every epoch at the
-        # same number of batches, which the trainer needs to know.
+        # same, known number of batches, which the trainer needs.
         train_set = train_set.repeat().take(math.ceil(len(train) / batch))
+        val_set = val_set.repeat().take(math.ceil(len(val) / batch))
         return train_set.map(_keras_targets), val_set.map(_keras_targets)
 
     def check_data(self, config: DetectConfig) -> dict[str, Any]:

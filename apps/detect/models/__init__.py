@@ -86,14 +86,20 @@ def build_detector(num_classes: int, **fields):
     else:
         boxes, logits = retinanet_module.retinanet(
             backbone, num_classes, per_location[0], neck=config.neck, neck_channels=config.neck_channels,
-            levels=config.levels, head_depth=config.head_depth, head_channels=config.head_channels)
+            levels=config.levels, head_depth=config.head_depth, head_channels=config.head_channels,
+            head_norm=config.head_norm)
         scores = keras.layers.Activation("sigmoid", name="class_scores")(logits)
     expected = len(detector_anchors(config))
     if boxes.shape[1] != expected:
         raise AssertionError(f"head emits {boxes.shape[1]} boxes, anchors number {expected}")
     name = f"{config.architecture}_{config.backbone}" + (f"_{config.neck}" if not uses_softmax(config) else "")
-    return keras.Model(backbone.input, {"box_encodings": boxes, "class_logits": logits, "class_scores": scores},
-                       name=name)
+    model = keras.Model(backbone.input, {"box_encodings": boxes, "class_logits": logits, "class_scores": scores},
+                        name=name)
+    if config.bn_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = config.bn_momentum
+    return model
 
 
 def describe(config: ModelConfig | dict) -> dict:
