@@ -6,13 +6,8 @@ overrides, :class:`TrainConfig`), ``cli.py`` (the command grammar), ``trainer.py
 resume), ``callbacks.py`` (NaN guard, EMA, evaluation, logs, checkpoints), ``schedules.py``
 (optimizer, warm-up + cosine/step decay), ``distribute.py`` (strategies, mixed precision),
 ``runs.py`` (run folders), ``plots.py``, ``export.py``, ``bench.py``, ``errors.py``.
+
+Import from the modules themselves (``from vision_core.app.cli import main``): this package
+imports nothing, so a tf_keras process (the QAT job) can read a task's config dataclasses
+without loading the Keras 3 trainer.
 """
-
-from vision_core.app.cli import main
-from vision_core.app.config import TrainConfig, setting
-from vision_core.app.errors import AppError, ConfigError, NotSupported, TrainingDiverged
-from vision_core.app.task import Task
-from vision_core.app.trainer import train
-
-__all__ = ["AppError", "ConfigError", "NotSupported", "Task", "TrainConfig", "TrainingDiverged", "main",
-           "setting", "train"]
