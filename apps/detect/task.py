@@ -86,7 +86,7 @@ class DetectTask(Task):
                 val = load_detection_dataset(root, split="val")
             else:
                 train = load_detection_dataset(settings.data, settings.images, "train", names)
-                if settings.val is None and Path(settings.data).is_file():
+                if settings.val is None and Path(settings.data).suffix.lower() == ".json":
                     raise ConfigError(f"--data {settings.data} is one annotation file: give the validation "
                                       "split with --val (and --val-images if its images live elsewhere)")
                 val = load_detection_dataset(settings.val or settings.data, settings.val_images, "val", names)
