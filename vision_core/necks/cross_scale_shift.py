@@ -143,6 +143,7 @@ class QuantizedMaxPooling2D(QuantizableLayer):
 
     quantized_weights = ()
     quantize_output = True
+    same_scale_as_input = True  # vision_core.quant.qat.tie_same_scale_ranges re-ties the range after a fine-tune
 
     def __init__(self, pool_size: int, **kwargs):
         super().__init__(**kwargs)

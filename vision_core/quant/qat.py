@@ -189,6 +189,41 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> i
     return count
 
 
+def tie_same_scale_ranges(qat_model) -> int:
+    """Copy each producer's output range onto the output range of the layers that declare
+    ``same_scale_as_input`` (max pools: int8 ``MAX_POOL_2D`` takes one scale for input and
+    output); returns the layers tied.
+
+    Calibration gives such a layer nearly its input's range, but a fine-tune moves the two
+    moving averages apart and the converter then rejects the op ("violate the same scale
+    constraint"). Call it after fine-tuning, before conversion.
+    """
+    targets = _probe_targets(qat_model)
+    tied = 0
+    for layer in qat_model.layers:
+        if not (isinstance(layer, _qkeras.QuantizeWrapperV2) and getattr(layer.layer, "same_scale_as_input", False)):
+            continue
+        producers = layer.inbound_nodes[0].inbound_layers
+        producer = producers[0] if isinstance(producers, (list, tuple)) else producers
+        source = producer.layer.name if isinstance(producer, _qkeras.QuantizeWrapperV2) else None
+        ranges = _output_range(targets.get(source, []))
+        own = _output_range(targets.get(layer.layer.name, []))
+        if ranges and own:
+            for key in ("min", "max"):
+                own[key].assign(tf.fill(own[key].shape, float(np.asarray(ranges[key]).reshape(-1)[0])))
+            tied += 1
+    return tied
+
+
+def _output_range(variables) -> dict:
+    """``{"min": v, "max": v}``: the range applied last to a layer's output (``output_`` over ``post_activation_``)."""
+    by_name = {v.name.split("/")[-1].split(":")[0]: v for v in variables}
+    for prefix in ("output_", "post_activation_", ""):
+        if f"{prefix}min" in by_name and f"{prefix}max" in by_name:
+            return {"min": by_name[f"{prefix}min"], "max": by_name[f"{prefix}max"]}
+    return {}
+
+
 def set_input_range(qat_model, low: float, high: float) -> int:
     """Fix the range of the model's input quantizer to ``[low, high]``; returns the variables set.
 

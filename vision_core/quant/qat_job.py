@@ -119,7 +119,7 @@ def run(spec_path: str | Path) -> dict:
     from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3
     from vision_core.quant.convert import convert
-    from vision_core.quant.qat import calibrate_ranges, quantize_model, set_input_range
+    from vision_core.quant.qat import calibrate_ranges, quantize_model, set_input_range, tie_same_scale_ranges
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
 
     if is_keras3():
@@ -173,6 +173,7 @@ def run(spec_path: str | Path) -> dict:
             set_input_range(qat_model, *info.input_range)
         lap("fine_tune")
 
+    result["tied_ranges"] = tie_same_scale_ranges(qat_model)
     save_npz(weights_by_path(qat_model), out_dir / "qat.weights.npz")
     if "eval_x" in data:
         outputs = qat_model.predict(data["eval_x"], batch_size=batch_size, verbose=0)
