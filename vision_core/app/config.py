@@ -17,6 +17,7 @@ with ``--config`` on top of the same dataclass reproduces the config exactly.
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
 import types
 import typing
@@ -28,6 +29,9 @@ import yaml
 
 from vision_core.app.errors import ConfigError
 from vision_core.atomic import write_atomic
+
+
+EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING):
@@ -112,6 +116,9 @@ def check_value(annotation: Any, value: Any, key: str, source: str) -> Any:
             raise bad()
         return value
     if annotation is float:
+        # YAML 1.1 reads "4e-3" (no dot) as a string; people write learning rates that way.
+        if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
         return float(value)
