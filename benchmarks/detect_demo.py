@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import machine_info
 from vision_core.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 4")
     args = parser.parse_args(argv)
 
-    result: dict = {"machine": {"cpus": os.cpu_count(), "load_average_start": list(os.getloadavg()),
-                                "python": platform.python_version(), "processor": platform.processor()},
-                    "train_flags": args.train_flags}
+    result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
     seconds, _ = detect("train", "--project", str(args.project), "--name", "demo", "--exist-ok", *args.train_flags)
     run = args.project / "demo"
     trained = json.loads((run / "metrics.json").read_text())

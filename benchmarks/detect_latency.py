@@ -39,15 +39,13 @@ import dataclasses
 import gc
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
+from machine import machine_info
 from tflite.audit import op_summary, require_int8
 from tflite.bench import benchmark, random_input
 from tflite.runtime import TFLiteModel
@@ -68,26 +66,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def machine_info() -> dict:
-    """CPU model, logical CPUs, load average, versions and the git state of the code measured."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "ai_edge_litert": version("ai-edge-litert"), "git": git_state()}
 
 
-def git_state() -> dict:
-    """HEAD commit and whether the work tree differed from it (tracked changes or untracked files)."""
-    def run(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no")),
-            "untracked_python": [line[3:] for line in run("status", "--porcelain").splitlines()
-                                 if line.startswith("??") and not line.startswith("?? benchmarks/results")]}
 
 
 def calibration_images(size: int, count: int, seed: int = 0) -> np.ndarray:

@@ -43,15 +43,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 
+from machine import machine_info
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, keras_cv, tf
 from vision_core.data.detection.demo import DEMO_CLASSES, draw_detection_scene
@@ -72,24 +70,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def machine_info() -> dict:
-    """CPU model, logical CPUs, load average, versions and the git state of the code measured."""
-    from importlib.metadata import version
-
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor())
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "keras_cv": version("keras-cv"),
-            "git": {"commit": git("rev-parse", "HEAD"),
-                    "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}}
 
 
 def optimizer(config):

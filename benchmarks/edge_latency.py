@@ -26,12 +26,10 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
 from importlib.metadata import version
-from pathlib import Path
 
 import flatbuffers
 import numpy as np
@@ -39,6 +37,7 @@ from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from tqdm import tqdm
 
+from machine import machine_info
 from tflite.audit import audit_ops, op_summary
 from tflite.bench import benchmark, latencies_ms, random_input
 from tflite.macs import count_macs
@@ -58,16 +57,6 @@ STEM_INPUT_CHANNELS = (3, 8, 16, 32, 64)
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if name.isupper()}
 
 
-def machine_info() -> dict:
-    """CPU model, logical CPUs, load average and the versions that decide the kernels."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(),
-            "int8_dot_product_flags": sorted(f for f in flags if f in ("avx512_vnni", "avx_vnni", "amx_int8")),
-            "load_average": list(os.getloadavg()), "python": platform.python_version(),
-            "ai_edge_litert": version("ai-edge-litert"), "tensorflow": tf.__version__}
 
 
 def he_normal_weights(model, seed: int = 0):
