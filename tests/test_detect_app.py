@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("detect_app")]
 
 TINY = ["--input-size", "96", "--backbone", "resnet18", "--neck-channels", "32", "--head-channels", "32",
         "--head-depth", "1", "--demo-train", "32", "--demo-val", "8", "--batch-size", "8",
-        "--fine-tune-batch", "4", "--calibration-images", "8"]
+        "--fine-tune-batch", "4", "--calibration-images", "8", "--learning-rate", "2e-3", "--crop-probability", "0.5",
+        "--score-threshold", "0.001"]  # a barely trained model: keep its weak detections to compare
 
 
 def run_cli(*argv) -> None:
@@ -125,11 +126,11 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     path = run["exports"] / "detect_int8_qat.tflite"
     image = cv2.cvtColor(cv2.imread(str(next((run["demo"] / "val" / "images").iterdir()))), cv2.COLOR_BGR2RGB)
     image = np.ascontiguousarray(cv2.resize(image, (96, 96), interpolation=cv2.INTER_AREA))
-    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.05,
+    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.001,
                                            max_results=100)
     with vision.ObjectDetector.create_from_options(options) as detector:
         found = detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)).detections
-    ours = load_runner(path, score_threshold=0.05)(image)
+    ours = load_runner(path, score_threshold=0.001)(image)
     # MediaPipe merges detections of one box (per-class NMS keeps a box once per class) into one
     # detection with several categories: compare (class, score) pairs.
     # Past the strongest detections the two lists may part on near-ties of one uint8 score step.
