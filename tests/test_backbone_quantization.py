@@ -86,12 +86,3 @@ def test_int8_ptq_is_all_int8_and_features_agree_with_float(trained):
 def test_qat_model_converts_to_all_int8(trained, qat_result):
     assert qat_result["calibrated_ranges"] > 0
     require_int8(str(trained["spec"].parent / "qat" / "qat_int8.tflite"))
-
-
-@pytest.mark.xdist_group("resnet18")
-def test_qat_fine_tune_steps_train_the_fake_quantized_model(tmp_path):
-    classifier, _, x, labels = train_briefly("resnet18", SIZE, steps=2)
-    probe, _ = shapes_data(2, SIZE, seed=5)
-    result = qat_job.launch(write_qat_spec(tmp_path, classifier, "resnet18", SIZE, x, labels, probe, steps=4))
-    assert len(result["losses"]) == 4 and np.isfinite(result["losses"]).all()
-    require_int8(str(tmp_path / "qat" / "qat_int8.tflite"))

@@ -132,13 +132,33 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
         found = detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)).detections
     ours = load_runner(path, score_threshold=0.001)(image)
     # MediaPipe merges detections of one box (per-class NMS keeps a box once per class) into one
-    # detection with several categories: compare (class, score) pairs.
-    # Past the strongest detections the two lists may part on near-ties of one uint8 score step.
-    theirs = sorted(((round(c.score, 5), c.category_name) for d in found for c in d.categories), reverse=True)
+    # detection with several categories: unfold them into (class, score, xyxy box).
     names = ("circle", "square", "triangle", "cross", "star", "ring")
-    ours = sorted(((round(float(s), 5), names[c]) for c, s in zip(ours.classes, ours.scores)), reverse=True)
-    assert len(ours) >= 10
-    assert theirs[:10] == ours[:10]
+    theirs = [(c.category_name, c.score, _xyxy(d.bounding_box)) for d in found for c in d.categories]
+    assert len(ours.scores) >= 10
+    # MediaPipe's runtime may round an int8 score one uint8 step (1/256) away from ours, which can
+    # swap near-tied boxes of one class in NMS; a swapped box still overlaps the kept one by more
+    # than the NMS threshold. So each of our ten best detections must have its own MediaPipe
+    # detection of the same class, a score within two steps and IoU > 0.5.
+    for cls, score, box in zip(ours.classes[:10], ours.scores[:10], ours.boxes[:10]):
+        candidates = [i for i, t in enumerate(theirs) if t[0] == names[cls] and abs(t[1] - score) <= 2 / 256]
+        assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
+        best = max(candidates, key=lambda i: _iou(theirs[i][2], box))
+        assert _iou(theirs[best][2], box) > 0.5, (names[cls], score, box, theirs[best])
+        del theirs[best]
+
+
+def _xyxy(box) -> np.ndarray:
+    """MediaPipe's ``BoundingBox`` (origin and size in pixels) as xyxy pixels."""
+    return np.array([box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height], np.float32)
+
+
+def _iou(a, b) -> float:
+    """IoU of two xyxy boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
 
 
 def test_predict_draws_and_lists_detections(run, tmp_path):
