@@ -116,8 +116,8 @@ PRESETS = {
         ModelConfig(architecture="retinanet", backbone="mobilenet_v2", backbone_alpha=0.5, input_size=256,
                     bn_momentum=0.9, neck_channels=64, levels=(3, 4, 5, 6), head_depth=2, head_channels=64,
                     head_norm=True, anchor_size=2.0, scales_per_octave=2),
-        TrainConfig(epochs=14, batch_size=8, optimizer="adam", learning_rate=8e-3, weight_decay=0.0,
-                    warmup_epochs=1.0, clipnorm=10.0, eval_interval=7),
+        TrainConfig(epochs=12, batch_size=8, optimizer="adam", learning_rate=8e-3, weight_decay=0.0,
+                    warmup_epochs=1.0, clipnorm=10.0, eval_interval=6),
         dataset=DatasetConfig(crop_probability=0.0)),
     "ssdlite_mobilenet_v2": _preset(
         ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", input_size=320),
