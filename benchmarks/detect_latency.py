@@ -165,8 +165,8 @@ def measure(models: tuple[str, ...], num_classes: int, threads: tuple[int, ...],
         log(f"RCNet vs FPN: params x{comparison['params_ratio']:.3f} ({comparison['params_difference']:+,}), "
             f"p50 at {comparison['threads']} threads x{comparison['latency_ratio_p50']:.3f}")
     return {"machine": machine, "load_average_end": list(os.getloadavg()),
-            "note": ("shared CPU: other jobs ran during the measurement; absolute numbers are rough. "
-                     "Random weights: post-process op work is a lower bound (few boxes above the score threshold)."),
+            "note": ("Random weights: post-process op work is a lower bound (few boxes above the score threshold). "
+                     "machine.load_average and load_average_end tell whether other jobs shared the CPU."),
             "settings": {"models": list(models), "num_classes": num_classes, "threads": list(threads),
                          "warmup": warmup, "runs": runs, "calibration_images": calibration, "batch": 1,
                          "input_dtype": "uint8", "output_dtype": "float32"},
