@@ -279,7 +279,7 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
         log(f"suite / keras-cv images/s: x{comparison['suite_over_keras_cv_images_per_s']:.3f} "
             f"(encoding on both sides x{comparison['suite_over_keras_cv_with_encoding_both']:.3f})")
     return {"machine": machine, "load_average_end": list(os.getloadavg()),
-            "note": "shared CPU: other jobs ran during the measurement; absolute numbers are rough.",
+            "note": "machine.load_average and load_average_end tell whether other jobs shared the CPU.",
             "settings": {"preset": PRESET, "size": size, "batch": batch, "steps": steps, "warmup": warmup,
                          "num_classes": num_classes, "seed": seed, "jit_compile": False,
                          "optimizer": {"class": "SGD", "learning_rate": LEARNING_RATE,
