@@ -18,6 +18,7 @@ from apps.detect.task import DetectTask
 from conftest import ROOT
 from tflite.audit import require_int8
 from vision_core.app.cli import main
+from vision_core.detection.boxes import pairwise_iou
 from vision_core.detection.runners import TFLiteRunner, load_runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("detect_app")]
@@ -140,25 +141,20 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     # swap near-tied boxes of one class in NMS; a swapped box still overlaps the kept one by more
     # than the NMS threshold. So each of our ten best detections must have its own MediaPipe
     # detection of the same class, a score within two steps and IoU > 0.5.
-    for cls, score, box in zip(ours.classes[:10], ours.scores[:10], ours.boxes[:10]):
-        candidates = [i for i, t in enumerate(theirs) if t[0] == names[cls] and abs(t[1] - score) <= 2 / 256]
+    iou = pairwise_iou(ours.boxes[:10], np.stack([box for _, _, box in theirs])).numpy()  # [10, M]
+    taken = set()
+    for k, (cls, score) in enumerate(zip(ours.classes[:10], ours.scores[:10])):
+        candidates = [i for i, (name, their_score, _) in enumerate(theirs)
+                      if i not in taken and name == names[cls] and abs(their_score - score) <= 2 / 256]
         assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
-        best = max(candidates, key=lambda i: _iou(theirs[i][2], box))
-        assert _iou(theirs[best][2], box) > 0.5, (names[cls], score, box, theirs[best])
-        del theirs[best]
+        best = max(candidates, key=lambda i: iou[k, i])
+        assert iou[k, best] > 0.5, (names[cls], score, ours.boxes[k], theirs[best])
+        taken.add(best)
 
 
 def _xyxy(box) -> np.ndarray:
     """MediaPipe's ``BoundingBox`` (origin and size in pixels) as xyxy pixels."""
     return np.array([box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height], np.float32)
-
-
-def _iou(a, b) -> float:
-    """IoU of two xyxy boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / union) if union > 0 else 0.0
 
 
 def test_predict_draws_and_lists_detections(run, tmp_path):
