@@ -11,7 +11,7 @@ from test_app_task import ToyConfig, ToyTask
 from vision_core.app import runs
 from vision_core.app.cli import COMMANDS, build_parser, main, resolve_config
 from vision_core.app.config import (ConfigError, TrainConfig, apply_overrides, flag_names, leaves, load_yaml,
-                                    resolve, save_config)
+                                    parse_text, resolve, save_config)
 from vision_core.app.errors import AppError
 
 
@@ -184,14 +184,10 @@ def test_run_names_must_be_one_folder():
 
 def test_exponent_floats_without_a_dot_are_floats_from_flags_and_yaml(tmp_path):
     """YAML 1.1 reads ``4e-3`` as a string; a float setting takes it as 0.004 from a flag and from a file."""
-    from vision_core.app.config import apply_overrides, parse_text
-
     base = TrainConfig()
     assert apply_overrides(base, {"learning_rate": parse_text("4e-3")}, "--learning-rate").learning_rate == 0.004
     path = tmp_path / "exp.yaml"
     path.write_text("learning_rate: 1E-4\nmin_lr_ratio: .5e-1\n")
-    from vision_core.app.config import load_yaml
-
     config = apply_overrides(base, load_yaml(path), str(path))
     assert (config.learning_rate, config.min_lr_ratio) == (1e-4, 0.05)
     with pytest.raises(ConfigError, match="epochs='4e-3' is not a valid int"):

@@ -17,8 +17,8 @@ with ``--config`` on top of the same dataclass reproduces the config exactly.
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping

@@ -139,6 +139,11 @@ def set_weight_ranges(qat_model) -> int:
     return count
 
 
+def _short_name(variable) -> str:
+    """A variable's own name without scope or output index: ``.../conv1/output_max:0`` -> ``output_max``."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
 def _probe_targets(qat_model) -> dict:
     """Original layer name (``None`` for the model input) -> its activation range variables."""
     targets: dict = {}
@@ -150,7 +155,7 @@ def _probe_targets(qat_model) -> dict:
         else:
             continue
         for v in layer.weights:
-            short = v.name.split("/")[-1].split(":")[0]
+            short = _short_name(v)
             if short.endswith(("_min", "_max")) and short.startswith(prefixes):
                 targets.setdefault(source, []).append(v)
     return targets
@@ -217,7 +222,7 @@ def tie_same_scale_ranges(qat_model) -> int:
 
 def _output_range(variables) -> dict:
     """``{"min": v, "max": v}``: the range applied last to a layer's output (``output_`` over ``post_activation_``)."""
-    by_name = {v.name.split("/")[-1].split(":")[0]: v for v in variables}
+    by_name = {_short_name(v): v for v in variables}
     for prefix in ("output_", "post_activation_", ""):
         if f"{prefix}min" in by_name and f"{prefix}max" in by_name:
             return {"min": by_name[f"{prefix}min"], "max": by_name[f"{prefix}max"]}
