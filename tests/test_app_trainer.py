@@ -121,6 +121,31 @@ def test_training_a_finished_run_further_needs_more_epochs(toy_run, capsys):
     assert "already trained 3 of 3 epochs; raise --epochs to continue" in capsys.readouterr().err
 
 
+class CountingToyTask(ToyTask):
+    def __init__(self):
+        super().__init__()
+        self.evaluations = 0
+
+    def evaluate(self, model, config):
+        self.evaluations += 1
+        return super().evaluate(model, config)
+
+
+def test_the_final_report_reuses_the_best_epochs_evaluation_unless_it_came_before_a_resume(tmp_path):
+    task = CountingToyTask()
+    main(task, ["train", "--project", str(tmp_path), "--epochs", "2"])
+    run = tmp_path / "exp"
+    assert task.evaluations == 2                                           # epochs 1 and 2, none at the end
+    rows = read_csv(run / "results.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["metrics"]["accuracy"] == float(rows[metrics["best_epoch"] - 1]["val_accuracy"])
+
+    resumed = CountingToyTask()
+    main(resumed, ["train", "--resume", str(run), "--epochs", "3"])
+    best_epoch = json.loads((run / "metrics.json").read_text())["best_epoch"]
+    assert resumed.evaluations == (1 if best_epoch == 3 else 2)             # epoch 3, then a best from before
+
+
 class PoisonAt(keras.callbacks.Callback):
     """Sets the classifier kernel to NaN before (epoch, batch), both 1-based: the loss of that step is NaN."""
 

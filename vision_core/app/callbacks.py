@@ -103,12 +103,17 @@ class EMAValidation(keras.callbacks.Callback):
 
 
 class TaskEvaluation(keras.callbacks.Callback):
-    """Every ``interval`` epochs (and the last), adds ``val_<key>`` of ``task.evaluate`` to the logs."""
+    """Every ``interval`` epochs (and the last), adds ``val_<key>`` of ``task.evaluate`` to the logs.
+
+    ``scored`` keeps each evaluated epoch's full metrics by 1-based epoch, so the trainer's
+    final report reuses the best epoch's instead of scoring the same weights again.
+    """
 
     def __init__(self, task, config, state: RunState, interval: int, epochs: int):
         super().__init__()
         self.task, self.config, self.state = task, config, state
         self.interval, self.epochs = interval, epochs
+        self.scored: dict[int, dict] = {}
 
     def on_epoch_end(self, epoch, logs=None):
         due = self.interval > 0 and ((epoch + 1) % self.interval == 0 or epoch + 1 == self.epochs)
@@ -116,6 +121,7 @@ class TaskEvaluation(keras.callbacks.Callback):
             return
         with ema_weights(self.model):
             metrics = self.task.evaluate(self.model, self.config)
+        self.scored[epoch + 1] = metrics
         logs.update({f"val_{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
 
 

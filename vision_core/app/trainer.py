@@ -116,10 +116,11 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
         raise AppError(f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; "
                        "raise --epochs to continue")
 
+    evaluation = TaskEvaluation(task, config, state, settings.eval_interval, settings.epochs)
     callbacks = [
         NaNGuard(state),
         *([EMAValidation()] if settings.ema else []),
-        TaskEvaluation(task, config, state, settings.eval_interval, settings.epochs),
+        evaluation,
         RunLog(run_dir, state, schedule),
         Checkpointer(run_dir, state, f"val_{task.headline_metric}", task.headline_mode),
         TensorBoardScalars(run_dir / runs.TENSORBOARD, state),
@@ -134,14 +135,23 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
         kept = f"last good checkpoint: {runs.weights_path(run_dir, 'last')} (epoch {state.epoch})" \
             if state.epoch else "no checkpoint was saved"
         raise TrainingDiverged(f"{run_dir}: {state.diverged}; training stopped, {kept}")
-    return finish(task, config, model, run_dir, state)
+    return finish(task, config, model, run_dir, state, evaluation.scored)
 
 
-def finish(task, config, model, run_dir: Path, state: RunState) -> dict[str, Any]:
-    """Score the best (else last) weights with the task's evaluator; write ``metrics.json``."""
+def finish(task, config, model, run_dir: Path, state: RunState, scored: dict[int, dict]) -> dict[str, Any]:
+    """Score the best (else last) weights with the task's evaluator; write ``metrics.json``.
+
+    ``scored`` holds the evaluator's metrics by epoch from this process; when the best epoch is
+    among them they are the best weights' score already (the checkpoint holds the weights the
+    evaluator saw, EMA included) and are reused. A resumed run whose best epoch came before the
+    restart scores the best weights again.
+    """
     which = "best" if runs.weights_path(run_dir, "best").is_file() else "last"
-    assign_by_path(model, load_npz(runs.weights_path(run_dir, which)))
-    metrics = task.evaluate(model, config)
+    if which == "best" and state.best_epoch in scored:
+        metrics = scored[state.best_epoch]
+    else:
+        assign_by_path(model, load_npz(runs.weights_path(run_dir, which)))
+        metrics = task.evaluate(model, config)
     result = {"run": str(run_dir), "weights": which, "epochs": state.epoch, "best_epoch": state.best_epoch,
               "headline_metric": task.headline_metric, "headline": metrics.get(task.headline_metric),
               "metrics": metrics, "config": to_dict(config)}
