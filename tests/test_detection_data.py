@@ -14,7 +14,8 @@ import pytest
 
 from vision_core.data.detection import (DEMO_CLASSES, AnnotationFormatError, DetectionDataset, DetectionRecord,
                                         check_dataset, coco_results, detect_format, load_detection_dataset,
-                                        read_coco, read_voc, read_yolo, write_coco, write_demo_dataset)
+                                        draw_detection_scene, read_coco, read_voc, read_yolo, write_coco,
+                                        write_demo_dataset)
 from vision_core.data.detection.augment import apply_transform, boxes_to_image, train_transform, val_transform
 
 
@@ -205,6 +206,14 @@ def test_demo_dataset_is_a_clean_coco_split_with_every_class(tmp_path):
     assert set(np.concatenate([r.classes for r in dataset.records]).tolist()) == set(range(len(DEMO_CLASSES)))
     sides = np.concatenate([r.boxes[:, 2:] - r.boxes[:, :2] for r in dataset.records]).max(axis=1)
     assert sides.min() < 16 and sides.max() > 48  # small and large objects
+
+
+def test_demo_shapes_are_no_smaller_than_min_size_when_nothing_covers_them():
+    # Unrotated extent of a shape of side s: at least s * 0.95 (a star's points) on its longer side.
+    rng = np.random.default_rng(5)
+    scenes = [draw_detection_scene(rng, 128, max_objects=4, min_size=0.25, min_visible=1.0) for _ in range(30)]
+    sides = np.concatenate([boxes[:, 2:] - boxes[:, :2] for _, boxes, _ in scenes]).max(axis=1)
+    assert len(sides) >= 30 and sides.min() >= 0.95 * 0.25 * 128 - 1
 
 
 def test_demo_dataset_reuses_a_folder_with_a_matching_manifest(tmp_path):

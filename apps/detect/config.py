@@ -58,6 +58,8 @@ class DatasetConfig:
     demo_dir: str = setting("datasets/detect-demo", "folder of the generated demo dataset (made on first use)")
     demo_train: int = setting(1000, "demo training images")
     demo_val: int = setting(200, "demo validation images")
+    demo_min_size: float = setting(0.06, "demo: smallest shape side as a fraction of the image side")
+    demo_min_visible: float = setting(0.7, "demo: smallest visible fraction of a partly covered shape")
     augment: bool = setting(True, "random crop, flip and colour jitter on training images")
     crop_probability: float = setting(0.5, "chance of a random resized crop per training image")
     workers: int = setting(2, "images decoded and augmented in parallel")

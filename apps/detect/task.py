@@ -74,14 +74,16 @@ class DetectTask(Task):
 
         settings = config.dataset
         key = (settings.data, settings.images, settings.val, settings.val_images, settings.class_names,
-               settings.demo_dir, settings.demo_train, settings.demo_val)
+               settings.demo_dir, settings.demo_train, settings.demo_val, settings.demo_min_size,
+               settings.demo_min_visible)
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
         try:
             if settings.data is None:
                 root = write_demo_dataset(settings.demo_dir, train=settings.demo_train, val=settings.demo_val,
-                                          size=320)["train"].parents[1]
+                                          size=320, min_size=settings.demo_min_size,
+                                          min_visible=settings.demo_min_visible)["train"].parents[1]
                 train = load_detection_dataset(root, split="train")
                 val = load_detection_dataset(root, split="val")
             else:
