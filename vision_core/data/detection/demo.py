@@ -6,9 +6,9 @@ default) to half of the image side, rotated a little, on a noise, gradient or st
 background; later shapes may partly cover earlier ones, and every shape keeps at least
 ``min_visible`` (70 % by default) of its pixels. ``min_size=0.03, min_visible=0.5`` gives the
 harder variant the suite shipped first (on the 200 validation images, 40 % of boxes are
-COCO-small, under 32x32 px of area, instead of 20 %). A box is the
-tight extent of the shape's *visible* pixels (as a COCO annotator would draw it), in
-**xyxy absolute pixels, float32 [N, 4] = (x_min, y_min, x_max, y_max)**.
+COCO-small, under 32x32 px of area, instead of 20 %). A box is the tight extent of the
+shape's *visible* pixels (as a COCO annotator would draw it), in **xyxy absolute pixels,
+float32 [N, 4] = (x_min, y_min, x_max, y_max)**.
 
 Every image comes from its own generator seeded by ``(seed, split, index)``, so a split is
 the same whatever the other split's size. :func:`write_demo_dataset` writes images plus a
