@@ -56,7 +56,7 @@ class DatasetConfig:
     val_images: str | None = setting(None, "image root of the validation split")
     class_names: tuple[str, ...] = setting((), "VOC/YOLO class names when the dataset does not list them")
     demo_dir: str = setting("datasets/detect-demo", "folder of the generated demo dataset (made on first use)")
-    demo_train: int = setting(1000, "demo training images")
+    demo_train: int = setting(3000, "demo training images")
     demo_val: int = setting(200, "demo validation images")
     demo_min_size: float = setting(0.06, "demo: smallest shape side as a fraction of the image side")
     demo_min_visible: float = setting(0.7, "demo: smallest visible fraction of a partly covered shape")
@@ -118,8 +118,8 @@ PRESETS = {
         ModelConfig(architecture="retinanet", backbone="mobilenet_v2", backbone_alpha=0.5, input_size=256,
                     bn_momentum=0.9, neck_channels=64, levels=(3, 4, 5, 6), head_depth=2, head_channels=64,
                     head_norm=True, anchor_size=2.0, scales_per_octave=2),
-        TrainConfig(epochs=12, batch_size=8, optimizer="adam", learning_rate=8e-3, weight_decay=0.0,
-                    warmup_epochs=1.0, clipnorm=10.0, eval_interval=6),
+        TrainConfig(epochs=4, batch_size=8, optimizer="adam", learning_rate=8e-3, weight_decay=0.0,
+                    warmup_epochs=1 / 3, clipnorm=10.0, eval_interval=2),
         dataset=DatasetConfig(crop_probability=0.0)),
     "ssdlite_mobilenet_v2": _preset(
         ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", input_size=320),
