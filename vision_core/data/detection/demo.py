@@ -169,7 +169,8 @@ def write_demo_dataset(root: str | os.PathLike, train: int = 1000, val: int = 20
     xywh absolute pixels, categories 1..6 = :data:`DEMO_CLASSES`) with images in
     ``root/<split>/images/``. The folder is built beside ``root`` and renamed into place, so
     a crash never leaves half a dataset; when ``root`` already holds a dataset with the same
-    manifest (every argument above) it is reused untouched. A folder that is not a demo dataset is never replaced.
+    manifest (every argument above) it is reused untouched. A folder that is not a demo
+    dataset is never replaced.
     """
     root = Path(os.path.abspath(root))
     manifest = {"generator": __name__, "version": GENERATOR_VERSION, "seed": seed, "size": size,
