@@ -209,7 +209,7 @@ def test_demo_dataset_is_a_clean_coco_split_with_every_class(tmp_path):
 
 
 def test_demo_shapes_are_no_smaller_than_min_size_when_nothing_covers_them():
-    # Unrotated extent of a shape of side s: at least s * 0.95 (a star's points) on its longer side.
+    # A lone shape of side s spans about s on its longer side (a star's points reach 0.95 s).
     rng = np.random.default_rng(5)
     scenes = [draw_detection_scene(rng, 128, max_objects=4, min_size=0.25, min_visible=1.0) for _ in range(30)]
     sides = np.concatenate([boxes[:, 2:] - boxes[:, :2] for _, boxes, _ in scenes]).max(axis=1)
