@@ -52,7 +52,9 @@ def test_the_lists_cover_every_required_backbone_once():
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     name = request.param
-    classifier, losses, x, labels = train_briefly(name, SIZE, steps=5)
+    # 5 steps move the weights far enough from initialisation for the int8 agreement check; the
+    # backbones without conversions here only need the falling loss, which 3 steps show.
+    classifier, losses, x, labels = train_briefly(name, SIZE, steps=5 if name in FULL_CHAIN else 3)
     probe, _ = shapes_data(4, SIZE, seed=99)
     spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0,
                           quantize=name in FULL_CHAIN)
