@@ -22,11 +22,12 @@ def test_eager_and_traced_fine_tunes_give_the_same_losses_and_weights(tmp_path, 
     monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'tests'}:{ROOT}")  # the child builds tiny_models' classifier
     images, labels = shapes(16, seed=3)
     x = normalize(images)
+    float_weights = weights_by_path(tiny_classifier(train_steps=5))
     results, weights = {}, {}
     for eager in (True, False):
         work = tmp_path / ("eager" if eager else "traced")
         work.mkdir()
-        save_npz(weights_by_path(tiny_classifier(train_steps=5)), work / "float.npz")
+        save_npz(float_weights, work / "float.npz")
         save_npz({"calibration": x[:8], "train_x": x, "train_y": labels}, work / "data.npz")
         spec = {"builder": "tiny_models:tiny_classifier", "kwargs": {}, "weights": "float.npz", "data": "data.npz",
                 "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "eager": eager, "out_dir": "qat"}
