@@ -6,7 +6,7 @@ post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-
 steps in the tf_keras process) and the QAT int8 TFLite classifier. Also the cosine of
 the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
 
-    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 1024] [--epochs 3]
+    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 2000] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="backbones (default: all)")
     parser.add_argument("--size", type=int, default=64, help="input size (default: 64)")
-    parser.add_argument("--images", type=int, default=1024, help="training images (default: 1024)")
-    parser.add_argument("--epochs", type=int, default=3, help="float training epochs (default: 3)")
+    parser.add_argument("--images", type=int, default=2000, help="training images (default: 2000)")
+    parser.add_argument("--epochs", type=int, default=8, help="float training epochs (default: 8)")
     parser.add_argument("--qat-steps", type=int, default=20, help="QAT fine-tune steps (default: 20)")
     parser.add_argument("--out", default="benchmarks/results/backbone_int8.json", help="JSON output file")
     args = parser.parse_args()
