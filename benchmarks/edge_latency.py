@@ -18,7 +18,7 @@ Models carry random He-normal weights (nothing is downloaded); latency does not 
 Machine info (CPU model, load average before and after, versions) goes in the JSON.
 
 On a CPU with AMX, XNNPACK runs large int8 convolutions on AMX tiles, which lifts the int8
-peak ~3x above what AVX512-VNNI kernels reach; ``--deny-amx`` keeps the whole run on the
+peak 3-4x above what AVX512-VNNI kernels reach; ``--deny-amx`` keeps the whole run on the
 VNNI kernels (:mod:`no_amx`) so both peaks can be measured and reported.
 
     python benchmarks/edge_latency.py [--threads 1,2] [--runs 100] [--warmup 10] [--calibration 32] [--deny-amx]
