@@ -85,7 +85,8 @@ def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.n
 
 def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
                    probe: np.ndarray, steps: int, batch_size: int = 8, quantize: bool = True,
-                   calibration_images: int = 16, eval_x: np.ndarray | None = None) -> Path:
+                   calibration_images: int = 16, eval_x: np.ndarray | None = None,
+                   learning_rate: float = 1e-4) -> Path:
     """Write float weights, data and the QAT job spec into ``work``; returns the spec path.
 
     The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
@@ -99,8 +100,8 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
     spec = {
         "builder": "vision_core.backbones:build_backbone",
         "kwargs": {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
-        "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size, "out_dir": "qat",
-        "quantize": quantize,
+        "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size,
+        "learning_rate": learning_rate, "out_dir": "qat", "quantize": quantize,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return work / "spec.json"
