@@ -40,7 +40,8 @@ def measure(name: str, size: int, images: int, epochs: int, qat_steps: int, qat_
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
     ptq = TFLiteModel(convert(classifier, "int8", calibration))
     spec = write_qat_spec(work / name, classifier, name, size, x, labels, val_x[:4], steps=qat_steps,
-                          batch_size=16, calibration_images=128, eval_x=val_x)
+                          batch_size=16, calibration_images=128, eval_x=val_x,
+                          learning_rate=qat_learning_rate)
     qat = qat_job.launch(spec)
     forms = {
         "float": {"predictions": classifier.predict(val_x, batch_size=50, verbose=0)},
