@@ -6,7 +6,7 @@ post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-
 steps in the tf_keras process) and the QAT int8 TFLite classifier. Also the cosine of
 the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
 
-    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 2000] [--epochs 8]
+    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs 3] [--lr 2e-3]
 """
 
 from __future__ import annotations
@@ -31,16 +31,17 @@ from vision_core.quant.report import classification_evaluator, compare, top1_agr
 from vision_core.weights import load_npz, weights_by_path
 
 
-def measure(name: str, size: int, images: int, epochs: int, qat_steps: int, qat_learning_rate: float,
-            work: Path) -> dict:
+def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
+            qat_learning_rate: float, work: Path) -> dict:
     start = time.perf_counter()
-    classifier, x, labels = train_classifier(name, size, images, epochs)
+    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate=learning_rate)
     val_x, val_y = shapes_data(400, size, seed=99)
     calibration = [x[i:i + 16] for i in range(0, 128, 16)]
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
     ptq = TFLiteModel(convert(classifier, "int8", calibration))
-    spec = write_qat_spec(work / name, classifier, name, size, x, labels, val_x[:4], steps=qat_steps,
-                          batch_size=16, calibration_images=128, eval_x=val_x,
+    # the fine-tune sees qat_steps x 16 images: hand the job the first 1024, not all of them
+    spec = write_qat_spec(work / name, classifier, name, size, x[:1024], labels[:1024], val_x[:4],
+                          steps=qat_steps, batch_size=16, calibration_images=128, eval_x=val_x,
                           learning_rate=qat_learning_rate)
     qat = qat_job.launch(spec)
     forms = {
@@ -55,6 +56,7 @@ def measure(name: str, size: int, images: int, epochs: int, qat_steps: int, qat_
         "input_size": size,
         "train_images": images,
         "epochs": epochs,
+        "learning_rate": learning_rate,
         "qat_steps": qat_steps,
         "qat_learning_rate": qat_learning_rate,
         "val_images": len(val_y),
@@ -70,8 +72,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="backbones (default: all)")
     parser.add_argument("--size", type=int, default=64, help="input size (default: 64)")
-    parser.add_argument("--images", type=int, default=2000, help="training images (default: 2000)")
-    parser.add_argument("--epochs", type=int, default=8, help="float training epochs (default: 8)")
+    parser.add_argument("--images", type=int, default=8000,
+                        help="training images (default: 8000; on 2000 MobileNetV2 over-fits at 65 %% validation accuracy)")
+    parser.add_argument("--epochs", type=int, default=3, help="float training epochs (default: 3)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="float training peak Adam learning rate (default: 2e-3)")
     parser.add_argument("--qat-steps", type=int, default=20, help="QAT fine-tune steps (default: 20)")
     parser.add_argument("--qat-lr", type=float, default=1e-5,
                         help="QAT fine-tune Adam learning rate (default: 1e-5; the float run ends near 0, and "
@@ -82,7 +86,8 @@ def main() -> int:
     results = json.loads(out.read_text()) if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
-            result = measure(name, args.size, args.images, args.epochs, args.qat_steps, args.qat_lr, Path(tmp))
+            result = measure(name, args.size, args.images, args.epochs, args.lr, args.qat_steps, args.qat_lr,
+                             Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)
