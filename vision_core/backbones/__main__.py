@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     for command in (demo, train):
         command.add_argument("--backbone", default="resnet18", help="registered backbone name (default: resnet18)")
         command.add_argument("--input-size", type=int, default=64, help="square input size in pixels (default: 64)")
-        command.add_argument("--epochs", type=int, default=6, help="training epochs (default: 6)")
+        command.add_argument("--images", type=int, default=8000,
+                             help="generated training images (default: 8000; 400 more are held out)")
+        command.add_argument("--epochs", type=int, default=3, help="training epochs (default: 3)")
         command.add_argument("--out", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     demo.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
     demo.add_argument("--saved-models", default="saved_models", help="TF Serving root (default: saved_models)")
@@ -61,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         from vision_core.backbones.demo import run_demo
 
         metrics = run_demo(args.out, backbone=args.backbone, input_size=args.input_size, epochs=args.epochs,
-                           qat_steps=args.qat_steps, saved_models_root=args.saved_models)
+                           qat_steps=args.qat_steps, saved_models_root=args.saved_models, train_images=args.images)
         print(json.dumps(metrics["forms"], indent=2))
     elif args.command == "train":
         from vision_core.backbones.demo import train_shapes_classifier
 
-        print(train_shapes_classifier(args.out, args.backbone, args.input_size, epochs=args.epochs))
+        print(train_shapes_classifier(args.out, args.backbone, args.input_size, train_images=args.images,
+                                      epochs=args.epochs))
     elif args.command == "qat":
         from vision_core.export.ship import run_qat
 

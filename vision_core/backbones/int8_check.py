@@ -17,6 +17,7 @@ import numpy as np
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
+from vision_core.backbones.shapes_training import fit_shapes_classifier
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
@@ -48,28 +49,13 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     return classifier, losses, x, labels
 
 
-def train_classifier(name: str, size: int, images: int, epochs: int, batch_size: int = 32,
-                     learning_rate: float = 1e-3, bn_momentum: float = 0.9, seed: int = 7):
-    """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes.
-
-    Adam with a linear warm-up to ``learning_rate`` over the first tenth of the steps, then
-    cosine decay (RevCol diverges without the warm-up). Every batch norm trains with
-    ``bn_momentum``: the papers' 0.99-0.999 suit 100k-step ImageNet runs, but after a few
-    hundred steps their moving statistics still lag the weights (MobileNetV2, 375 steps:
-    99 % training accuracy with batch statistics, 30 % with the moving ones at 0.99, 86 % at 0.9).
-    """
+def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float = 2e-3, seed: int = 7):
+    """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes
+    (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`)."""
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
-    steps = epochs * (images // batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - steps // 10,
-                                                      warmup_target=learning_rate, warmup_steps=steps // 10)
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
-    for layer in classifier.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
-    classifier.compile(optimizer=keras.optimizers.Adam(schedule),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
-    classifier.fit(x, labels, batch_size=batch_size, epochs=epochs, verbose=0)
+    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate)
     return classifier, x, labels
 
 
