@@ -87,6 +87,13 @@ def test_ssdlite_mobilenet_v2_has_the_papers_size():
     assert len(detector_anchors(PRESETS["ssdlite_mobilenet_v2"].model)) == 20 ** 2 * 3 + (10 ** 2 + 5 ** 2 + 3 ** 2 + 2 ** 2 + 1) * 6
 
 
+def test_bn_momentum_reaches_every_batch_norm_of_backbone_neck_and_heads():
+    model = _build(dataclasses.replace(TINY["retinanet_fpn"], bn_momentum=0.5))
+    norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+    assert any(n.name.startswith("conv1") for n in norms) and any("head" in n.name for n in norms)
+    assert {n.momentum for n in norms} == {0.5}
+
+
 def test_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="unknown architecture 'yolo'"):
         build_detector(3, **{**dataclasses.asdict(TINY["ssd"]), "architecture": "yolo"})

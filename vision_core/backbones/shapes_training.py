@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vision_core.backend import keras
+from vision_core.layers.conv import set_batch_norm_momentum
 
 
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
@@ -23,9 +24,7 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     warmup = steps // 10
     schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup,
                                                       warmup_target=learning_rate, warmup_steps=warmup)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = bn_momentum
+    set_batch_norm_momentum(model, bn_momentum)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                   jit_compile=False)

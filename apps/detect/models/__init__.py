@@ -26,6 +26,7 @@ import numpy as np
 from vision_core.backbones import build_backbone
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes
+from vision_core.layers.conv import set_batch_norm_momentum
 
 from apps.detect.config import ModelConfig
 from apps.detect.models import retinanet as retinanet_module
@@ -96,9 +97,7 @@ def build_detector(num_classes: int, **fields):
     model = keras.Model(backbone.input, {"box_encodings": boxes, "class_logits": logits, "class_scores": scores},
                         name=name)
     if config.bn_momentum is not None:
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = config.bn_momentum
+        set_batch_norm_momentum(model, config.bn_momentum)
     return model
 
 
