@@ -34,7 +34,7 @@ from vision_core.weights import load_npz, weights_by_path
 def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
             qat_learning_rate: float, work: Path) -> dict:
     start = time.perf_counter()
-    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate=learning_rate)
+    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate)
     val_x, val_y = shapes_data(400, size, seed=99)
     calibration = [x[i:i + 16] for i in range(0, 128, 16)]
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])

@@ -49,7 +49,7 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     return classifier, losses, x, labels
 
 
-def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float = 2e-3, seed: int = 7):
+def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7):
     """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes
     (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`)."""
     keras.utils.set_random_seed(seed)
