@@ -15,6 +15,11 @@ Padding matches PyTorch's symmetric padding (explicit ZeroPadding2D before strid
 so the official PyTorch weights map one to one
 (no converter is provided yet).
 
+The batch norm that pre-normalises stages 1-2 sits on the residual stream, not after a
+conv, so it is a :class:`~vision_core.layers.normalization.PreNormBatchNorm` (a 1x1
+depthwise conv at inference): Keras' batch norm there quantizes the trained residual
+stream to zeros in the int8 converter.
+
 Input ``(H, W, 3)``; features C2..C5 are the outputs of stages 1..4 at strides 4..32
 (the last block's ``stage{i}_block{n}_add``); the classifier adds the official LayerNorm
 before pooling.
@@ -30,7 +35,7 @@ from vision_core.backend import keras
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import FEATURE_NAMES, register_backbone
 from vision_core.layers.conv import apply_activation, conv_bn_act, dwconv_bn_act
-from vision_core.layers.normalization import LayerNorm
+from vision_core.layers.normalization import LayerNorm, PreNormBatchNorm
 from vision_core.layers.window_attention import WindowAttention
 
 NORM_EPSILON = 1e-6  # the official code uses 1e-6 for both BatchNorm and LayerNorm
@@ -63,7 +68,7 @@ VARIANTS = {
 
 def _norm(x, kind: str, name: str):
     if kind == "batch":
-        return keras.layers.BatchNormalization(epsilon=NORM_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+        return PreNormBatchNorm(epsilon=NORM_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
     return LayerNorm(epsilon=NORM_EPSILON, name=name)(x)
 
 

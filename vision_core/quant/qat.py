@@ -90,10 +90,14 @@ _FOLDING_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
 def _foldable_batch_norms(model) -> set[str]:
-    """Batch norms TF-MOT folds: right after a conv/dense layer whose only consumer they are."""
+    """Batch norms TF-MOT folds: right after a conv/dense layer whose only consumer they are.
+
+    Only Keras' own class: TF-MOT's folding patterns match the class name, so a subclass
+    (:class:`~vision_core.layers.normalization.PreNormBatchNorm`) keeps its own config.
+    """
     names = set()
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
+        if type(layer) is not keras.layers.BatchNormalization:
             continue
         producers = layer._inbound_nodes[0].inbound_layers
         producer = producers[0] if isinstance(producers, list) and len(producers) == 1 else producers
