@@ -6,16 +6,12 @@ import pytest
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.layers.normalization import LayerNorm, PreNormBatchNorm
+from vision_core.quant.agreement import cosine_similarity
 from vision_core.quant.convert import convert
 
 
-def _cosine(a, b) -> float:
-    a, b = np.ravel(a), np.ravel(b)
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-
-
 def _residual_stream(seed: int, count: int = 8) -> np.ndarray:
-    """Tokens whose magnitudes span 100x, like a residual stream over flat background and objects."""
+    """Tokens whose magnitudes span 100x, like a trained residual stream."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(count, 8, 8, 32)).astype(np.float32)
     magnitude = 10 ** rng.uniform(-2, 0, size=(count, 8, 8, 1)).astype(np.float32)
@@ -77,7 +73,7 @@ def test_pre_norm_batch_norm_after_a_residual_add_survives_int8_where_keras_batc
                        ("keras", keras.layers.BatchNormalization(epsilon=1e-6, name="norm"))):
         keras.utils.set_random_seed(0)
         model = _pre_norm_model(norm)
-        cosines[name] = _cosine(model(x), _int8_outputs(model, calibration, x))
+        cosines[name] = cosine_similarity(np.asarray(model(x)), _int8_outputs(model, calibration, x))
     assert cosines["suite"] >= 0.99
     # The converter quantizes the add with the batch norm's output range (TF 2.21).
     assert cosines["keras"] < 0.5
