@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vision_core.backend import keras
-from vision_core.layers.conv import set_batch_norm_momentum
+from vision_core.layers.normalization import set_batch_norm_momentum
 
 
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,

@@ -13,13 +13,6 @@ BN_EPSILON = 1e-5  # PyTorch's default, used by every reference architecture her
 BN_MOMENTUM = 0.9
 
 
-def set_batch_norm_momentum(model, momentum: float) -> None:
-    """Give every batch norm of ``model`` (a functional model; layers at the top level) ``momentum``."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = momentum
-
-
 def activation_layer(activation: str | None, name: str):
     """A named activation layer; ``None`` or ``"linear"`` gives none."""
     if activation in (None, "linear"):

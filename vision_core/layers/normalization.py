@@ -1,4 +1,4 @@
-"""Normalization layers that convert to accurate all-int8 TFLite graphs.
+"""Normalization layers that convert to accurate all-int8 TFLite graphs, and batch-norm momentum.
 
 * :class:`LayerNorm`: Keras 3's ``LayerNormalization`` lowers to a float ``NEG`` that the
   int8 converter leaves behind silently, so the suite normalises with explicit mean /
@@ -17,6 +17,13 @@ from __future__ import annotations
 
 from vision_core.backend import keras, tf
 from vision_core.layers.quantizable import QuantizableLayer, custom_layer
+
+
+def set_batch_norm_momentum(model, momentum: float) -> None:
+    """Give every batch norm of ``model`` (a functional model; layers at the top level) ``momentum``."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 @custom_layer

@@ -26,7 +26,7 @@ import numpy as np
 from vision_core.backbones import build_backbone
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes
-from vision_core.layers.conv import set_batch_norm_momentum
+from vision_core.layers.normalization import set_batch_norm_momentum
 
 from apps.detect.config import ModelConfig
 from apps.detect.models import retinanet as retinanet_module
