@@ -25,6 +25,7 @@ from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
 from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec
+from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
 from vision_core.quant.convert import convert
 from vision_core.quant.report import classification_evaluator, compare, top1_agreement
@@ -51,6 +52,8 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "qat_int8.tflite": TFLiteModel(spec.parent / "qat" / "qat_int8.tflite")(val_x),
     }
     rows = compare(classification_evaluator(val_y), forms, reference="float", agreement=top1_agreement)
+    # agreement means little if the float model predicts one class: record how its top-1 spreads
+    float_top1 = np.argmax(forms["float"]["predictions"], axis=-1)
     return {
         "backbone": name,
         "input_size": size,
@@ -61,6 +64,7 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "qat_learning_rate": qat_learning_rate,
         "val_images": len(val_y),
         "forms": rows,
+        "float_top1_counts": np.bincount(float_top1, minlength=len(SHAPE_CLASSES)).tolist(),
         "ptq_int8_feature_cosine": cosines,
         "qat_int8_ops": qat["ops"],
         "qat_seconds": qat["seconds"],
