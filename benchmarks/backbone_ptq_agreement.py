@@ -33,13 +33,12 @@ from vision_core.weights import weights_by_path
 
 
 def qat_conversion(classifier, name: str, size: int, x, labels, probe) -> dict:
-    """Run the QAT job with no fine-tune steps; the op types of its audited int8 TFLite."""
+    """Run the QAT job with no fine-tune steps; the op types of the int8 TFLite it audited."""
     with tempfile.TemporaryDirectory(prefix="backbone_qat_") as tmp:
         spec = write_qat_spec(Path(tmp), classifier, name, size, x, labels, probe[:4], steps=0)
         result = qat_job.launch(spec, timeout=4 * 3600)
-        ops = require_int8(str(spec.parent / "qat" / "qat_int8.tflite"), source=f"{name} QAT")
-    return {"qat_int8_op_types": sorted({op.op for op in ops}), "qat_calibrated_ranges": result["calibrated_ranges"],
-            "qat_seconds": result["seconds"]}
+    return {"qat_int8_op_types": sorted({op for op, _, _ in result["ops"]}),
+            "qat_calibrated_ranges": result["calibrated_ranges"], "qat_seconds": result["seconds"]}
 
 
 def measure(name: str, size: int, steps: int, qat: bool) -> dict:
