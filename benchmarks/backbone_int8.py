@@ -6,8 +6,9 @@ post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-
 steps in the tf_keras process) and the QAT int8 TFLite classifier. Also the cosine of
 the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
 
-Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those in
-``RECIPES`` (``--epochs`` / ``--lr`` override both).
+Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those with a recipe
+of their own (:data:`vision_core.backbones.shapes_training.RECIPES`); ``--epochs`` / ``--lr``
+override both.
 
     python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs N] [--lr LR]
 """
@@ -28,16 +29,14 @@ from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
 from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec
+from vision_core.backbones.shapes_training import shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
 from vision_core.quant.convert import convert
 from vision_core.quant.report import classification_evaluator, compare, top1_agreement
 from vision_core.weights import load_npz, weights_by_path
 
-DEFAULT_RECIPE = {"epochs": 3, "lr": 2e-3}
-# 3 epochs at 2e-3 leave the bottleneck ResNets at 91-92.5 % held-out accuracy, with logit margins
-# so small that int8 noise moves 4-12 % of ResNet-50's predictions; 6 epochs at 1e-3 train it to 99.25 %.
-RECIPES = {"resnet50": {"epochs": 6, "lr": 1e-3}, "resnet101": {"epochs": 6, "lr": 1e-3}}
+LEARNING_RATE = 2e-3
 
 
 def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
@@ -99,9 +98,9 @@ def main() -> int:
     results = json.loads(out.read_text()) if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
-            recipe = {**DEFAULT_RECIPE, **RECIPES.get(name, {})}
-            result = measure(name, args.size, args.images, args.epochs or recipe["epochs"], args.lr or recipe["lr"],
-                             args.qat_steps, args.qat_lr, Path(tmp))
+            epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs)
+            result = measure(name, args.size, args.images, epochs, args.lr or learning_rate, args.qat_steps,
+                             args.qat_lr, Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)

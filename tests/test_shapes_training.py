@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vision_core.backbones.shapes_training import fit_shapes_classifier
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
 from vision_core.backend import keras
 
 
@@ -24,3 +24,10 @@ def test_batch_norms_train_at_the_recipe_momentum_and_the_rate_decays_to_zero_by
     assert model.get_layer("bn").momentum == 0.9
     assert int(model.optimizer.iterations) == 20 and len(history.history["accuracy"]) == 2
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_recipe_gives_bottleneck_resnets_longer_training_and_an_explicit_epoch_count_wins():
+    assert shapes_recipe("resnet18", 2e-3) == (3, 2e-3)
+    assert shapes_recipe("resnet50", 2e-3) == (6, 1e-3)
+    assert shapes_recipe("resnet101", 2e-3) == (6, 1e-3)
+    assert shapes_recipe("resnet50", 2e-3, epochs=2) == (2, 1e-3)

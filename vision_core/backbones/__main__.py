@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--input-size", type=int, default=64, help="square input size in pixels (default: 64)")
         command.add_argument("--images", type=int, default=8000,
                              help="generated training images (default: 8000; 400 more are held out)")
-        command.add_argument("--epochs", type=int, default=3, help="training epochs (default: 3)")
+        command.add_argument("--epochs", type=int,
+                             help="training epochs (default: 3; 6 for resnet50 and resnet101)")
         command.add_argument("--out", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     demo.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
     demo.add_argument("--saved-models", default="saved_models", help="TF Serving root (default: saved_models)")

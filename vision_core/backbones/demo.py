@@ -17,7 +17,7 @@ from tflite.metadata import ModelInfo
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.export.ship import export_forms, report, run_qat, save_run
 from vision_core.quant.report import format_table
@@ -28,8 +28,14 @@ QAT_IMAGES = 2000
 
 
 def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 64,
-                            train_images: int = 8000, val_images: int = 400, epochs: int = 3, seed: int = 0) -> Path:
-    """Train the shapes classifier and save it as a run folder (see :mod:`vision_core.export.ship`)."""
+                            train_images: int = 8000, val_images: int = 400, epochs: int | None = None,
+                            seed: int = 0) -> Path:
+    """Train the shapes classifier and save it as a run folder (see :mod:`vision_core.export.ship`).
+
+    ``epochs`` and the learning rate default to the backbone's recipe
+    (:func:`~vision_core.backbones.shapes_training.shapes_recipe`).
+    """
+    epochs, learning_rate = shapes_recipe(backbone, LEARNING_RATE, epochs)
     keras.utils.set_random_seed(seed)
     train_x, train_y = classification_set(train_images, input_size, seed=seed)
     val_x, val_y = classification_set(val_images, input_size, seed=seed + 1)
@@ -37,7 +43,7 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
     kwargs = {"name": backbone, "input_shape": [input_size, input_size, 3], "num_classes": len(SHAPE_CLASSES)}
     model = build_backbone(**kwargs)
     log.info("training %s on %d built-in shape images (%s)", backbone, train_images, ", ".join(SHAPE_CLASSES))
-    fit_shapes_classifier(model, train_x, train_y, epochs, LEARNING_RATE, validation_data=(val_x, val_y),
+    fit_shapes_classifier(model, train_x, train_y, epochs, learning_rate, validation_data=(val_x, val_y),
                           verbose=2)
     info = ModelInfo(task="classification", name=f"{backbone}_shapes", labels=list(SHAPE_CLASSES),
                      description=f"{backbone} trained on the suite's built-in shapes")
@@ -47,7 +53,7 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
     return save_run(out_dir, model, "vision_core.backbones:build_backbone", kwargs, info, data)
 
 
-def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 64, epochs: int = 3,
+def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 64, epochs: int | None = None,
              qat_steps: int = 100, saved_models_root: str | Path = "saved_models", train_images: int = 8000,
              val_images: int = 400, seed: int = 0) -> dict:
     """Train, QAT, export every form, score them; returns (and writes) ``metrics.json``."""
