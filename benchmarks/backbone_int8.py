@@ -98,9 +98,9 @@ def main() -> int:
     results = json.loads(out.read_text()) if out.exists() else []
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
-            epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs)
-            result = measure(name, args.size, args.images, epochs, args.lr or learning_rate, args.qat_steps,
-                             args.qat_lr, Path(tmp))
+            epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs, args.lr)
+            result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
+                             Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)

@@ -14,11 +14,13 @@ DEFAULT_EPOCHS = 3
 RECIPES = {"resnet50": {"epochs": 6, "learning_rate": 1e-3}, "resnet101": {"epochs": 6, "learning_rate": 1e-3}}
 
 
-def shapes_recipe(backbone: str, learning_rate: float, epochs: int | None = None) -> tuple[int, float]:
-    """``(epochs, peak learning rate)`` for ``backbone``: its ``RECIPES`` entry over the caller's
-    ``learning_rate`` and :data:`DEFAULT_EPOCHS`; ``epochs``, if given, wins."""
+def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | None = None,
+                  learning_rate: float | None = None) -> tuple[int, float]:
+    """``(epochs, peak learning rate)`` for ``backbone``: ``epochs`` / ``learning_rate`` when given,
+    else its ``RECIPES`` entry, else :data:`DEFAULT_EPOCHS` / ``default_learning_rate``."""
     recipe = RECIPES.get(backbone, {})
-    return epochs or recipe.get("epochs", DEFAULT_EPOCHS), recipe.get("learning_rate", learning_rate)
+    return (epochs or recipe.get("epochs", DEFAULT_EPOCHS),
+            learning_rate or recipe.get("learning_rate", default_learning_rate))
 
 
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
