@@ -135,26 +135,33 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     # MediaPipe merges detections of one box (per-class NMS keeps a box once per class) into one
     # detection with several categories: unfold them into (class, score, xyxy box).
     names = ("circle", "square", "triangle", "cross", "star", "ring")
-    theirs = [(c.category_name, c.score, _xyxy(d.bounding_box)) for d in found for c in d.categories]
+    theirs = [(c.category_name, c.score, _pixel_bounds(d.bounding_box)) for d in found for c in d.categories]
     assert len(ours.scores) >= 10
     # MediaPipe's runtime may round an int8 score one uint8 step (1/256) away from ours, which can
     # swap near-tied boxes of one class in NMS; a swapped box still overlaps the kept one by more
     # than the NMS threshold. So each of our ten best detections must have its own MediaPipe
-    # detection of the same class, a score within two steps and IoU > 0.5.
-    iou = pairwise_iou(ours.boxes[:10], np.stack([box for _, _, box in theirs])).numpy()  # [10, M]
+    # detection of the same class, a score within two steps and IoU > 0.5 with a box that
+    # MediaPipe's whole-pixel box stands for (the one of those closest to ours).
     taken = set()
-    for k, (cls, score) in enumerate(zip(ours.classes[:10], ours.scores[:10])):
+    for k, (box, cls, score) in enumerate(zip(ours.boxes[:10], ours.classes[:10], ours.scores[:10])):
         candidates = [i for i, (name, their_score, _) in enumerate(theirs)
                       if i not in taken and name == names[cls] and abs(their_score - score) <= 2 / 256]
         assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
-        best = max(candidates, key=lambda i: iou[k, i])
-        assert iou[k, best] > 0.5, (names[cls], score, ours.boxes[k], theirs[best])
+        closest = {i: np.clip(box, *theirs[i][2]) for i in candidates}
+        iou = {i: float(pairwise_iou(box[None], closest[i][None]).numpy()[0, 0]) for i in candidates}
+        best = max(candidates, key=iou.get)
+        assert iou[best] > 0.5, (names[cls], score, box, theirs[best])
         taken.add(best)
 
 
-def _xyxy(box) -> np.ndarray:
-    """MediaPipe's ``BoundingBox`` (origin and size in pixels) as xyxy pixels."""
-    return np.array([box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height], np.float32)
+def _pixel_bounds(box) -> tuple[np.ndarray, np.ndarray]:
+    """The xyxy boxes MediaPipe's ``BoundingBox`` stands for, as (low, high) corner bounds.
+
+    MediaPipe truncates the box's origin and its size to whole pixels, so the left edge lies in
+    [origin, origin + 1] and the right edge in [origin + width, origin + width + 2] (likewise for y).
+    """
+    low = np.array([box.origin_x, box.origin_y, box.origin_x + box.width, box.origin_y + box.height], np.float32)
+    return low, low + np.array([1, 1, 2, 2], np.float32)
 
 
 def test_predict_draws_and_lists_detections(run, tmp_path):
