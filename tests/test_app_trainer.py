@@ -111,7 +111,23 @@ def test_eval_command_scores_the_best_weights_as_training_did(toy_run, capsys):
     assert main(ToyTask(), ["eval", "--run", str(toy_run)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["metrics"] == json.loads((toy_run / "metrics.json").read_text())["metrics"]
+    assert printed.pop("written") == str(toy_run / "eval.json")
     assert json.loads((toy_run / "eval.json").read_text()) == printed
+
+
+class CurveToyTask(ToyTask):
+    def evaluate(self, model, config):
+        return {**super().evaluate(model, config), "curve": [0.5, 0.25], "per_class": {"a": 1.0, "recall": [1.0]}}
+
+
+def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, capsys):
+    capsys.readouterr()
+    assert main(CurveToyTask(), ["eval", "--run", str(toy_run)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((toy_run / "eval.json").read_text())
+    assert written["metrics"]["curve"] == [0.5, 0.25] and written["metrics"]["per_class"] == {"a": 1.0, "recall": [1.0]}
+    assert "curve" not in printed["metrics"] and printed["metrics"]["per_class"] == {"a": 1.0}
+    assert printed["metrics"]["accuracy"] == written["metrics"]["accuracy"]
 
 
 def test_training_a_finished_run_further_needs_more_epochs(toy_run, capsys):

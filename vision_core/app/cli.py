@@ -41,7 +41,7 @@ log = logging.getLogger("vision_core")
 CONFIG_DEST = "config:"
 COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
-    "eval": "score a run's weights on the validation set with the task's evaluator (writes <run>/eval.json, or eval_<file>.json for --model)",
+    "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to <run>/eval.json, or eval_<file>.json for --model; prints them without curves)",
     "predict": "run a run's weights on images, videos or folders and write drawn outputs",
     "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run",
     "export": "write a run's shipped forms to <run>/exports/ (SavedModel, TFLite float32, int8)",
@@ -189,9 +189,15 @@ def _eval(task, args) -> dict:
     run_dir, config, model = _trained(task, args)
     source = str(args.model) if args.model is not None else str(runs.resolve_weights(run_dir, args.weights))
     result = {"model" if args.model is not None else "weights": source, "metrics": task.evaluate(model, config)}
-    name = "eval.json" if args.model is None else f"eval_{args.model.name}.json"
-    write_atomic(run_dir / name, json.dumps(result, indent=2, default=float).encode())
-    return result
+    path = run_dir / ("eval.json" if args.model is None else f"eval_{args.model.name}.json")
+    write_atomic(path, json.dumps(result, indent=2, default=float).encode())
+    return {**result, "metrics": _without_sequences(result["metrics"]), "written": str(path)}
+
+
+def _without_sequences(metrics: dict) -> dict:
+    """``metrics`` without its lists (curves such as detection's PR curves): what ``eval`` prints."""
+    return {key: _without_sequences(value) if isinstance(value, dict) else value
+            for key, value in metrics.items() if not isinstance(value, (list, tuple))}
 
 
 def _predict(task, args) -> dict:
