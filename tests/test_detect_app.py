@@ -147,8 +147,7 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
         candidates = [i for i, (name, their_score, _) in enumerate(theirs)
                       if i not in taken and name == names[cls] and abs(their_score - score) <= 2 / 256]
         assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
-        closest = {i: np.clip(box, *theirs[i][2]) for i in candidates}
-        iou = {i: float(pairwise_iou(box[None], closest[i][None]).numpy()[0, 0]) for i in candidates}
+        iou = {i: float(pairwise_iou(box[None], np.clip(box, *theirs[i][2])[None])[0, 0]) for i in candidates}
         best = max(candidates, key=iou.get)
         assert iou[best] > 0.5, (names[cls], score, box, theirs[best])
         taken.add(best)
