@@ -143,7 +143,7 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     # detection of the same class, a score within two steps and IoU > 0.5 with a box that
     # MediaPipe's whole-pixel box stands for (the one of those closest to ours).
     taken = set()
-    for k, (box, cls, score) in enumerate(zip(ours.boxes[:10], ours.classes[:10], ours.scores[:10])):
+    for box, cls, score in zip(ours.boxes[:10], ours.classes[:10], ours.scores[:10]):
         candidates = [i for i, (name, their_score, _) in enumerate(theirs)
                       if i not in taken and name == names[cls] and abs(their_score - score) <= 2 / 256]
         assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
