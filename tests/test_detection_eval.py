@@ -7,6 +7,7 @@ is made monotone from the right and read at 101 recall thresholds 0, .01, ..., 1
 recall is never reached); AP is their mean, mAP the mean over classes with ground truth.
 """
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -173,6 +174,16 @@ def test_detections_map_normalised_yxyx_back_to_original_pixels():
     letterboxed = DetectorInput((32, 32), "letterbox").detections(outputs, (100, 200), score_threshold=0.8)
     # 200x100 -> 32x16 padded 8 rows top: input box (0, 0, 16, 16) -> image rows (0 - 8) * 6.25, clipped
     np.testing.assert_allclose(letterboxed.boxes, [[0, 0, 100, 50]])
+
+
+def test_boxes_far_outside_the_input_are_clipped_without_overflow():
+    outputs = {"boxes": np.array([[[-3e38, -1e38, 2e38, 0.5], [1.5, 0.0, 3e38, 1.0]]], np.float32),
+               "classes": np.array([[0.0, 1.0]]), "scores": np.array([[0.9, 0.8]]), "num_detections": np.array([2.0])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = DetectorInput((32, 32)).detections(outputs, (100, 200))
+    np.testing.assert_array_equal(found.boxes, [[0, 0, 100, 100]])  # the second box lies below the image
+    assert found.classes.tolist() == [0]
 
 
 def test_load_runner_refuses_unknown_suffixes(tmp_path):

@@ -94,11 +94,14 @@ class DetectorInput:
                    score_threshold: float = 0.0) -> Detections:
         """The post-process op's outputs (see the module docstring) -> :class:`Detections` of the original image.
 
-        Keeps the first ``num_detections`` rows with ``score >= score_threshold``; boxes are mapped
-        back through the resize, clipped to the image, and dropped when nothing of them is left.
+        Keeps the first ``num_detections`` rows with ``score >= score_threshold``; boxes are clipped
+        to the model input (an untrained head decodes coordinates up to ~1e38, which would overflow
+        once scaled to pixels), mapped back through the resize, clipped to the image, and dropped
+        when nothing of them is left. The input covers the whole image, so the first clip changes
+        no box the second keeps.
         """
         count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
-        boxes = np.asarray(outputs["boxes"], np.float32)[0, :count]
+        boxes = np.clip(np.asarray(outputs["boxes"], np.float32)[0, :count], 0.0, 1.0)
         classes = np.rint(np.asarray(outputs["classes"], np.float32)[0, :count])
         scores = np.asarray(outputs["scores"], np.float32)[0, :count]
         height, width = self.input_size
