@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_build_options, shapes_recipe
-from vision_core.backbones.registry import build_backbone
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
 from vision_core.backend import keras
 
 
@@ -34,15 +33,3 @@ def test_recipe_gives_bottleneck_resnets_longer_training_and_explicit_values_win
     assert shapes_recipe("resnet50", 2e-3, epochs=2) == (2, 1e-3)
     assert shapes_recipe("resnet50", 2e-3, learning_rate=5e-4) == (6, 5e-4)
     assert shapes_recipe("resnet18", 2e-3, epochs=4, learning_rate=5e-4) == (4, 5e-4)
-    assert shapes_recipe("revcol_t", 2e-3) == (6, 3e-4)
-
-
-def test_recipe_options_build_revcol_with_active_blocks_and_leave_the_others_alone():
-    assert shapes_build_options("resnet18") == {} and shapes_build_options("revcol_s") == {}
-    options = shapes_build_options("revcol_t")
-    assert options == {"layer_scale_init": 1.0}
-    options["layer_scale_init"] = 0.5  # a copy: the recipe stays as it is
-    assert shapes_build_options("revcol_t") == {"layer_scale_init": 1.0}
-    model = build_backbone("revcol_t", (32, 32, 3), num_classes=4, **shapes_build_options("revcol_t"))
-    scales = [w for w in model.weights if "_layer_scale/" in w.path]
-    assert len(scales) == 4 * 10 and all(np.all(np.asarray(w) == 1.0) for w in scales)  # 4 columns x 10 blocks

@@ -17,7 +17,7 @@ import numpy as np
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_build_options
+from vision_core.backbones.shapes_training import fit_shapes_classifier
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
@@ -54,7 +54,7 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
     (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`)."""
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
-    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES), **shapes_build_options(name))
+    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
     fit_shapes_classifier(classifier, x, labels, epochs, learning_rate)
     return classifier, x, labels
 

@@ -13,14 +13,7 @@ DEFAULT_EPOCHS = 3
 # predictions; 6 epochs at 1e-3: 99.25 % and QAT int8 agreement 99.5 % (benchmarks/backbone_int8.py).
 # ResNet-101 needs more still: 6 epochs at 1e-3 leave it at 81.75 % (QAT int8 agreement 87.5 %),
 # 10 epochs at 96.00 % (PTQ int8 agreement 99.25 %, QAT int8 98.75 %).
-# RevCol's ConvNeXt blocks start as the identity (layer scale 1e-6, for 300 ImageNet epochs) and
-# stay there in a short run; "options" are builder arguments. One-column RevCol-T, 8000 images:
-# held-out 22 % at 1e-6, 93.5 % after 4 of 6 epochs at 3e-4 with layer scale 1.0.
-RECIPES = {
-    "resnet50": {"epochs": 6, "learning_rate": 1e-3},
-    "resnet101": {"epochs": 10, "learning_rate": 1e-3},
-    "revcol_t": {"epochs": 6, "learning_rate": 3e-4, "options": {"layer_scale_init": 1.0}},
-}
+RECIPES = {"resnet50": {"epochs": 6, "learning_rate": 1e-3}, "resnet101": {"epochs": 10, "learning_rate": 1e-3}}
 
 
 def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | None = None,
@@ -30,11 +23,6 @@ def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | Non
     recipe = RECIPES.get(backbone, {})
     return (epochs or recipe.get("epochs", DEFAULT_EPOCHS),
             learning_rate or recipe.get("learning_rate", default_learning_rate))
-
-
-def shapes_build_options(backbone: str) -> dict:
-    """Builder keyword arguments of ``backbone``'s ``RECIPES`` entry (none without one)."""
-    return dict(RECIPES.get(backbone, {}).get("options", {}))
 
 
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
