@@ -43,6 +43,19 @@ def tiny_classifier(train_steps: int = 0, seed: int = 0):
     return model
 
 
+def tiny_bn_classifier(seed: int = 0):
+    """A 4-class shapes classifier (logits) with a batch norm TF-MOT folds into its conv (``stem_bn``)
+    and one it does not (``post_bn``, after the ReLU)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="post_bn")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(len(LABELS), name="logits")(x), name="tiny_bn_classifier")
+
+
 def classifier_info(**overrides) -> ModelInfo:
     return ModelInfo(**{"task": "classification", "name": "tiny_classifier", "labels": LABELS, **overrides})
 

@@ -12,6 +12,9 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
                                            #   arrays, probe_x (twin check) and eval_x (the QAT
                                            #   model's outputs for the report)
       "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
+      "freeze_batch_norm": true,           # optional: batch norms keep the float statistics, scale
+                                           #   and offset during the fine-tune (default); false
+                                           #   trains them as in float training
       "eager": false,                      # optional: run the fine-tune steps eagerly (true) or as
                                            #   a traced tf.function (false); default: eager below
                                            #   EAGER_STEPS steps
@@ -131,7 +134,8 @@ def run(spec_path: str | Path) -> dict:
     from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3
     from vision_core.quant.convert import convert
-    from vision_core.quant.qat import calibrate_ranges, quantize_model, set_input_range, tie_same_scale_ranges
+    from vision_core.quant.qat import (calibrate_ranges, freeze_batch_norms, quantize_model, set_input_range,
+                                       tie_same_scale_ranges)
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
 
     if is_keras3():
@@ -178,6 +182,8 @@ def run(spec_path: str | Path) -> dict:
 
     steps = int(spec.get("steps", 0))
     if steps:
+        if spec.get("freeze_batch_norm", True):
+            result["frozen_batch_norms"] = freeze_batch_norms(qat_model)
         loss_fn = _loss(spec.get("loss", LOSSES[0]), spec.get("loss_options"))
         result["eager"] = bool(spec.get("eager", steps < EAGER_STEPS))
         result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size,
