@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT
 from tiny_models import shapes, tiny_bn_classifier, tiny_classifier
 from vision_core.backend import keras
+from vision_core.backbones.int8_check import write_qat_spec
 from vision_core.data.synthetic import normalize
 from vision_core.quant import qat_job
 from vision_core.weights import load_npz, save_npz, weights_by_path
@@ -79,3 +80,33 @@ def test_the_fine_tune_freezes_batch_norms_unless_told_to_train_them(tmp_path, m
             for variable in BATCH_NORM_VARIABLES:
                 kept = np.array_equal(qat_weights[f"quant_{bn}/{bn}/{variable}"], float_weights[f"{bn}/{variable}"])
                 assert kept == freeze, (freeze, bn, variable)
+
+
+def test_the_distillation_loss_is_the_kl_divergence_from_the_float_logits():
+    loss = qat_job._loss("distillation_kl_from_logits")
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(2, 5, 4)).astype(np.float32) * 3
+    p = np.exp(teacher) / np.exp(teacher).sum(-1, keepdims=True)
+    q = np.exp(student) / np.exp(student).sum(-1, keepdims=True)
+    expected = np.mean(np.sum(p * np.log(p / q), -1))
+    np.testing.assert_allclose(float(loss({"teacher_logits": teacher}, {"predictions": student})), expected, rtol=1e-5)
+    assert abs(float(loss({"teacher_logits": teacher}, {"predictions": teacher}))) < 1e-6
+    # shifting every logit of an image leaves its probabilities, so the loss too
+    assert abs(float(loss({"teacher_logits": teacher}, {"predictions": teacher + 7.0}))) < 1e-5
+
+
+def test_an_unknown_loss_names_the_known_ones():
+    with pytest.raises(ValueError, match="distillation_kl_from_logits"):
+        qat_job._loss("focal")
+
+
+def test_a_distilling_spec_carries_the_float_logits_instead_of_the_labels(tmp_path):
+    images, labels = shapes(8, seed=5)
+    x = normalize(images)
+    classifier = tiny_classifier(train_steps=2)
+    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, x, labels, x[:2], steps=4, distill=True)
+    spec = json.loads(spec_path.read_text())
+    data = load_npz(tmp_path / spec["data"])
+    assert spec["loss"] == "distillation_kl_from_logits"
+    assert "train_y" not in data
+    np.testing.assert_allclose(data["target.teacher_logits"], np.asarray(classifier(x, training=False)), atol=1e-5)

@@ -72,22 +72,28 @@ def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.n
 def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
                    probe: np.ndarray, steps: int, batch_size: int = 8, quantize: bool = True,
                    calibration_images: int = 16, eval_x: np.ndarray | None = None,
-                   learning_rate: float = 1e-4) -> Path:
+                   learning_rate: float = 1e-4, distill: bool = False) -> Path:
     """Write float weights, data and the QAT job spec into ``work``; returns the spec path.
 
     The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
     (optional) asks for the QAT model's outputs on it. ``quantize=False`` asks the job for
-    the tf_keras twin check only (no TF-MOT, no conversion).
+    the tf_keras twin check only (no TF-MOT, no conversion). ``distill``: fine-tune toward the
+    float classifier's logits on ``x`` instead of ``labels``.
     """
     work.mkdir(parents=True, exist_ok=True)
     save_npz(weights_by_path(classifier), work / "float.npz")
-    data = {"calibration": x[:calibration_images], "train_x": x, "train_y": labels, "probe_x": probe}
+    data = {"calibration": x[:calibration_images], "train_x": x, "probe_x": probe}
+    if distill:
+        data["target.teacher_logits"] = classifier.predict(x, batch_size=50, verbose=0)
+    else:
+        data["train_y"] = labels
     save_npz(data if eval_x is None else {**data, "eval_x": eval_x}, work / "data.npz")
     spec = {
         "builder": "vision_core.backbones:build_backbone",
         "kwargs": {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
         "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size,
         "learning_rate": learning_rate, "out_dir": "qat", "quantize": quantize,
+        "loss": "distillation_kl_from_logits" if distill else "sparse_categorical_crossentropy_from_logits",
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return work / "spec.json"

@@ -18,9 +18,11 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
       "eager": false,                      # optional: run the fine-tune steps eagerly (true) or as
                                            #   a traced tf.function (false); default: eager below
                                            #   EAGER_STEPS steps
-      "loss": "sparse_categorical_crossentropy_from_logits",   # or "module:function" taking
-                                           #   (targets: dict, outputs: dict, **loss_options)
-                                           #   -> scalar tensor
+      "loss": "sparse_categorical_crossentropy_from_logits",   # (train_y) or
+                                           #   "distillation_kl_from_logits" (target.teacher_logits:
+                                           #   the float model's logits on train_x) or
+                                           #   "module:function" taking (targets: dict, outputs:
+                                           #   dict, **loss_options) -> scalar tensor
       "loss_options": {...},               # optional keyword arguments of a module:function loss
       "exporter": "module:function",       # optional: (qat_model, path, calibration batches,
                                            #   ModelInfo, **exporter_options) -> path of the int8
@@ -50,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-LOSSES = ("sparse_categorical_crossentropy_from_logits",)
+LOSSES = ("sparse_categorical_crossentropy_from_logits", "distillation_kl_from_logits")
 # Tracing a QAT model's train step costs about as much as 20 eager steps on a CPU (SSDLite-
 # MobileNetV2-0.35 at 96 px, batch 4: 2 steps took 4.6 s eagerly, 44.9 s traced, same losses),
 # so shorter fine-tunes run eagerly.
@@ -88,8 +90,21 @@ def _loss(name: str, options: dict | None = None):
         return lambda targets, outputs: function(targets, outputs, **(options or {}))
     if name not in LOSSES:
         raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)} or module:function")
+    if name == "distillation_kl_from_logits":
+        return lambda targets, outputs: distillation_kl(targets["teacher_logits"], next(iter(outputs.values())))
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return lambda targets, outputs: cross_entropy(targets["label"], next(iter(outputs.values())))
+
+
+def distillation_kl(teacher_logits, student_logits):
+    """Mean KL(teacher || student) of the two softmax distributions: 0 when the QAT model
+    predicts what the float model does, so the fine-tune only corrects quantization error
+    (class labels pull it toward the training labels and move held-out predictions)."""
+    from vision_core.backend import tf
+
+    teacher_log_probs = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32))
+    student_log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32))
+    return tf.reduce_mean(tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), -1))
 
 
 def _targets(data: dict) -> dict[str, np.ndarray]:
