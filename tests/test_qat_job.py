@@ -21,6 +21,17 @@ from vision_core.weights import load_npz, save_npz, weights_by_path
 pytestmark = pytest.mark.slow
 
 
+def _fine_tune(work, builder: str, float_weights: dict, x, labels, **spec_options) -> tuple[dict, dict]:
+    """3 QAT steps (batch 8, 1e-3) of ``tiny_models.<builder>`` from ``float_weights``; (result, QAT weights)."""
+    work.mkdir()
+    save_npz(float_weights, work / "float.npz")
+    save_npz({"calibration": x[:8], "train_x": x, "train_y": labels}, work / "data.npz")
+    spec = {"builder": f"tiny_models:{builder}", "kwargs": {}, "weights": "float.npz", "data": "data.npz",
+            "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "out_dir": "qat", **spec_options}
+    (work / "spec.json").write_text(json.dumps(spec))
+    return qat_job.launch(work / "spec.json", timeout=600), load_npz(work / "qat" / "qat.weights.npz")
+
+
 def test_eager_and_traced_fine_tunes_give_the_same_losses_and_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'tests'}:{ROOT}")  # the child builds tiny_models' classifier
     images, labels = shapes(16, seed=3)
@@ -29,14 +40,7 @@ def test_eager_and_traced_fine_tunes_give_the_same_losses_and_weights(tmp_path, 
     results, weights = {}, {}
     for eager in (True, False):
         work = tmp_path / ("eager" if eager else "traced")
-        work.mkdir()
-        save_npz(float_weights, work / "float.npz")
-        save_npz({"calibration": x[:8], "train_x": x, "train_y": labels}, work / "data.npz")
-        spec = {"builder": "tiny_models:tiny_classifier", "kwargs": {}, "weights": "float.npz", "data": "data.npz",
-                "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "eager": eager, "out_dir": "qat"}
-        (work / "spec.json").write_text(json.dumps(spec))
-        results[eager] = qat_job.launch(work / "spec.json", timeout=600)
-        weights[eager] = load_npz(work / "qat" / "qat.weights.npz")
+        results[eager], weights[eager] = _fine_tune(work, "tiny_classifier", float_weights, x, labels, eager=eager)
     assert (results[True]["eager"], results[False]["eager"]) == (True, False)
     assert len(results[True]["losses"]) == 3
     np.testing.assert_allclose(results[False]["losses"], results[True]["losses"], rtol=1e-5)
@@ -62,16 +66,8 @@ def test_the_fine_tune_freezes_batch_norms_unless_told_to_train_them(tmp_path, m
     results, weights = {}, {}
     for freeze in (True, False):
         work = tmp_path / ("frozen" if freeze else "trained")
-        work.mkdir()
-        save_npz(float_weights, work / "float.npz")
-        save_npz({"calibration": x[:8], "train_x": x, "train_y": labels}, work / "data.npz")
-        spec = {"builder": "tiny_models:tiny_bn_classifier", "kwargs": {}, "weights": "float.npz",
-                "data": "data.npz", "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "out_dir": "qat"}
-        if not freeze:
-            spec["freeze_batch_norm"] = False
-        (work / "spec.json").write_text(json.dumps(spec))
-        results[freeze] = qat_job.launch(work / "spec.json", timeout=600)
-        weights[freeze] = load_npz(work / "qat" / "qat.weights.npz")
+        options = {} if freeze else {"freeze_batch_norm": False}  # frozen is the default
+        results[freeze], weights[freeze] = _fine_tune(work, "tiny_bn_classifier", float_weights, x, labels, **options)
     assert results[True]["frozen_batch_norms"] == 2  # stem_bn (folded into the conv) and post_bn
     assert "frozen_batch_norms" not in results[False]
     for freeze, qat_weights in weights.items():
