@@ -3,8 +3,8 @@
 For each backbone: train the 4-class classifier (``--images`` shapes, ``--epochs``),
 then score on held-out shapes, with one evaluator, the float Keras model, the
 post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-tune
-steps in the tf_keras process, batch norms frozen, distilling the float model's logits
-unless ``--qat-loss labels``) and the QAT int8 TFLite classifier. Also the cosine of
+steps in the tf_keras process, batch norms frozen unless ``--qat-train-batch-norm``,
+distilling the float model's logits unless ``--qat-loss labels``) and the QAT int8 TFLite classifier. Also the cosine of
 the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
 
 Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those with a recipe
@@ -41,7 +41,7 @@ LEARNING_RATE = 2e-3
 
 
 def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
-            qat_learning_rate: float, qat_loss: str, work: Path) -> dict:
+            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, work: Path) -> dict:
     start = time.perf_counter()
     classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate)
     val_x, val_y = shapes_data(400, size, seed=99)
@@ -51,7 +51,8 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
     # the fine-tune sees qat_steps x 16 images: hand the job the first 1024, not all of them
     spec = write_qat_spec(work / name, classifier, name, size, x[:1024], labels[:1024], val_x[:4],
                           steps=qat_steps, batch_size=16, calibration_images=128, eval_x=val_x,
-                          learning_rate=qat_learning_rate, distill=qat_loss == "distillation")
+                          learning_rate=qat_learning_rate, distill=qat_loss == "distillation",
+                          freeze_batch_norm=not qat_train_batch_norm)
     qat = qat_job.launch(spec)
     forms = {
         "float": {"predictions": classifier.predict(val_x, batch_size=50, verbose=0)},
@@ -71,6 +72,7 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "qat_steps": qat_steps,
         "qat_learning_rate": qat_learning_rate,
         "qat_loss": qat_loss,
+        "qat_train_batch_norm": qat_train_batch_norm,
         "val_images": len(val_y),
         "forms": rows,
         "float_top1_counts": np.bincount(float_top1, minlength=len(SHAPE_CLASSES)).tolist(),
@@ -98,6 +100,8 @@ def main() -> int:
     parser.add_argument("--qat-loss", choices=("distillation", "labels"), default="distillation",
                         help="QAT fine-tune target: the float model's logits (default) or the class labels, which "
                              "pull held-out predictions toward the training labels")
+    parser.add_argument("--qat-train-batch-norm", action="store_true",
+                        help="train the batch norms in the QAT fine-tune (default: frozen at the float statistics)")
     parser.add_argument("--out", default="benchmarks/results/backbone_int8.json", help="JSON output file")
     args = parser.parse_args()
     out = Path(args.out)
@@ -106,7 +110,7 @@ def main() -> int:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
             epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs, args.lr)
             result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
-                             args.qat_loss, Path(tmp))
+                             args.qat_loss, args.qat_train_batch_norm, Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)

@@ -100,9 +100,10 @@ def test_a_distilling_spec_carries_the_float_logits_instead_of_the_labels(tmp_pa
     images, labels = shapes(8, seed=5)
     x = normalize(images)
     classifier = tiny_classifier(train_steps=2)
-    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, x, labels, x[:2], steps=4, distill=True)
+    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, x, labels, x[:2], steps=4, distill=True,
+                               freeze_batch_norm=False)
     spec = json.loads(spec_path.read_text())
     data = load_npz(tmp_path / spec["data"])
-    assert spec["loss"] == "distillation_kl_from_logits"
+    assert (spec["loss"], spec["freeze_batch_norm"]) == ("distillation_kl_from_logits", False)
     assert "train_y" not in data
     np.testing.assert_allclose(data["target.teacher_logits"], np.asarray(classifier(x, training=False)), atol=1e-5)
