@@ -4,8 +4,9 @@ For each backbone: train the 4-class classifier (``--images`` shapes, ``--epochs
 then score on held-out shapes, with one evaluator, the float Keras model, the
 post-training int8 TFLite classifier, the QAT Keras model (``--qat-steps`` fine-tune
 steps in the tf_keras process, batch norms frozen unless ``--qat-train-batch-norm``,
-distilling the float model's logits unless ``--qat-loss labels``) and the QAT int8 TFLite classifier. Also the cosine of
-the PTQ int8 feature maps C2..C5 to float. Results are rewritten after every backbone.
+distilling the float model's logits unless ``--qat-loss labels``) and the QAT int8
+TFLite classifier. Also the cosine of the PTQ int8 feature maps C2..C5 to float.
+Results are rewritten after every backbone.
 
 Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those with a recipe
 of their own (:data:`vision_core.backbones.shapes_training.RECIPES`); ``--epochs`` / ``--lr``
