@@ -117,7 +117,8 @@ def test_eval_command_scores_the_best_weights_as_training_did(toy_run, capsys):
 
 class CurveToyTask(ToyTask):
     def evaluate(self, model, config):
-        return {**super().evaluate(model, config), "curve": [0.5, 0.25], "per_class": {"a": 1.0, "recall": [1.0]}}
+        return {**super().evaluate(model, config), "curve": [0.5, 0.25], "per_class": {"a": 1.0, "recall": [1.0]},
+                "pr_curve": {"iou": 0.5, "precision": {"a": [1.0, 0.0]}}, "skipped": {}}
 
 
 def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, capsys):
@@ -127,6 +128,7 @@ def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, c
     written = json.loads((toy_run / "eval.json").read_text())
     assert written["metrics"]["curve"] == [0.5, 0.25] and written["metrics"]["per_class"] == {"a": 1.0, "recall": [1.0]}
     assert "curve" not in printed["metrics"] and printed["metrics"]["per_class"] == {"a": 1.0}
+    assert printed["metrics"]["pr_curve"] == {"iou": 0.5} and printed["metrics"]["skipped"] == {}
     assert printed["metrics"]["accuracy"] == written["metrics"]["accuracy"]
 
 

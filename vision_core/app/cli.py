@@ -195,9 +195,11 @@ def _eval(task, args) -> dict:
 
 
 def _without_sequences(metrics: dict) -> dict:
-    """``metrics`` without its lists (curves such as detection's PR curves): what ``eval`` prints."""
-    return {key: _without_sequences(value) if isinstance(value, dict) else value
+    """``metrics`` without its lists (curves such as detection's PR curves) and without the dicts that held
+    nothing else: what ``eval`` prints."""
+    kept = {key: _without_sequences(value) if isinstance(value, dict) else value
             for key, value in metrics.items() if not isinstance(value, (list, tuple))}
+    return {key: value for key, value in kept.items() if value != {} or metrics[key] == {}}
 
 
 def _predict(task, args) -> dict:
