@@ -35,6 +35,21 @@ def test_help_describes_every_command():
         assert command in result.stdout
 
 
+def test_qat_offers_the_fine_tune_targets_the_run_knows():
+    from vision_core.export.ship import QAT_LOSSES
+
+    result = run_python(["-m", "vision_core.backbones", "qat", "--help"])
+    assert result.returncode == 0, result.stderr
+    assert "--loss {distillation,labels}" in result.stdout and list(QAT_LOSSES) == ["distillation", "labels"]
+
+
+def test_an_unknown_qat_loss_is_named_before_any_work(tmp_path):
+    from vision_core.export.ship import run_qat
+
+    with pytest.raises(ValueError, match="unknown QAT loss 'focal': expected one of distillation, labels"):
+        run_qat(tmp_path, steps=1, loss="focal")
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
@@ -56,6 +71,8 @@ def test_demo_trains_and_ships_every_form_scored_by_one_evaluator(tmp_path):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
     qat = json.loads((tmp_path / "run" / "qat" / "result.json").read_text())
     assert len(qat["losses"]) == 4 and np.isfinite(qat["losses"]).all()  # the fake-quantized model trained
+    spec = json.loads((tmp_path / "run" / "qat_spec.json").read_text())
+    assert (spec["loss"], spec["learning_rate"]) == ("distillation_kl_from_logits", 1e-6)  # the default
     files = metrics["files"]
     assert sorted(files) == ["float.onnx", "float16.tflite", "float32.tflite", "int16x8.tflite", "int8.onnx",
                              "int8_ptq.tflite", "int8_qat.tflite", "saved_model"]

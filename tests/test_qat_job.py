@@ -21,11 +21,13 @@ from vision_core.weights import load_npz, save_npz, weights_by_path
 pytestmark = pytest.mark.slow
 
 
-def _fine_tune(work, builder: str, float_weights: dict, x, labels, **spec_options) -> tuple[dict, dict]:
-    """3 QAT steps (batch 8, 1e-3) of ``tiny_models.<builder>`` from ``float_weights``; (result, QAT weights)."""
+def _fine_tune(work, builder: str, float_weights: dict, x, labels, data: dict | None = None,
+               **spec_options) -> tuple[dict, dict]:
+    """3 QAT steps (batch 8, 1e-3) of ``tiny_models.<builder>`` from ``float_weights``, with ``data``
+    added to the job's data; (result, QAT weights)."""
     work.mkdir()
     save_npz(float_weights, work / "float.npz")
-    save_npz({"calibration": x[:8], "train_x": x, "train_y": labels}, work / "data.npz")
+    save_npz({"calibration": x[:8], "train_x": x, "train_y": labels, **(data or {})}, work / "data.npz")
     spec = {"builder": f"tiny_models:{builder}", "kwargs": {}, "weights": "float.npz", "data": "data.npz",
             "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "out_dir": "qat", **spec_options}
     (work / "spec.json").write_text(json.dumps(spec))
@@ -96,14 +98,29 @@ def test_an_unknown_loss_names_the_known_ones():
         qat_job._loss("focal")
 
 
-def test_a_distilling_spec_carries_the_float_logits_instead_of_the_labels(tmp_path):
-    images, labels = shapes(8, seed=5)
+def test_a_distilling_job_takes_the_float_logits_from_the_data_or_computes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'tests'}:{ROOT}")  # the child builds tiny_models' classifier
+    images, labels = shapes(16, seed=5)
     x = normalize(images)
     classifier = tiny_classifier(train_steps=2)
-    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, x, labels, x[:2], steps=4, distill=True,
-                               freeze_batch_norm=False)
+    float_weights, logits = weights_by_path(classifier), np.asarray(classifier(x, training=False))
+    teachers = {"computed": None, "given": {"target.teacher_logits": logits},
+                "other": {"target.teacher_logits": 5 * np.eye(4, dtype=np.float32)[(labels + 1) % 4]}}
+    losses = {}
+    for name, data in teachers.items():
+        result, _ = _fine_tune(tmp_path / name, "tiny_classifier", float_weights, x, labels, data,
+                               loss="distillation_kl_from_logits")
+        losses[name] = result["losses"]
+    np.testing.assert_allclose(losses["computed"], losses["given"], rtol=1e-4)
+    assert losses["computed"][0] < 0.05 < losses["other"][0]  # student and teacher start as one model
+
+
+def test_a_distilling_spec_names_the_loss_and_leaves_the_logits_to_the_job(tmp_path):
+    images, labels = shapes(8, seed=5)
+    classifier = tiny_classifier(train_steps=2)
+    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, normalize(images), labels, normalize(images[:2]),
+                               steps=4, distill=True, freeze_batch_norm=False)
     spec = json.loads(spec_path.read_text())
-    data = load_npz(tmp_path / spec["data"])
     assert (spec["loss"], spec["freeze_batch_norm"]) == ("distillation_kl_from_logits", False)
-    assert "train_y" not in data
-    np.testing.assert_allclose(data["target.teacher_logits"], np.asarray(classifier(x, training=False)), atol=1e-5)
+    data = load_npz(tmp_path / spec["data"])
+    assert "target.teacher_logits" not in data and data["train_y"].tolist() == labels.tolist()

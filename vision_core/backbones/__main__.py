@@ -13,6 +13,10 @@ import sys
 
 from tqdm import tqdm
 
+QAT_LOSSES = ("distillation", "labels")  # vision_core.export.ship.QAT_LOSSES, without importing TensorFlow
+LOSS_HELP = ("fine-tune target: the float model's logits (default; keeps its predictions) or the class "
+             "labels (pull held-out predictions toward the training labels)")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vision_core.backbones",
@@ -33,10 +37,14 @@ def _parser() -> argparse.ArgumentParser:
                              help="training epochs (default: 3; 6 for resnet50 and resnet101)")
         command.add_argument("--out", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     demo.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
+    demo.add_argument("--qat-loss", choices=list(QAT_LOSSES), default="distillation", help=LOSS_HELP)
     demo.add_argument("--saved-models", default="saved_models", help="TF Serving root (default: saved_models)")
     qat = sub.add_parser("qat", help="fine-tune a run's model with TF-MOT and write its int8 QAT TFLite")
     qat.add_argument("--run", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     qat.add_argument("--steps", type=int, default=100, help="fine-tune steps (default: 100)")
+    qat.add_argument("--loss", choices=list(QAT_LOSSES), default="distillation", help=LOSS_HELP)
+    qat.add_argument("--lr", type=float,
+                     help="fine-tune Adam learning rate (default: 1e-6 distilling, 1e-4 on labels)")
     export = sub.add_parser("export", help="export a run's model and score every exported form")
     export.add_argument("--run", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     export.add_argument("--format", nargs="+", default=["all"], choices=["tflite", "saved_model", "onnx", "all"],
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         from vision_core.backbones.demo import run_demo
 
         metrics = run_demo(args.out, backbone=args.backbone, input_size=args.input_size, epochs=args.epochs,
-                           qat_steps=args.qat_steps, saved_models_root=args.saved_models, train_images=args.images)
+                           qat_steps=args.qat_steps, qat_loss=args.qat_loss, saved_models_root=args.saved_models, train_images=args.images)
         print(json.dumps(metrics["forms"], indent=2))
     elif args.command == "train":
         from vision_core.backbones.demo import train_shapes_classifier
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "qat":
         from vision_core.export.ship import run_qat
 
-        print(json.dumps(run_qat(args.run, steps=args.steps), indent=2))
+        print(json.dumps(run_qat(args.run, steps=args.steps, loss=args.loss, learning_rate=args.lr), indent=2))
     else:
         from vision_core.export.ship import export_forms, report
         from vision_core.quant.report import format_table

@@ -55,11 +55,12 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
 
 def run_demo(out_dir: str | Path, backbone: str = "resnet18", input_size: int = 64, epochs: int | None = None,
              qat_steps: int = 100, saved_models_root: str | Path = "saved_models", train_images: int = 8000,
-             val_images: int = 400, seed: int = 0) -> dict:
-    """Train, QAT, export every form, score them; returns (and writes) ``metrics.json``."""
+             val_images: int = 400, seed: int = 0, qat_loss: str = "distillation") -> dict:
+    """Train, QAT (``qat_loss``: see :func:`~vision_core.export.ship.run_qat`), export every form,
+    score them; returns (and writes) ``metrics.json``."""
     run_dir = train_shapes_classifier(out_dir, backbone, input_size, train_images, val_images, epochs, seed)
-    log.info("QAT: %d fine-tune steps in a tf_keras process", qat_steps)
-    qat = run_qat(run_dir, steps=qat_steps)
+    log.info("QAT: %d fine-tune steps (%s) in a tf_keras process", qat_steps, qat_loss)
+    qat = run_qat(run_dir, steps=qat_steps, loss=qat_loss)
     log.info("exporting TFLite (float32, float16, int8 PTQ, int16x8, int8 QAT), SavedModel and ONNX")
     forms = export_forms(run_dir, ["all"], saved_models_root)
     rows = report(run_dir, forms)

@@ -78,16 +78,12 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
     The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
     (optional) asks for the QAT model's outputs on it. ``quantize=False`` asks the job for
     the tf_keras twin check only (no TF-MOT, no conversion). ``distill``: fine-tune toward the
-    float classifier's logits on ``x`` instead of ``labels``; ``freeze_batch_norm=False``: train
-    the batch norms in the fine-tune.
+    float classifier's logits on ``x`` (the job computes them) instead of ``labels``;
+    ``freeze_batch_norm=False``: train the batch norms in the fine-tune.
     """
     work.mkdir(parents=True, exist_ok=True)
     save_npz(weights_by_path(classifier), work / "float.npz")
-    data = {"calibration": x[:calibration_images], "train_x": x, "probe_x": probe}
-    if distill:
-        data["target.teacher_logits"] = classifier.predict(x, batch_size=50, verbose=0)
-    else:
-        data["train_y"] = labels
+    data = {"calibration": x[:calibration_images], "train_x": x, "train_y": labels, "probe_x": probe}
     save_npz(data if eval_x is None else {**data, "eval_x": eval_x}, work / "data.npz")
     spec = {
         "builder": "vision_core.backbones:build_backbone",

@@ -20,7 +20,8 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
                                            #   EAGER_STEPS steps
       "loss": "sparse_categorical_crossentropy_from_logits",   # (train_y) or
                                            #   "distillation_kl_from_logits" (target.teacher_logits:
-                                           #   the float model's logits on train_x) or
+                                           #   the float model's logits on train_x; the job computes
+                                           #   them from the float model when the data has none) or
                                            #   "module:function" taking (targets: dict, outputs:
                                            #   dict, **loss_options) -> scalar tensor
       "loss_options": {...},               # optional keyword arguments of a module:function loss
@@ -108,9 +109,10 @@ def distillation_kl(teacher_logits, student_logits):
 
 
 def _targets(data: dict) -> dict[str, np.ndarray]:
-    if "train_y" in data:
-        return {"label": data["train_y"]}
-    return {key.removeprefix("target."): value for key, value in data.items() if key.startswith("target.")}
+    """The loss's targets: ``label`` (train_y) and every ``target.<name>`` array as ``<name>``."""
+    targets = {"label": data["train_y"]} if "train_y" in data else {}
+    return {**targets, **{key.removeprefix("target."): value for key, value in data.items()
+                          if key.startswith("target.")}}
 
 
 def _fine_tune(qat_model, data: dict, loss_fn, steps: int, batch_size: int, learning_rate: float,
@@ -184,9 +186,18 @@ def run(spec_path: str | Path) -> dict:
         write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
         return result
 
+    batch_size = int(spec.get("batch_size", 16))
+    steps = int(spec.get("steps", 0))
+    loss_name = spec.get("loss", LOSSES[0])
+    if steps and loss_name == "distillation_kl_from_logits" and "target.teacher_logits" not in data:
+        teacher_logits = model.predict(data["train_x"], batch_size=batch_size, verbose=0)
+        if isinstance(teacher_logits, dict):
+            raise ValueError(f"{spec_path}: distillation_kl_from_logits distils a single-output classifier, "
+                             f"{model.name} has outputs {sorted(teacher_logits)}")
+        data["target.teacher_logits"] = teacher_logits
+        lap("teacher_logits")
     qat_model = quantize_model(model)
     calibration = data["calibration"]
-    batch_size = int(spec.get("batch_size", 16))
     batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
     lap("quantize_model")
     result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches)
@@ -195,11 +206,10 @@ def run(spec_path: str | Path) -> dict:
         set_input_range(qat_model, *info.input_range)
     lap("calibrate")
 
-    steps = int(spec.get("steps", 0))
     if steps:
         if spec.get("freeze_batch_norm", True):
             result["frozen_batch_norms"] = freeze_batch_norms(qat_model)
-        loss_fn = _loss(spec.get("loss", LOSSES[0]), spec.get("loss_options"))
+        loss_fn = _loss(loss_name, spec.get("loss_options"))
         result["eager"] = bool(spec.get("eager", steps < EAGER_STEPS))
         result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size,
                                       float(spec.get("learning_rate", 1e-4)), result["eager"])
