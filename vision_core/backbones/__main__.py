@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         from vision_core.backbones.demo import run_demo
 
         metrics = run_demo(args.out, backbone=args.backbone, input_size=args.input_size, epochs=args.epochs,
-                           qat_steps=args.qat_steps, qat_loss=args.qat_loss, saved_models_root=args.saved_models, train_images=args.images)
+                           qat_steps=args.qat_steps, qat_loss=args.qat_loss, saved_models_root=args.saved_models,
+                           train_images=args.images)
         print(json.dumps(metrics["forms"], indent=2))
     elif args.command == "train":
         from vision_core.backbones.demo import train_shapes_classifier
