@@ -12,7 +12,13 @@ Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those with
 of their own (:data:`vision_core.backbones.shapes_training.RECIPES`); ``--epochs`` / ``--lr``
 override both.
 
-    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs N] [--lr LR]
+The trained float weights are kept in ``--float-weights`` (default
+``benchmarks/results/float_weights/``, one file per backbone, size, images, epochs, learning
+rate and seed) and reused by later runs, and training checkpoints every epoch there: a run
+killed during training resumes after its last epoch, and one killed after training measures
+again without training. Pass ``--retrain`` after changing a backbone's code.
+
+    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs N] [--lr LR] [--retrain]
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec
+from vision_core.backbones.int8_check import (float_weights_path, ptq_feature_agreement, shapes_data,
+                                              train_classifier, write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -42,9 +49,12 @@ LEARNING_RATE = 2e-3
 
 
 def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
-            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, work: Path) -> dict:
+            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, weights_file: Path,
+            work: Path) -> dict:
     start = time.perf_counter()
-    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate)
+    reused = weights_file.is_file()
+    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate, weights_file=weights_file,
+                                             verbose=2)
     val_x, val_y = shapes_data(400, size, seed=99)
     calibration = [x[i:i + 16] for i in range(0, 128, 16)]
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
@@ -74,6 +84,8 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "qat_learning_rate": qat_learning_rate,
         "qat_loss": qat_loss,
         "qat_train_batch_norm": qat_train_batch_norm,
+        "float_weights": str(weights_file),
+        "float_weights_reused": reused,
         "val_images": len(val_y),
         "forms": rows,
         "float_top1_counts": np.bincount(float_top1, minlength=len(SHAPE_CLASSES)).tolist(),
@@ -103,6 +115,11 @@ def main() -> int:
                              "pull held-out predictions toward the training labels")
     parser.add_argument("--qat-train-batch-norm", action="store_true",
                         help="train the batch norms in the QAT fine-tune (default: frozen at the float statistics)")
+    parser.add_argument("--float-weights", default="benchmarks/results/float_weights",
+                        help="folder keeping each trained float model and its per-epoch training state "
+                             "(default: benchmarks/results/float_weights)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even when --float-weights holds this recipe's weights")
     parser.add_argument("--out", default="benchmarks/results/backbone_int8.json", help="JSON output file")
     args = parser.parse_args()
     out = Path(args.out)
@@ -110,8 +127,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
             epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs, args.lr)
+            weights_file = float_weights_path(args.float_weights, name, args.size, args.images, epochs, learning_rate)
+            if args.retrain:
+                weights_file.unlink(missing_ok=True)
+                weights_file.with_suffix(".state.npz").unlink(missing_ok=True)
             result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
-                             args.qat_loss, args.qat_train_batch_norm, Path(tmp))
+                             args.qat_loss, args.qat_train_batch_norm, weights_file, Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)

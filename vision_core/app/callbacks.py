@@ -13,9 +13,7 @@ import contextlib
 import csv
 import dataclasses
 import io
-import json
 import math
-import random
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,8 @@ from vision_core.app import runs
 from vision_core.app.plots import plot_history
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
-from vision_core.weights import load_npz, save_npz, weights_by_path
+from vision_core.training_state import save_training_state
+from vision_core.weights import save_npz, weights_by_path
 
 
 @dataclasses.dataclass
@@ -209,36 +208,4 @@ class Checkpointer(keras.callbacks.Callback):
             self.state.best, self.state.best_epoch = float(value), epoch + 1
             save_npz(weights, runs.weights_path(self.run_dir, "best"))
         self.state.epoch = epoch + 1
-        save_state(self.run_dir / runs.STATE, self.model, self.state)
-
-
-def save_state(path: Path, model, state: RunState) -> Path:
-    """Raw model variables (seed generators included), optimizer variables, RNG states and ``state``."""
-    arrays = {f"model/{v.path}": v.numpy() for v in model.variables}
-    arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
-    numpy_state = np.random.get_state()
-    arrays["rng/numpy_keys"] = numpy_state[1]
-    meta = {"state": dataclasses.asdict(state), "python_rng": random.getstate(),
-            "numpy_rng": [numpy_state[0], *numpy_state[2:]]}
-    arrays["meta"] = np.array(json.dumps(meta))
-    return save_npz(arrays, path)
-
-
-def restore_state(path: Path, model) -> RunState:
-    """Load a :func:`save_state` file into ``model`` (its optimizer must be built); returns the state."""
-    arrays = load_npz(path)
-    variables = {f"model/{v.path}": v for v in model.variables}
-    optimizer_variables = model.optimizer.variables
-    saved_optimizer = sorted(k for k in arrays if k.startswith("optimizer/"))
-    if set(variables) != {k for k in arrays if k.startswith("model/")} or len(saved_optimizer) != len(
-            optimizer_variables):
-        raise ValueError(f"{path}: the saved model/optimizer variables do not match this config's model")
-    for key, variable in variables.items():
-        variable.assign(arrays[key])
-    for key, variable in zip(saved_optimizer, optimizer_variables):
-        variable.assign(arrays[key])
-    meta = json.loads(str(arrays["meta"]))
-    random.setstate((meta["python_rng"][0], tuple(meta["python_rng"][1]), meta["python_rng"][2]))
-    kind, *rest = meta["numpy_rng"]
-    np.random.set_state((kind, arrays["rng/numpy_keys"], *rest))
-    return RunState(**meta["state"])
+        save_training_state(self.run_dir / runs.STATE, self.model, dataclasses.asdict(self.state))

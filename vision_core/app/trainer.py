@@ -29,7 +29,7 @@ from typing import Any
 
 from vision_core.app import runs
 from vision_core.app.callbacks import (Checkpointer, EMAValidation, NaNGuard, RunLog, RunState, TaskEvaluation,
-                                       TensorBoardScalars, restore_state)
+                                       TensorBoardScalars)
 from vision_core.app.config import save_config, to_dict
 from vision_core.app.distribute import (is_chief, make_strategy, prebuild_for_multi_worker, set_dtype_policy,
                                         worker_index)
@@ -37,6 +37,7 @@ from vision_core.app.errors import AppError, TrainingDiverged
 from vision_core.app.schedules import build_optimizer, build_schedule
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
+from vision_core.training_state import load_training_state
 from vision_core.weights import assign_by_path, load_npz
 
 log = logging.getLogger("vision_core")
@@ -79,7 +80,7 @@ def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
     if not path.is_file():
         raise AppError(f"{path}: nothing to resume (no completed epoch was saved)")
     try:
-        state = restore_state(path, model)
+        state = RunState(**load_training_state(path, model))
     except ValueError as error:
         raise AppError(str(error)) from None
     for _ in range(state.epoch):

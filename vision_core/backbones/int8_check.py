@@ -1,6 +1,7 @@
 """The int8 check every backbone must pass, shared by the tests and the benchmark.
 
-1. ``train_briefly``: a few Adam steps of the 4-class classifier on built-in shapes.
+1. ``train_briefly``: a few Adam steps of the 4-class classifier on built-in shapes
+   (``train_classifier``: the full recipe, its float weights optionally kept on disk).
 2. ``ptq_feature_agreement``: the feature model (same weights) converted to full int8
    (audited) and compared with float, cosine per feature map.
 3. ``write_qat_spec``: the spec for :mod:`vision_core.quant.qat_job`, which builds the
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from vision_core.backbones.shapes_training import fit_shapes_classifier
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
-from vision_core.weights import assign_by_path, save_npz, weights_by_path
+from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
 
 
 def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +51,36 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     return classifier, losses, x, labels
 
 
-def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7):
+def float_weights_path(folder: str | os.PathLike, name: str, size: int, images: int, epochs: int,
+                       learning_rate: float, seed: int = 7) -> Path:
+    """Where :func:`train_classifier` keeps the float weights of one training recipe inside ``folder``."""
+    return Path(folder) / f"{name}_{size}px_{images}images_{epochs}epochs_lr{learning_rate:g}_seed{seed}.npz"
+
+
+def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7,
+                     weights_file: str | os.PathLike | None = None, verbose: int = 0):
     """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes
-    (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`)."""
+    (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`).
+
+    With ``weights_file`` (see :func:`float_weights_path`): if it exists, its weights are loaded
+    and nothing trains; otherwise training checkpoints every epoch to ``<stem>.state.npz`` beside
+    it (a killed run resumes from there), and the trained weights are written to it atomically.
+    ``verbose`` as in Keras ``fit`` (2: one line per epoch).
+    """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
-    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate)
+    if weights_file is None:
+        fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, verbose=verbose)
+        return classifier, x, labels
+    weights_file = Path(weights_file)
+    if weights_file.is_file():
+        assign_by_path(classifier, load_npz(weights_file))
+        return classifier, x, labels
+    state = weights_file.with_suffix(".state.npz")
+    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose)
+    save_npz(weights_by_path(classifier), weights_file)
+    state.unlink()
     return classifier, x, labels
 
 
