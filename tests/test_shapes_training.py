@@ -1,6 +1,8 @@
 """The shapes-classifier recipe shared by the backbone demo, its CLI and the int8 benchmark: training,
 per-epoch resume and the kept float weights."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from vision_core.backbones import int8_check
 from vision_core.backbones.int8_check import float_weights_path, train_classifier
 from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
 from vision_core.backend import keras
-from vision_core.weights import weights_by_path
+from vision_core.weights import save_npz, weights_by_path
 
 
 def _tiny_bn_classifier():
@@ -102,3 +104,11 @@ def test_the_trained_float_classifier_is_kept_on_disk_and_a_second_call_loads_it
     assert got.keys() == expected.keys()
     for path, value in expected.items():
         np.testing.assert_array_equal(got[path], value, err_msg=path)
+
+
+def test_kept_weights_of_another_architecture_are_refused_naming_the_file(tmp_path):
+    weights_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
+    save_npz({"conv1_conv/kernel": np.zeros((3, 3, 3, 8), np.float32)}, weights_file)
+    expected = re.escape(f"{weights_file}: not this backbone's weights (") + ".*missing in weights"
+    with pytest.raises(ValueError, match=expected):
+        train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)

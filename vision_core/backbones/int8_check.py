@@ -75,7 +75,11 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
         return classifier, x, labels
     weights_file = Path(weights_file)
     if weights_file.is_file():
-        assign_by_path(classifier, load_npz(weights_file))
+        try:
+            assign_by_path(classifier, load_npz(weights_file))
+        except ValueError as error:
+            raise ValueError(f"{weights_file}: not this backbone's weights ({error}); delete it to train again") \
+                from None
         return classifier, x, labels
     state = weights_file.with_suffix(".state.npz")
     fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose)
