@@ -36,8 +36,8 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import (float_weights_path, ptq_feature_agreement, shapes_data,
-                                              train_classifier, write_qat_spec)
+from vision_core.backbones.int8_check import (float_training_state_path, float_weights_path, ptq_feature_agreement,
+                                              shapes_data, train_classifier, write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -130,7 +130,7 @@ def main() -> int:
             weights_file = float_weights_path(args.float_weights, name, args.size, args.images, epochs, learning_rate)
             if args.retrain:
                 weights_file.unlink(missing_ok=True)
-                weights_file.with_suffix(".state.npz").unlink(missing_ok=True)
+                float_training_state_path(weights_file).unlink(missing_ok=True)
             result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
                              args.qat_loss, args.qat_train_batch_norm, weights_file, Path(tmp))
             results = [r for r in results if r["backbone"] != name] + [result]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vision_core.backbones import int8_check
-from vision_core.backbones.int8_check import float_weights_path, train_classifier
+from vision_core.backbones.int8_check import float_training_state_path, float_weights_path, train_classifier
 from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
 from vision_core.backend import keras
 from vision_core.weights import save_npz, weights_by_path
@@ -90,7 +90,7 @@ def test_the_trained_float_classifier_is_kept_on_disk_and_a_second_call_loads_it
     weights_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
     assert weights_file.name == "resnet18_32px_64images_1epochs_lr0.001_seed7.npz"
     trained, x, labels = train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)
-    assert weights_file.is_file() and not weights_file.with_suffix(".state.npz").exists()
+    assert weights_file.is_file() and not float_training_state_path(weights_file).exists()
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the weights file exists")

@@ -57,14 +57,20 @@ def float_weights_path(folder: str | os.PathLike, name: str, size: int, images: 
     return Path(folder) / f"{name}_{size}px_{images}images_{epochs}epochs_lr{learning_rate:g}_seed{seed}.npz"
 
 
+def float_training_state_path(weights_file: str | os.PathLike) -> Path:
+    """The per-epoch training state :func:`train_classifier` keeps beside ``weights_file`` until it is written."""
+    return Path(weights_file).with_suffix(".state.npz")
+
+
 def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7,
                      weights_file: str | os.PathLike | None = None, verbose: int = 0):
     """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes
     (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`).
 
     With ``weights_file`` (see :func:`float_weights_path`): if it exists, its weights are loaded
-    and nothing trains; otherwise training checkpoints every epoch to ``<stem>.state.npz`` beside
-    it (a killed run resumes from there), and the trained weights are written to it atomically.
+    and nothing trains; otherwise training checkpoints every epoch to
+    :func:`float_training_state_path` beside it (a killed run resumes from there), and the trained
+    weights are written to it atomically.
     ``verbose`` as in Keras ``fit`` (2: one line per epoch).
     """
     keras.utils.set_random_seed(seed)
@@ -81,7 +87,7 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
             raise ValueError(f"{weights_file}: not this backbone's weights ({error}); delete it to train again") \
                 from None
         return classifier, x, labels
-    state = weights_file.with_suffix(".state.npz")
+    state = float_training_state_path(weights_file)
     fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose)
     save_npz(weights_by_path(classifier), weights_file)
     state.unlink()
