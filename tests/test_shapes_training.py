@@ -32,10 +32,11 @@ def test_batch_norms_train_at_the_recipe_momentum_and_the_rate_decays_to_zero_by
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_recipe_gives_bottleneck_resnets_longer_training_and_explicit_values_win():
+def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_explicit_values_win():
     assert shapes_recipe("resnet18", 2e-3) == (3, 2e-3)
     assert shapes_recipe("resnet50", 2e-3) == (6, 1e-3)
     assert shapes_recipe("resnet101", 2e-3) == (10, 1e-3)
+    assert shapes_recipe("mobilenet_v2", 2e-3) == (6, 2e-3)
     assert shapes_recipe("resnet50", 2e-3, epochs=2) == (2, 1e-3)
     assert shapes_recipe("resnet50", 2e-3, learning_rate=5e-4) == (6, 5e-4)
     assert shapes_recipe("resnet18", 2e-3, epochs=4, learning_rate=5e-4) == (4, 5e-4)
