@@ -137,20 +137,25 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     names = ("circle", "square", "triangle", "cross", "star", "ring")
     theirs = [(c.category_name, c.score, _pixel_bounds(d.bounding_box)) for d in found for c in d.categories]
     assert len(ours.scores) >= 10
-    # MediaPipe's runtime may round an int8 score one uint8 step (1/256) away from ours, which can
-    # swap near-tied boxes of one class in NMS; a swapped box still overlaps the kept one by more
-    # than the NMS threshold. So each of our ten best detections must have its own MediaPipe
-    # detection of the same class, a score within two steps and IoU > 0.5 with a box that
-    # MediaPipe's whole-pixel box stands for (the one of those closest to ours).
+    # MediaPipe's runtime may round an int8 output one step away from ours. A score step can swap
+    # near-tied boxes of one class in NMS (a swapped box still overlaps the kept one by more than
+    # the NMS threshold); a box step can move a pair's IoU across the threshold, so that one
+    # runtime keeps box B and drops box C that B overlaps while the other drops B for a third box
+    # and keeps C (measured: our square at 49/256 against MediaPipe's 54/256, IoU 0.77). So each
+    # of our ten best detections must have its own MediaPipe detection of the same class, a score
+    # within two steps and IoU > 0.5, or be overlapped by more than the NMS threshold (0.5) by a
+    # higher-scoring MediaPipe detection of its class that suppressed it. IoU is taken with the
+    # box MediaPipe's whole-pixel box stands for that is closest to ours.
     taken = set()
     for box, cls, score in zip(ours.boxes[:10], ours.classes[:10], ours.scores[:10]):
-        candidates = [i for i, (name, their_score, _) in enumerate(theirs)
-                      if i not in taken and name == names[cls] and abs(their_score - score) <= 2 / 256]
-        assert candidates, f"no MediaPipe {names[cls]} near score {score:.4f}: {theirs[:12]}"
-        iou = {i: float(pairwise_iou(box[None], np.clip(box, *theirs[i][2])[None])[0, 0]) for i in candidates}
-        best = max(candidates, key=iou.get)
-        assert iou[best] > 0.5, (names[cls], score, box, theirs[best])
-        taken.add(best)
+        same_class = [i for i, (name, _, _) in enumerate(theirs) if name == names[cls]]
+        iou = {i: float(pairwise_iou(box[None], np.clip(box, *theirs[i][2])[None])[0, 0]) for i in same_class}
+        found = [i for i in same_class if i not in taken and abs(theirs[i][1] - score) <= 2 / 256 and iou[i] > 0.5]
+        if found:
+            taken.add(max(found, key=iou.get))
+            continue
+        suppressed_by = [i for i in same_class if theirs[i][1] > score and iou[i] > 0.5]
+        assert suppressed_by, f"MediaPipe neither finds nor suppresses our {names[cls]} {box} at {score:.4f}"
 
 
 def _pixel_bounds(box) -> tuple[np.ndarray, np.ndarray]:
