@@ -6,6 +6,7 @@
    (audited) and compared with float, cosine per feature map.
 3. ``write_qat_spec``: the spec for :mod:`vision_core.quant.qat_job`, which builds the
    tf_keras twin, checks it, quantizes with TF-MOT and converts to int8.
+4. ``agreement_table``: the benchmark's results as a Markdown table, with the target verdict.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normal
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
 from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
+
+# The target of every backbone classifier: QAT int8 top-1 agreement with float >= 99 %, accuracy within 1 point.
+AGREEMENT_TARGET = 0.99
+ACCURACY_TOLERANCE = 0.01
+COSINE_FLOOR = 0.995  # the table names the feature map whose PTQ cosine falls below this
 
 
 def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +136,27 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return work / "spec.json"
+
+
+def meets_target(result: dict) -> bool:
+    """Whether a ``benchmarks/backbone_int8.py`` result's QAT int8 classifier meets the target."""
+    qat = next(form for form in result["forms"] if form["form"] == "qat_int8.tflite")
+    return qat["agreement"] >= AGREEMENT_TARGET and round(abs(qat["accuracy_delta"]), 6) <= ACCURACY_TOLERANCE
+
+
+def agreement_table(results: list[dict]) -> str:
+    """``benchmarks/backbone_int8.py`` results as Markdown: top-1 % (agreement with float %) per form,
+    the lowest PTQ feature cosine of C2..C5 (named below :data:`COSINE_FLOOR`) and the target verdict."""
+    lines = ["| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | min PTQ cosine | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        forms = {form["form"]: form for form in result["forms"]}
+        cells = [f"{100 * forms[name]['accuracy']:.2f} ({100 * forms[name]['agreement']:.2f})"
+                 for name in ("ptq_int8.tflite", "qat_keras", "qat_int8.tflite")]
+        cosines = result["ptq_int8_feature_cosine"]
+        lowest = min(cosines, key=cosines.get)
+        cosine = f"{cosines[lowest]:.4f}" + (f" ({lowest})" if cosines[lowest] < COSINE_FLOOR else "")
+        verdict = "met" if meets_target(result) else "missed"
+        lines.append(f"| {result['backbone']} | {result['epochs']} | {100 * forms['float']['accuracy']:.2f} | "
+                     f"{' | '.join(cells)} | {cosine} | {verdict} |")
+    return "\n".join(lines)
