@@ -150,9 +150,9 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     for box, cls, score in zip(ours.boxes[:10], ours.classes[:10], ours.scores[:10]):
         same_class = [i for i, (name, _, _) in enumerate(theirs) if name == names[cls]]
         iou = {i: float(pairwise_iou(box[None], np.clip(box, *theirs[i][2])[None])[0, 0]) for i in same_class}
-        found = [i for i in same_class if i not in taken and abs(theirs[i][1] - score) <= 2 / 256 and iou[i] > 0.5]
-        if found:
-            taken.add(max(found, key=iou.get))
+        matches = [i for i in same_class if i not in taken and abs(theirs[i][1] - score) <= 2 / 256 and iou[i] > 0.5]
+        if matches:
+            taken.add(max(matches, key=iou.get))
             continue
         suppressed_by = [i for i in same_class if theirs[i][1] > score and iou[i] > 0.5]
         assert suppressed_by, f"MediaPipe neither finds nor suppresses our {names[cls]} {box} at {score:.4f}"
