@@ -26,6 +26,7 @@ import numpy as np
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
 from vision_core.backbones.revcol import CONFIGS, LN_EPSILON, RevColConfig, convnext_block, revcol
+from vision_core.backbones.shapes_training import warmup_cosine
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.layers.normalization import LayerNorm
 
@@ -138,9 +139,7 @@ def main(argv=None) -> int:
         targets = [labels] * 4 + [x] * 3
     else:
         model, losses, weights, targets = classifier, ce, None, labels
-    steps = args.epochs * (len(x) // 32)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - steps // 10,
-                                                      warmup_target=args.lr, warmup_steps=steps // 10)
+    schedule = warmup_cosine(args.epochs * (len(x) // 32), args.lr)
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
                   loss_weights=weights, jit_compile=False)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -8,7 +8,7 @@ import pytest
 
 from vision_core.backbones import int8_check
 from vision_core.backbones.int8_check import float_training_state_path, float_weights_path, train_classifier
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, warmup_cosine
 from vision_core.backend import keras
 from vision_core.weights import save_npz, weights_by_path
 
@@ -30,6 +30,12 @@ def test_batch_norms_train_at_the_recipe_momentum_and_the_rate_decays_to_zero_by
     assert model.get_layer("bn").momentum == 0.9
     assert int(model.optimizer.iterations) == 20 and len(history.history["accuracy"]) == 2
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_schedule_warms_up_linearly_over_a_tenth_of_the_steps_then_decays_to_zero():
+    schedule = warmup_cosine(1000, 3e-4)
+    rates = [float(schedule(step)) for step in (0, 50, 100, 550, 1000)]
+    assert rates == pytest.approx([0.0, 1.5e-4, 3e-4, 1.5e-4, 0.0], abs=1e-9)
 
 
 def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_explicit_values_win():

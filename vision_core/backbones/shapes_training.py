@@ -44,6 +44,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
         save_training_state(self.path, self.model, {"epoch": epoch + 1})
 
 
+def warmup_cosine(steps: int, learning_rate: float):
+    """Linear warm-up from 0 to ``learning_rate`` over the first tenth of ``steps``, then cosine decay to 0."""
+    warmup = steps // 10
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup, warmup_target=learning_rate,
+                                                  warmup_steps=warmup)
+
+
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
                           batch_size: int = 32, bn_momentum: float = 0.9,
                           validation_data: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 0,
@@ -61,12 +68,8 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     the start, training resumes after its last completed epoch (weights, optimizer step and
     schedule position restored; the data order of the remaining epochs is a fresh shuffle).
     """
-    steps = epochs * (len(x) // batch_size)
-    warmup = steps // 10
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup,
-                                                      warmup_target=learning_rate, warmup_steps=warmup)
     set_batch_norm_momentum(model, bn_momentum)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
+    model.compile(optimizer=keras.optimizers.Adam(warmup_cosine(epochs * (len(x) // batch_size), learning_rate)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
                   jit_compile=False)
     callbacks, first_epoch = [], 0
