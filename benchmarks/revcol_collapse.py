@@ -25,12 +25,14 @@ import numpy as np
 
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
+from vision_core.backbones.int8_check import shapes_data
 from vision_core.backbones.revcol import CONFIGS, LN_EPSILON, RevColConfig, convnext_block, revcol
 from vision_core.backbones.shapes_training import warmup_cosine
-from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
+from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.layers.normalization import LayerNorm
 
 PROBE_EVERY = 25
+BATCH_SIZE = 32
 INIT = keras.initializers.TruncatedNormal(stddev=0.02)  # the official init of every conv and linear layer
 CLASSIFIER_WEIGHTS = (0.175, 0.35, 0.525)  # columns 0-2; the last column's classifier weighs 1
 DECODER_WEIGHTS = (3.0, 2.0, 1.0)
@@ -84,19 +86,19 @@ class CollapseProbe(keras.callbacks.Callback):
         self.step = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if (self.step - 1) % PROBE_EVERY == 0:
+        if self.step % PROBE_EVERY == 0:
             logits, *c5s = (t.numpy() for t in self.probe(self.images, training=False))
             loss = keras.losses.sparse_categorical_crossentropy(self.labels, logits, from_logits=True)
             pooled = [c5.mean(axis=(1, 2)) for c5 in c5s]
             self.write("probes", {
-                "step": self.step - 1,
+                "step": self.step,
                 "heldout_loss": round(float(np.mean(loss)), 4),
                 "heldout_accuracy": float(np.mean(logits.argmax(axis=1) == self.labels)),
                 "logits_between_image_std": round(float(logits.std(axis=0).mean()), 4),
                 "c5_between_image_std": [round(float(p.std(axis=0).mean()), 3) for p in pooled],
                 "c5_mean_magnitude": [round(float(np.abs(c5).mean()), 3) for c5 in c5s],
             })
+        self.step += 1
 
     def on_epoch_end(self, epoch, logs=None):
         self.write("epochs", {"epoch": epoch + 1, **{k: round(float(v), 4) for k, v in logs.items()}})
@@ -104,7 +106,7 @@ class CollapseProbe(keras.callbacks.Callback):
     def write(self, key: str, entry: dict):
         print(json.dumps(entry), flush=True)
         self.record[key].append(entry)
-        write_atomic(self.out, json.dumps(self.record, indent=1).encode())
+        write_atomic(self.out, json.dumps(self.record, indent=1, default=str).encode())
 
 
 def main(argv=None) -> int:
@@ -126,9 +128,8 @@ def main(argv=None) -> int:
         parser.error("--supervision builds the four-column layout; use --columns 4")
 
     keras.utils.set_random_seed(args.seed)
-    raw, labels = classification_set(8000, 64, seed=args.seed)
-    x = normalize(raw)
-    held_out, held_out_labels = classification_set(128, 64, seed=99)
+    x, labels = shapes_data(8000, 64, seed=args.seed)
+    held_out, held_out_labels = shapes_data(128, 64, seed=99)
     base = CONFIGS["revcol_t"]
     config = RevColConfig(base.channels, base.blocks, args.columns)
     classifier = revcol((64, 64, 3), config, "revcol_t", len(SHAPE_CLASSES), layer_scale_init=args.layer_scale)
@@ -139,12 +140,11 @@ def main(argv=None) -> int:
         targets = [labels] * 4 + [x] * 3
     else:
         model, losses, weights, targets = classifier, ce, None, labels
-    schedule = warmup_cosine(args.epochs * (len(x) // 32), args.lr)
+    schedule = warmup_cosine(args.epochs * (len(x) // BATCH_SIZE), args.lr)
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
                   loss_weights=weights, jit_compile=False)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    probe = CollapseProbe(classifier, args.columns, normalize(held_out), held_out_labels, settings, args.out)
-    model.fit(x, targets, batch_size=32, epochs=args.epochs, callbacks=[probe], verbose=0)
+    probe = CollapseProbe(classifier, args.columns, held_out, held_out_labels, vars(args), args.out)
+    model.fit(x, targets, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=[probe], verbose=0)
     return 0
 
 
