@@ -3,12 +3,14 @@
 Trains a RevCol-T classifier (64 px shapes, 8000 images, batch 32, Adam with a 10 % warm-up then
 cosine decay, as the backbone int8 benchmark) and every 25 steps records, on 128 held-out shapes,
 the between-image standard deviation of each column's pooled C5 (level 3) and of the logits, the
-features' mean magnitude, the held-out loss and accuracy. A collapse shows as the between-image
-std falling while the magnitude grows: every image gets the same features and the loss stays at
-ln 4. ``--supervision`` adds the official training-only intermediate supervision
-(``models/revcol.py`` ``_forward_intermediate_supervision``, ``loss.py`` ``compound_loss``): a
-classifier on each earlier column weighted 0.175 / 0.35 / 0.525 and a ConvNeXt decoder per column
-reconstructing the image with BCE weighted 3 / 2 / 1. Records are rewritten after every probe.
+features' mean magnitude, the between-image std along column 0 (the stem, then each level's
+down-sampling norm and last block: where the variation is lost), the held-out loss and accuracy.
+A collapse shows as the between-image std falling while the magnitude grows: every image gets the
+same features and the loss stays at ln 4. ``--supervision`` adds the official training-only
+intermediate supervision (``models/revcol.py`` ``_forward_intermediate_supervision``, ``loss.py``
+``compound_loss``): a classifier on each earlier column weighted 0.175 / 0.35 / 0.525 and a
+ConvNeXt decoder per column reconstructing the image with BCE weighted 3 / 2 / 1.
+Records are rewritten after every probe.
 
     python benchmarks/revcol_collapse.py [--columns 4] [--layer-scale 1.0] [--lr 3e-4] [--epochs 4]
         [--clipnorm 1.0] [--supervision] [--out benchmarks/results/revcol_collapse.json]
@@ -40,6 +42,16 @@ DECODER_WEIGHTS = (3.0, 2.0, 1.0)
 
 def column_c5_names(columns: int) -> list[str]:
     return [f"column{c}_level3_{'block1_add' if c == 0 else 'reversible_add'}" for c in range(columns)]
+
+
+def column0_path_names(config: RevColConfig) -> list[str]:
+    """Column 0 from the stem to C5: the stem, then each level's down-sampling norm and last block."""
+    names = ["stem_norm"]
+    for level, blocks in enumerate(config.blocks):
+        if level:
+            names.append(f"column0_level{level}_down_norm")
+        names.append(f"column0_level{level}_block{blocks - 1}_add")
+    return names
 
 
 def decoder(c5, channels: tuple[int, ...], name: str):
@@ -77,17 +89,21 @@ def reconstruction_loss(normalized_image, image_logits):
 
 
 class CollapseProbe(keras.callbacks.Callback):
-    def __init__(self, classifier, columns: int, images, labels, settings: dict, out: Path):
+    def __init__(self, classifier, config: RevColConfig, images, labels, settings: dict, out: Path):
         super().__init__()
-        c5s = [classifier.get_layer(n).output for n in column_c5_names(columns)]
-        self.probe = keras.Model(classifier.input, [classifier.output] + c5s)
+        c5s = [classifier.get_layer(n).output for n in column_c5_names(config.columns)]
+        self.path_names = column0_path_names(config)
+        path = [classifier.get_layer(n).output for n in self.path_names]
+        self.probe = keras.Model(classifier.input, [classifier.output] + c5s + path)
+        self.columns = config.columns
         self.images, self.labels, self.out = images, labels, out
         self.record = {"settings": settings, "probes": [], "epochs": []}
         self.step = 0
 
     def on_train_batch_end(self, batch, logs=None):
         if self.step % PROBE_EVERY == 0:
-            logits, *c5s = (t.numpy() for t in self.probe(self.images, training=False))
+            logits, *features = (t.numpy() for t in self.probe(self.images, training=False))
+            c5s, path = features[:self.columns], features[self.columns:]
             loss = keras.losses.sparse_categorical_crossentropy(self.labels, logits, from_logits=True)
             pooled = [c5.mean(axis=(1, 2)) for c5 in c5s]
             self.write("probes", {
@@ -97,6 +113,8 @@ class CollapseProbe(keras.callbacks.Callback):
                 "logits_between_image_std": round(float(logits.std(axis=0).mean()), 4),
                 "c5_between_image_std": [round(float(p.std(axis=0).mean()), 3) for p in pooled],
                 "c5_mean_magnitude": [round(float(np.abs(c5).mean()), 3) for c5 in c5s],
+                "column0_between_image_std": {n: round(float(f.mean(axis=(1, 2)).std(axis=0).mean()), 3)
+                                              for n, f in zip(self.path_names, path)},
             })
         self.step += 1
 
@@ -143,7 +161,7 @@ def main(argv=None) -> int:
     schedule = warmup_cosine(args.epochs * (len(x) // BATCH_SIZE), args.lr)
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
                   loss_weights=weights, jit_compile=False)
-    probe = CollapseProbe(classifier, args.columns, held_out, held_out_labels, vars(args), args.out)
+    probe = CollapseProbe(classifier, config, held_out, held_out_labels, vars(args), args.out)
     model.fit(x, targets, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=[probe], verbose=0)
     return 0
 
