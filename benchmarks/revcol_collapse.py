@@ -88,6 +88,11 @@ def reconstruction_loss(normalized_image, image_logits):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, image_logits))
 
 
+def between_image_std(features: np.ndarray) -> float:
+    """Standard deviation over images of the spatially pooled ``(B, H, W, C)`` features, averaged over channels."""
+    return round(float(features.mean(axis=(1, 2)).std(axis=0).mean()), 3)
+
+
 class CollapseProbe(keras.callbacks.Callback):
     def __init__(self, classifier, config: RevColConfig, images, labels, settings: dict, out: Path):
         super().__init__()
@@ -105,16 +110,14 @@ class CollapseProbe(keras.callbacks.Callback):
             logits, *features = (t.numpy() for t in self.probe(self.images, training=False))
             c5s, path = features[:self.columns], features[self.columns:]
             loss = keras.losses.sparse_categorical_crossentropy(self.labels, logits, from_logits=True)
-            pooled = [c5.mean(axis=(1, 2)) for c5 in c5s]
             self.write("probes", {
                 "step": self.step,
                 "heldout_loss": round(float(np.mean(loss)), 4),
                 "heldout_accuracy": float(np.mean(logits.argmax(axis=1) == self.labels)),
                 "logits_between_image_std": round(float(logits.std(axis=0).mean()), 4),
-                "c5_between_image_std": [round(float(p.std(axis=0).mean()), 3) for p in pooled],
+                "c5_between_image_std": [between_image_std(c5) for c5 in c5s],
                 "c5_mean_magnitude": [round(float(np.abs(c5).mean()), 3) for c5 in c5s],
-                "column0_between_image_std": {n: round(float(f.mean(axis=(1, 2)).std(axis=0).mean()), 3)
-                                              for n, f in zip(self.path_names, path)},
+                "column0_between_image_std": {n: between_image_std(f) for n, f in zip(self.path_names, path)},
             })
         self.step += 1
 
