@@ -40,10 +40,6 @@ CLASSIFIER_WEIGHTS = (0.175, 0.35, 0.525)  # columns 0-2; the last column's clas
 DECODER_WEIGHTS = (3.0, 2.0, 1.0)
 
 
-def column_c5_names(columns: int) -> list[str]:
-    return [f"column{c}_level3_{'block1_add' if c == 0 else 'reversible_add'}" for c in range(columns)]
-
-
 def column0_path_names(config: RevColConfig) -> list[str]:
     """Column 0 from the stem to C5: the stem, then each level's down-sampling norm and last block."""
     names = ["stem_norm"]
@@ -52,6 +48,11 @@ def column0_path_names(config: RevColConfig) -> list[str]:
             names.append(f"column0_level{level}_down_norm")
         names.append(f"column0_level{level}_block{blocks - 1}_add")
     return names
+
+
+def column_c5_names(config: RevColConfig) -> list[str]:
+    """Each column's C5: column 0's last level-3 block, then each later column's reversible sum."""
+    return column0_path_names(config)[-1:] + [f"column{c}_level3_reversible_add" for c in range(1, config.columns)]
 
 
 def decoder(c5, channels: tuple[int, ...], name: str):
@@ -71,7 +72,7 @@ def decoder(c5, channels: tuple[int, ...], name: str):
 def supervised_model(classifier, config: RevColConfig):
     """``classifier`` with a classifier and an image decoder on each of columns 0-2 (official layout
     for four columns); outputs: the three extra logits, the classifier's logits, three image logits."""
-    c5s = [classifier.get_layer(n).output for n in column_c5_names(config.columns)]
+    c5s = [classifier.get_layer(n).output for n in column_c5_names(config)]
     heads = []
     for column in range(3):
         pooled = keras.layers.GlobalAveragePooling2D(name=f"column{column}_head_pool")(c5s[column])
@@ -96,7 +97,7 @@ def between_image_std(features: np.ndarray) -> float:
 class CollapseProbe(keras.callbacks.Callback):
     def __init__(self, classifier, config: RevColConfig, images, labels, settings: dict, out: Path):
         super().__init__()
-        c5s = [classifier.get_layer(n).output for n in column_c5_names(config.columns)]
+        c5s = [classifier.get_layer(n).output for n in column_c5_names(config)]
         self.path_names = column0_path_names(config)
         path = [classifier.get_layer(n).output for n in self.path_names]
         self.probe = keras.Model(classifier.input, [classifier.output] + c5s + path)
