@@ -14,6 +14,8 @@ flavour therefore clears that variable before TensorFlow is imported, and refuse
 load TF-MOT. ``keras-cv`` fails to import after TF-MOT, so it is only offered in the
 Keras 3 flavour.
 
+Both flavours also get :mod:`vision_core.conv_backprop`'s faster ``Conv2D`` input gradient.
+
 Everything else in the suite takes ``keras`` (and ``tf``) from here::
 
     from vision_core.backend import keras, tf
@@ -39,6 +41,10 @@ else:
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
 
 import tensorflow as tf  # noqa: E402  (the environment above must be set first)
+
+from vision_core import conv_backprop  # noqa: E402
+
+conv_backprop.install()  # stride-1 conv input gradients as forward convs (TensorFlow's CPU kernel is slow)
 
 if FLAVOUR == TF_KERAS:
     import tf_keras as keras  # noqa: E402
