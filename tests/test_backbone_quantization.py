@@ -9,11 +9,12 @@ RevCol-S and -B get the twin and training checks here but their two int8 convers
 run in ``benchmarks/backbone_int8.py`` instead: on a 2-core CPU their chain takes 11 and
 ~25 minutes (TF-MOT's model clone and the converter scale with the 8 and 16 columns),
 and they contain no layer or connection that RevCol-T, whose full chain runs here, lacks.
-The deepest variants of the other families (ResNet-101, VoVNet-57, ese-VoVNet-57,
-EMOv2-5M) go the same way to keep the suite well under 30 minutes: each repeats the blocks
-of a shallower sibling whose full chain runs here (ResNet-50, VoVNet-39, ese-VoVNet-39,
-EMOv2-1M and -2M) with other repeat counts and widths, which the build and parameter tests
-check, and their two conversions cost ~6 CPU-minutes together.
+The other families' variants that repeat the blocks of a sibling whose full chain runs
+here go the same way to keep the suite well under 30 minutes: ResNet-34 and -101 (ResNet-18's
+basic and ResNet-50's bottleneck blocks), VoVNet-57 (VoVNet-39), ese-VoVNet-19 and -57
+(ese-VoVNet-39: the same eSE, identity and non-depthwise OSA modules) and EMOv2-2M and -5M
+(EMOv2-1M), with other repeat counts and widths, which the build and parameter tests check;
+their conversions cost ~10 CPU-minutes together.
 """
 
 import numpy as np
@@ -28,9 +29,10 @@ from test_backbones import REQUIRED
 
 pytestmark = pytest.mark.slow
 SIZE = 64
-CONVERSIONS_IN_BENCHMARK = ["revcol_b", "revcol_s", "resnet101", "ese_vovnet57", "vovnet57", "emov2_5m"]
-FULL_CHAIN = ["revcol_t", "emov2_2m", "ese_vovnet39", "vovnet39", "resnet50", "emov2_1m", "ese_vovnet19",
-              "resnet34", "mobilenet_v2", "ese_vovnet19_slim", "resnet18"]
+CONVERSIONS_IN_BENCHMARK = ["revcol_b", "revcol_s", "resnet101", "ese_vovnet57", "vovnet57", "emov2_5m",
+                            "emov2_2m", "resnet34", "ese_vovnet19"]
+FULL_CHAIN = ["revcol_t", "ese_vovnet39", "vovnet39", "resnet50", "emov2_1m", "mobilenet_v2", "ese_vovnet19_slim",
+              "resnet18"]
 
 
 def _one_group_each(names):
@@ -53,7 +55,8 @@ def test_the_lists_cover_every_required_backbone_once():
 def trained(request, tmp_path_factory):
     name = request.param
     # 5 steps move the weights far enough from initialisation for the int8 agreement check; the
-    # backbones without conversions here only need the falling loss, which 3 steps show.
+    # backbones without conversions here only need the falling loss, which 3 steps show (2 do not:
+    # EMOv2-2M's first update raises it, 1.386 -> 1.423 -> 1.279).
     classifier, losses, x, labels = train_briefly(name, SIZE, steps=5 if name in FULL_CHAIN else 3)
     probe, _ = shapes_data(4, SIZE, seed=99)
     spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0,
