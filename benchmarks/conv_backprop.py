@@ -45,6 +45,16 @@ def median_ms(function, *args, repeats: int) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
+def alternate(tensorflow_ms, suite_ms, rounds: int = 2) -> dict:
+    """The faster of ``rounds`` alternating measurements of each side (callables returning ms), and the speed-up."""
+    times = {"tensorflow_ms": [], "suite_ms": []}
+    for _ in range(rounds):
+        times["tensorflow_ms"].append(tensorflow_ms())
+        times["suite_ms"].append(suite_ms())
+    row = {key: min(values) for key, values in times.items()}
+    return {**row, "speedup": round(row["tensorflow_ms"] / row["suite_ms"], 2)}
+
+
 def measure_shape(batch: int, size: int, channels: int, kernel_size: int, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, channels, channels)).astype(np.float32))
@@ -54,14 +64,10 @@ def measure_shape(batch: int, size: int, channels: int, kernel_size: int, repeat
         padding="SAME"))
     ours = tf.function(lambda g: conv_backprop.input_gradient(g, kernel, "SAME"))
     difference = float(np.abs(kernels(upstream).numpy() - ours(upstream).numpy()).max())
-    times = {"tensorflow_ms": [], "suite_ms": []}
-    for _ in range(2):
-        times["tensorflow_ms"].append(median_ms(kernels, upstream, repeats=repeats))
-        times["suite_ms"].append(median_ms(ours, upstream, repeats=repeats))
-    row = {"batch": batch, "size": size, "channels": channels, "kernel_size": kernel_size,
-           **{key: min(values) for key, values in times.items()}, "max_abs_difference": difference}
-    row["speedup"] = round(row["tensorflow_ms"] / row["suite_ms"], 2)
-    return row
+    times = alternate(lambda: median_ms(kernels, upstream, repeats=repeats),
+                      lambda: median_ms(ours, upstream, repeats=repeats))
+    return {"batch": batch, "size": size, "channels": channels, "kernel_size": kernel_size, **times,
+            "max_abs_difference": difference}
 
 
 def measure_backbone(name: str, repeats: int, size: int = 64, batch: int = 32) -> dict:
@@ -76,15 +82,12 @@ def measure_backbone(name: str, repeats: int, size: int = 64, batch: int = 32) -
             value = loss(labels, model(x, training=True))
         return tape.gradient(value, model.trainable_weights)
 
-    times = {"tensorflow_ms": [], "suite_ms": []}
-    for _ in range(2):
-        for key, switch in (("tensorflow_ms", conv_backprop.uninstall), ("suite_ms", conv_backprop.install)):
-            switch()
-            times[key].append(median_ms(tf.function(gradients), images, repeats=repeats))
-    conv_backprop.install()
-    row = {"backbone": name, "input_size": size, "batch": batch, **{k: min(v) for k, v in times.items()}}
-    row["speedup"] = round(row["tensorflow_ms"] / row["suite_ms"], 2)
-    return row
+    def measure(switch):
+        switch()
+        return median_ms(tf.function(gradients), images, repeats=repeats)
+
+    times = alternate(lambda: measure(conv_backprop.uninstall), lambda: measure(conv_backprop.install))
+    return {"backbone": name, "input_size": size, "batch": batch, **times}
 
 
 def main() -> None:

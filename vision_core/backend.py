@@ -42,10 +42,6 @@ else:
 
 import tensorflow as tf  # noqa: E402  (the environment above must be set first)
 
-from vision_core import conv_backprop  # noqa: E402
-
-conv_backprop.install()  # stride-1 conv input gradients as forward convs (TensorFlow's CPU kernel is slow)
-
 if FLAVOUR == TF_KERAS:
     import tf_keras as keras  # noqa: E402
 else:
@@ -85,3 +81,7 @@ def flavour_environment(flavour: str) -> dict[str, str]:
     env[FLAVOUR_VARIABLE] = flavour
     env.pop("TF_USE_LEGACY_KERAS", None)
     return env
+
+
+# Last, so it finds this module complete: importing it registers the faster Conv2D input gradient.
+import vision_core.conv_backprop  # noqa: E402, F401

@@ -16,14 +16,16 @@ explicit padding, NCHW, unknown spatial size) keeps TensorFlow's own gradient. F
 graphs, and so every export, are untouched: only gradients change, by float rounding.
 
 The op's gradient registry is private TensorFlow API (``ops._gradient_registry``): public
-``tf.RegisterGradient`` refuses a second gradient for an op type. :mod:`vision_core.backend`
-installs it once per process, in both Keras flavours.
+``tf.RegisterGradient`` refuses a second gradient for an op type. Importing this module
+installs it; :mod:`vision_core.backend` imports it once per process, in both Keras flavours,
+after it has set up TensorFlow's environment (this module takes ``tf`` from it).
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
 from tensorflow.python.framework import ops
+
+from vision_core.backend import tf
 
 _REGISTRY = ops._gradient_registry._registry  # noqa: SLF001  (no public way to replace a gradient)
 OP_TYPE = "Conv2D"
@@ -80,3 +82,6 @@ def uninstall() -> None:
 
 def installed() -> bool:
     return _REGISTRY[OP_TYPE]["type"] is conv2d_gradient
+
+
+install()
