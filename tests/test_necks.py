@@ -19,6 +19,7 @@ from vision_core.backbones import build_backbone
 from vision_core.backbones.int8_check import shapes_data
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.backend import keras
+from vision_core.fused_adam import FusedAdam
 from vision_core.necks import PYRAMID_LEVELS, PYRAMID_STRIDES, build_neck, build_pyramid, list_necks
 from vision_core.necks.cross_scale_shift import SHIFT_DIVISOR, pool_factor
 from vision_core.quant import qat_job
@@ -213,7 +214,7 @@ def _trained_pyramid(neck: str):
     logits = keras.layers.Dense(len(SHAPE_CLASSES), name="head_logits")(
         keras.layers.Concatenate(name="head_concat")(pooled))
     classifier = keras.Model(pyramid.input, logits)
-    classifier.compile(optimizer=keras.optimizers.Adam(3e-4), jit_compile=False, run_eagerly=True,
+    classifier.compile(optimizer=FusedAdam(3e-4), jit_compile=False, run_eagerly=True,
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     losses = [float(classifier.train_on_batch(images[:8], labels[:8])) for _ in range(5)]
     return pyramid, losses, images[:16], images[16:20]

@@ -22,6 +22,7 @@ from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
 from vision_core.backbones.shapes_training import fit_shapes_classifier
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
+from vision_core.fused_adam import FusedAdam
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
 from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
@@ -46,11 +47,13 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     function of a large graph (measured on EMOv2-5M, 24 s vs 78 s for 6 steps). Adam at
     3e-4: at 1e-3 RevCol-S diverges (loss 2.2 -> 4.7 -> 2.4 in 6 steps), at 1e-4 EMOv2 stays so
     close to its initialisation that its int8 C3 falls to cosine 0.97 (0.9996 at 3e-4).
+    The Adam is :class:`~vision_core.fused_adam.FusedAdam`: eagerly, Keras' own spends over
+    half of a RevCol-B step in its per-variable updates.
     """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(max(96, batch_size), size, seed=seed + 4)
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
-    classifier.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    classifier.compile(optimizer=FusedAdam(learning_rate),
                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                        jit_compile=False, run_eagerly=True)
     losses = [float(classifier.train_on_batch(x[:batch_size], labels[:batch_size])) for _ in range(steps)]
