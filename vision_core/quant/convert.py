@@ -2,8 +2,8 @@
 
 Every conversion goes through a SavedModel with one fixed batch-1 signature
 ``serving_default(image: float32[1, H, W, C]) -> {name: tensor}`` so no dynamic-shape
-ops appear, and outputs are read by name. Works in both Keras flavours: Keras 3 models
-are written with ``ExportArchive``, tf_keras (QAT) models with ``model.save``.
+ops appear, and outputs are read by name. Works in both Keras flavours (the QAT models
+are tf_keras ones).
 Int8 conversions are audited (see :mod:`tflite.audit`); a float op left in an int8
 graph raises :class:`tflite.audit.FloatOpError` naming the op.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tflite.audit import ALLOWED_FLOAT_OPS, require_int8
-from vision_core.backend import is_keras3, keras, tf
+from vision_core.backend import is_keras3, tf
 
 MODES = ("float32", "float16", "int8", "int16x8")
 INPUT_NAME = "image"
@@ -41,24 +41,25 @@ def input_spec(model, batch_size: int | None = 1) -> tf.TensorSpec:
 
 
 def write_saved_model(model, path: str | Path, batch_size: int = 1) -> Path:
-    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature."""
+    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature.
+
+    The SavedModel holds the model's variables and that one function, nothing of Keras: the
+    converter needs no more, and Keras' writers (``ExportArchive`` tracking the model, tf_keras'
+    ``model.save``) also serialise every layer. Measured on ResNet-50 at 64 px (Keras 3): writing
+    takes 3 s instead of 8-9 s and an int8 conversion 15-16 s instead of 21-26 s, with the same
+    ``.tflite`` bytes (the QAT model in tf_keras: 28-32 s instead of 33-36 s, same bytes).
+    """
     spec = input_spec(model, batch_size)
 
     def serve(image):
         return output_dict(model, model(image, training=False))
 
-    path = Path(path)
-    if is_keras3():
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serve, input_signature=[spec])
-        archive.write_out(str(path), verbose=False)
-    else:
-        fn = tf.function(serve, input_signature=[spec])
-        # Per-layer traces are only for reloading as Keras; skipping them makes saving ~4x faster.
-        model.save(str(path), save_format="tf", save_traces=False,
-                   signatures={"serving_default": fn.get_concrete_function()})
-    return path
+    module = tf.Module()
+    # Keras 3 wraps each tf.Variable in a KerasVariable; the traced function captures the inner one.
+    module.model_variables = [v.value for v in model.variables] if is_keras3() else list(model.variables)
+    serving = tf.function(serve, input_signature=[spec]).get_concrete_function()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serving})
+    return Path(path)
 
 
 def _representative(dataset: Iterable | Callable | None, limit: int):
