@@ -102,12 +102,11 @@ def test_failed_write_leaves_existing_versions_alone_and_no_partial_one(tmp_path
     model = tiny_classifier()
     export_saved_model(model, tmp_path, "classifier")
 
-    def write_half_then_fail(self, filepath, **kwargs):
-        Path(filepath, "saved_model.pb").write_bytes(b"partial")
+    def write_half_then_fail(obj, export_dir, *args, **kwargs):
+        Path(export_dir, "saved_model.pb").write_bytes(b"partial")
         raise OSError("disk full")
 
-    # ExportArchive() returns a backend subclass: patch the class that actually writes.
-    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", write_half_then_fail)
+    monkeypatch.setattr(tf.saved_model, "save", write_half_then_fail)
     with pytest.raises(OSError, match="disk full"):
         export_saved_model(model, tmp_path, "classifier")
     assert sorted(p.name for p in (tmp_path / "classifier").iterdir()) == ["1"]

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_core.backend import is_keras3, keras, tf
+from vision_core.backend import is_keras3, tf
 from vision_core.export.serving_config import check_model_name, next_version
-from vision_core.quant.convert import input_spec, output_dict
+from vision_core.quant.convert import input_spec, output_dict, save_signatures
 
 BYTES_INPUT_NAME = "image_bytes"
 
@@ -114,12 +114,10 @@ def export_saved_model(
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-"))
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serve, input_signature=[spec])
-        archive.add_endpoint("serving_bytes", serve_bytes,
-                             input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)])
-        archive.write_out(str(staging), verbose=False)
+        bytes_spec = tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)
+        save_signatures(model, staging, {
+            "serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function(),
+            "serving_bytes": tf.function(serve_bytes, input_signature=[bytes_spec]).get_concrete_function()})
         version_dir = model_dir / str(next_version(model_dir))
         # rename refuses a non-empty target: a version taken meanwhile fails this export, never overwritten.
         os.rename(staging, version_dir)

@@ -40,26 +40,31 @@ def input_spec(model, batch_size: int | None = 1) -> tf.TensorSpec:
     return tf.TensorSpec((batch_size, *shape), tf.float32, name=INPUT_NAME)
 
 
-def write_saved_model(model, path: str | Path, batch_size: int = 1) -> Path:
-    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature.
+def save_signatures(model, path: str | Path, signatures: dict) -> Path:
+    """Write a SavedModel of ``model``'s variables and ``signatures`` (name -> concrete function).
 
-    The SavedModel holds the model's variables and that one function, nothing of Keras: the
-    converter needs no more, and Keras' writers (``ExportArchive`` tracking the model, tf_keras'
-    ``model.save``) also serialise every layer. Measured on ResNet-50 at 64 px (Keras 3): writing
-    takes 3 s instead of 8-9 s and an int8 conversion 15-16 s instead of 21-26 s, with the same
-    ``.tflite`` bytes (the QAT model in tf_keras: 28-32 s instead of 33-36 s, same bytes).
+    It holds nothing of Keras: a converter or TF Serving needs no more, and Keras' writers
+    (``ExportArchive`` tracking the model, tf_keras' ``model.save``) also serialise every layer.
+    Measured on ResNet-50 at 64 px (Keras 3): writing takes 3 s instead of 8-9 s and an int8
+    conversion 15-16 s instead of 21-26 s, with the same ``.tflite`` bytes (the QAT model in
+    tf_keras: 28-32 s instead of 33-36 s, same bytes).
     """
+    module = tf.Module()
+    # Keras 3 wraps each tf.Variable in a KerasVariable; traced functions capture the inner one.
+    module.model_variables = [v.value for v in model.variables] if is_keras3() else list(model.variables)
+    tf.saved_model.save(module, str(path), signatures=signatures)
+    return Path(path)
+
+
+def write_saved_model(model, path: str | Path, batch_size: int = 1) -> Path:
+    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature (see :func:`save_signatures`)."""
     spec = input_spec(model, batch_size)
 
     def serve(image):
         return output_dict(model, model(image, training=False))
 
-    module = tf.Module()
-    # Keras 3 wraps each tf.Variable in a KerasVariable; the traced function captures the inner one.
-    module.model_variables = [v.value for v in model.variables] if is_keras3() else list(model.variables)
-    serving = tf.function(serve, input_signature=[spec]).get_concrete_function()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": serving})
-    return Path(path)
+    return save_signatures(model, path, {"serving_default": tf.function(serve, input_signature=[spec])
+                                         .get_concrete_function()})
 
 
 def _representative(dataset: Iterable | Callable | None, limit: int):
