@@ -18,19 +18,16 @@ FORMATS = ("saved_model", "tflite", "int8")
 
 def export_model(task, model, config, out_dir: str | Path, formats: list[str] | tuple[str, ...]) -> dict[str, Path]:
     """Write each of ``formats`` (see :data:`FORMATS`; ``all`` = every one) to ``out_dir``; ``{form: path}``."""
-    from vision_core.backend import keras
-    from vision_core.quant.convert import convert
+    from vision_core.backend import tf
+    from vision_core.quant.convert import convert, save_signatures
 
     out_dir = Path(out_dir)
     formats = FORMATS if "all" in formats else tuple(formats)
     written: dict[str, Path] = {}
     if "saved_model" in formats:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for endpoint, (function, signature) in task.export_signatures(model, config).items():
-            archive.add_endpoint(endpoint, function, input_signature=signature)
-        written["saved_model"] = out_dir / "saved_model"
-        archive.write_out(str(written["saved_model"]), verbose=False)
+        signatures = {endpoint: tf.function(function, input_signature=signature).get_concrete_function()
+                      for endpoint, (function, signature) in task.export_signatures(model, config).items()}
+        written["saved_model"] = save_signatures(model, out_dir / "saved_model", signatures)
     if "tflite" in formats:
         written["tflite"] = write_atomic(out_dir / f"{task.name}_float32.tflite", convert(model, "float32"))
     if "int8" in formats:
