@@ -207,8 +207,7 @@ class DetectTask(Task):
         ``saved_models/models.config``. ``onnx``: ``detect.onnx`` from the SavedModel and
         ``detect_int8.onnx`` from the int8 TFLite file (QAT when there is one).
         """
-        import shutil
-
+        from vision_core.atomic import copy_atomic
         from vision_core.export.onnx_export import export_onnx_from_saved_model, export_onnx_from_tflite
         from vision_core.export.saved_model import export_saved_model
         from vision_core.export.serving_config import write_models_config
@@ -230,7 +229,7 @@ class DetectTask(Task):
                                             output_dtype="float32", allow_custom_ops=True)
             qat_file = out_dir.parent / "qat" / "qat_int8.tflite"
             if qat_file.is_file():
-                written["int8_qat"] = Path(shutil.copyfile(qat_file, out_dir / "detect_int8_qat.tflite"))
+                written["int8_qat"] = copy_atomic(qat_file, out_dir / "detect_int8_qat.tflite")
         if "saved_model" in wanted or "onnx" in wanted:
             root = Path(SAVED_MODELS)
             written["saved_model"] = export_saved_model(detector, root, f"detect_{run_name}".replace("-", "_"))

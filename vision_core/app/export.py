@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vision_core.atomic import write_atomic
+from vision_core.atomic import write_atomic, write_dir_atomic
 
 FORMATS = ("saved_model", "tflite", "int8")
 
@@ -27,7 +27,8 @@ def export_model(task, model, config, out_dir: str | Path, formats: list[str] | 
     if "saved_model" in formats:
         signatures = {endpoint: tf.function(function, input_signature=signature).get_concrete_function()
                       for endpoint, (function, signature) in task.export_signatures(model, config).items()}
-        written["saved_model"] = save_signatures(model, out_dir / "saved_model", signatures)
+        written["saved_model"] = write_dir_atomic(out_dir / "saved_model",
+                                                  lambda staging: save_signatures(model, staging, signatures))
     if "tflite" in formats:
         written["tflite"] = write_atomic(out_dir / f"{task.name}_float32.tflite", convert(model, "float32"))
     if "int8" in formats:

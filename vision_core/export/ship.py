@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from tflite.metadata import ModelInfo
 from tflite.runtime import TFLiteModel
-from vision_core.atomic import write_atomic
+from vision_core.atomic import copy_atomic, write_atomic
 from vision_core.quant import qat_job
 from vision_core.quant.report import classification_evaluator, compare, top1_agreement
 from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
@@ -118,7 +117,7 @@ def export_forms(run_dir: str | Path, formats: list[str], saved_models_root: str
             written[f"{form}.tflite"] = export_tflite(model, out / f"{info.name}_{form}.tflite", mode, data, info=info)
         qat_file = run_dir / "qat" / "qat_int8.tflite"
         if qat_file.is_file():
-            written["int8_qat.tflite"] = Path(shutil.copyfile(qat_file, out / f"{info.name}_int8_qat.tflite"))
+            written["int8_qat.tflite"] = copy_atomic(qat_file, out / f"{info.name}_int8_qat.tflite")
     if "saved_model" in wanted or "onnx" in wanted:
         version = export_saved_model(model, saved_models_root, info.name,
                                      preprocess=Normalization(info.mean, info.std))
