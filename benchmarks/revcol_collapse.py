@@ -7,9 +7,9 @@ features' mean magnitude, the between-image std along column 0 (the stem, then e
 down-sampling norm and last block: where the variation is lost), the held-out loss and accuracy.
 A collapse shows as the between-image std falling while the magnitude grows: every image gets the
 same features and the loss stays at ln 4. ``--supervision`` adds the official training-only
-intermediate supervision (:mod:`vision_core.backbones.revcol_supervision`): a classifier on each
-earlier column weighted 0.175 / 0.35 / 0.525 and a ConvNeXt decoder per column reconstructing
-the image with BCE weighted 3 / 2 / 1.
+intermediate supervision (``models/revcol.py`` ``_forward_intermediate_supervision``, ``loss.py``
+``compound_loss``): a classifier on each earlier column weighted 0.175 / 0.35 / 0.525 and a
+ConvNeXt decoder per column reconstructing the image with BCE weighted 3 / 2 / 1.
 Records are rewritten after every probe.
 
     python benchmarks/revcol_collapse.py [--columns 4] [--layer-scale 1.0] [--lr 3e-4] [--epochs 4]
@@ -26,16 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from vision_core.atomic import write_atomic
-from vision_core.backend import keras
+from vision_core.backend import keras, tf
 from vision_core.backbones.int8_check import shapes_data
-from vision_core.backbones.revcol import CONFIGS, RevColConfig, revcol
-from vision_core.backbones.revcol_supervision import (column_c5_names, supervised_model, supervision_losses,
-                                                      supervision_targets)
+from vision_core.backbones.revcol import CONFIGS, LN_EPSILON, RevColConfig, convnext_block, revcol
 from vision_core.backbones.shapes_training import warmup_cosine
 from vision_core.data.synthetic import SHAPE_CLASSES
+from vision_core.layers.normalization import LayerNorm
 
 PROBE_EVERY = 25
 BATCH_SIZE = 32
+INIT = keras.initializers.TruncatedNormal(stddev=0.02)  # the official init of every conv and linear layer
+CLASSIFIER_WEIGHTS = (0.175, 0.35, 0.525)  # columns 0-2; the last column's classifier weighs 1
+DECODER_WEIGHTS = (3.0, 2.0, 1.0)
 
 
 def column0_path_names(config: RevColConfig) -> list[str]:
@@ -46,6 +48,45 @@ def column0_path_names(config: RevColConfig) -> list[str]:
             names.append(f"column0_level{level}_down_norm")
         names.append(f"column0_level{level}_block{blocks - 1}_add")
     return names
+
+
+def column_c5_names(config: RevColConfig) -> list[str]:
+    """Each column's C5: column 0's last level-3 block, then each later column's reversible sum."""
+    return column0_path_names(config)[-1:] + [f"column{c}_level3_reversible_add" for c in range(1, config.columns)]
+
+
+def decoder(c5, channels: tuple[int, ...], name: str):
+    """The official image decoder: three (1x1 conv, LayerNorm, GELU, x2 up, ConvNeXt block) stages,
+    then a 1x1 conv to 48 channels and a depth-to-space by 4: image logits at full resolution."""
+    x = c5
+    for stage, width in enumerate(reversed(channels[:-1]), start=1):
+        x = keras.layers.Conv2D(width, 1, kernel_initializer=INIT, name=f"{name}_proj{stage}")(x)
+        x = LayerNorm(epsilon=LN_EPSILON, name=f"{name}_norm{stage}")(x)
+        x = keras.layers.Activation("gelu", name=f"{name}_gelu{stage}")(x)
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up{stage}")(x)
+        x = convnext_block(x, 3, 1e-6, 0.0, f"{name}_block{stage}")
+    x = keras.layers.Conv2D(4 * 4 * 3, 1, kernel_initializer=INIT, name=f"{name}_projback")(x)
+    return keras.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 4), name=f"{name}_image")(x)
+
+
+def supervised_model(classifier, config: RevColConfig):
+    """``classifier`` with a classifier and an image decoder on each of columns 0-2 (official layout
+    for four columns); outputs: the three extra logits, the classifier's logits, three image logits."""
+    c5s = [classifier.get_layer(n).output for n in column_c5_names(config)]
+    heads = []
+    for column in range(3):
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"column{column}_head_pool")(c5s[column])
+        pooled = LayerNorm(epsilon=LN_EPSILON, name=f"column{column}_head_norm")(pooled)
+        heads.append(keras.layers.Dense(len(SHAPE_CLASSES), kernel_initializer=INIT,
+                                        name=f"column{column}_predictions")(pooled))
+    images = [decoder(c5s[column], config.channels, f"column{column}_decoder") for column in range(3)]
+    return keras.Model(classifier.input, heads + [classifier.output] + images)
+
+
+def reconstruction_loss(normalized_image, image_logits):
+    """BCE of the decoded image against the input in [0.01, 0.99] (official: the denormalised, clamped image)."""
+    target = tf.clip_by_value((normalized_image + 1.0) / 2.0, 0.01, 0.99)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(target, image_logits))
 
 
 def between_image_std(features: np.ndarray) -> float:
@@ -100,13 +141,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of 250 steps")
     parser.add_argument("--clipnorm", type=float, default=None, help="global gradient norm clip (none when not given)")
     parser.add_argument("--supervision", action="store_true",
-                        help="add the official intermediate classifiers and image decoders (a multiple of 4 columns)")
+                        help="add the official intermediate classifiers and image decoders (four columns only)")
     parser.add_argument("--seed", type=int, default=7, help="weights and training data seed")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/revcol_collapse.json"),
                         help="JSON record, rewritten after every probe")
     args = parser.parse_args(argv)
-    if args.supervision and args.columns % 4:
-        parser.error("--supervision supervises one column in every quarter: use a multiple of 4 columns")
+    if args.supervision and args.columns != 4:
+        parser.error("--supervision builds the four-column layout; use --columns 4")
 
     keras.utils.set_random_seed(args.seed)
     x, labels = shapes_data(8000, 64, seed=args.seed)
@@ -114,12 +155,13 @@ def main(argv=None) -> int:
     base = CONFIGS["revcol_t"]
     config = RevColConfig(base.channels, base.blocks, args.columns)
     classifier = revcol((64, 64, 3), config, "revcol_t", len(SHAPE_CLASSES), layer_scale_init=args.layer_scale)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if args.supervision:
         model = supervised_model(classifier, config)
-        (losses, weights), targets = supervision_losses(), supervision_targets(x, labels)
+        losses, weights = [ce] * 4 + [reconstruction_loss] * 3, [*CLASSIFIER_WEIGHTS, 1.0, *DECODER_WEIGHTS]
+        targets = [labels] * 4 + [x] * 3
     else:
-        model, weights, targets = classifier, None, labels
-        losses = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model, losses, weights, targets = classifier, ce, None, labels
     schedule = warmup_cosine(args.epochs * (len(x) // BATCH_SIZE), args.lr)
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
                   loss_weights=weights, jit_compile=False)

@@ -8,10 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from vision_core.backend import keras
-from vision_core.backbones.revcol import CONFIGS as REVCOL_CONFIGS
-from vision_core.backbones.revcol import RevColConfig
-from vision_core.backbones.revcol_supervision import (SUPERVISED_COLUMNS, supervised_model, supervision_losses,
-                                                      supervision_targets)
 from vision_core.layers.normalization import set_batch_norm_momentum
 from vision_core.training_state import load_training_state, save_training_state
 
@@ -37,15 +33,6 @@ def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | Non
             learning_rate or recipe.get("learning_rate", default_learning_rate))
 
 
-def shapes_setup(backbone: str) -> tuple[dict, RevColConfig | None]:
-    """``(build options, supervision)`` of ``backbone``'s recipe: keyword options for
-    :func:`~vision_core.backbones.registry.build_backbone` that only set the initialisation
-    (trained weights replace it), and the RevCol config to train under the intermediate
-    supervision (see :func:`fit_shapes_classifier`), or None."""
-    recipe = RECIPES.get(backbone, {})
-    return dict(recipe.get("build", {})), (REVCOL_CONFIGS[backbone] if recipe.get("supervision") else None)
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """After every epoch, the whole training state and the completed epoch count, atomically, to ``path``."""
 
@@ -67,7 +54,7 @@ def warmup_cosine(steps: int, learning_rate: float):
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
                           batch_size: int = 32, bn_momentum: float = 0.9,
                           validation_data: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 0,
-                          checkpoint: str | os.PathLike | None = None, supervision: RevColConfig | None = None):
+                          checkpoint: str | os.PathLike | None = None):
     """Train ``model`` (logits) on ``x``/``labels``; returns the Keras history (of the epochs run here).
 
     Adam with a linear warm-up to ``learning_rate`` over the first tenth of the steps, then
@@ -80,28 +67,17 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     ``checkpoint``: a file that receives the training state after every epoch; when it exists at
     the start, training resumes after its last completed epoch (weights, optimizer step and
     schedule position restored; the data order of the remaining epochs is a fresh shuffle).
-
-    ``supervision``: ``model``'s RevCol config; trains it inside RevCol's official intermediate
-    supervision (:mod:`~vision_core.backbones.revcol_supervision`), whose extra heads are dropped
-    afterwards. The history's ``accuracy`` is then the classifier's (``predictions_accuracy``).
     """
     set_batch_norm_momentum(model, bn_momentum)
-    trained, targets = model, labels
-    loss, loss_weights, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=True), None, ["accuracy"]
-    if supervision is not None:
-        trained, targets = supervised_model(model, supervision), supervision_targets(x, labels)
-        loss, loss_weights = supervision_losses()
-        metrics = [None] * SUPERVISED_COLUMNS + [["accuracy"]] + [None] * SUPERVISED_COLUMNS
-        if validation_data is not None:
-            validation_data = (validation_data[0], supervision_targets(*validation_data))
-    trained.compile(optimizer=keras.optimizers.Adam(warmup_cosine(epochs * (len(x) // batch_size), learning_rate)),
-                    loss=loss, loss_weights=loss_weights, metrics=metrics, jit_compile=False)
+    model.compile(optimizer=keras.optimizers.Adam(warmup_cosine(epochs * (len(x) // batch_size), learning_rate)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                  jit_compile=False)
     callbacks, first_epoch = [], 0
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         if checkpoint.is_file():
-            trained.optimizer.build(trained.trainable_variables)
-            first_epoch = load_training_state(checkpoint, trained)["epoch"]
+            model.optimizer.build(model.trainable_variables)
+            first_epoch = load_training_state(checkpoint, model)["epoch"]
         callbacks.append(EpochCheckpoint(checkpoint))
-    return trained.fit(x, targets, batch_size=batch_size, epochs=epochs, initial_epoch=first_epoch,
-                       validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+    return model.fit(x, labels, batch_size=batch_size, epochs=epochs, initial_epoch=first_epoch,
+                     validation_data=validation_data, callbacks=callbacks, verbose=verbose)
