@@ -8,18 +8,19 @@ import pytest
 
 from vision_core.backbones import int8_check
 from vision_core.backbones.int8_check import float_training_state_path, float_weights_path, train_classifier
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, warmup_cosine
+from vision_core.backbones.registry import build_backbone
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, shapes_setup, warmup_cosine
 from vision_core.backend import keras
 from vision_core.weights import save_npz, weights_by_path
 
 
-def _tiny_bn_classifier():
+def _tiny_bn_classifier(name="tiny"):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.BatchNormalization(momentum=0.999, name="bn")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x), name=name)
 
 
 def test_batch_norms_train_at_the_recipe_momentum_and_the_rate_decays_to_zero_by_the_last_step():
@@ -46,6 +47,19 @@ def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_ex
     assert shapes_recipe("resnet50", 2e-3, epochs=2) == (2, 1e-3)
     assert shapes_recipe("resnet50", 2e-3, learning_rate=5e-4) == (6, 5e-4)
     assert shapes_recipe("resnet18", 2e-3, epochs=4, learning_rate=5e-4) == (4, 5e-4)
+    assert shapes_recipe("revcol_t", 2e-3) == (3, 1e-4)
+
+
+def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
+    assert shapes_setup("resnet50", (32, 32, 3), 4) == ({}, None)
+    options, (first, epochs, learning_rate) = shapes_setup("revcol_t", (32, 32, 3), 4)
+    assert options == {"layer_scale_init": 1.0} and (epochs, learning_rate) == (6, 3e-4)
+    full = build_backbone("revcol_t", (32, 32, 3), num_classes=4, **options)
+    first_paths, full_paths = set(weights_by_path(first)), set(weights_by_path(full))
+    assert first_paths < full_paths
+    assert {p.split("/")[0].split("_")[0] for p in first_paths} == {"stem", "column0", "head", "predictions"}
+    assert {p.split("/")[0].split("_")[0] for p in full_paths - first_paths} == {"column1", "column2", "column3"}
+    assert float(full.get_layer("column0_level0_block0_layer_scale").gamma[0]) == 1.0
 
 
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
@@ -119,3 +133,62 @@ def test_kept_weights_of_another_architecture_are_refused_naming_the_file(tmp_pa
     expected = re.escape(f"{weights_file}: not this backbone's weights (") + ".*missing in weights"
     with pytest.raises(ValueError, match=expected):
         train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)
+
+
+def _tiny_bn_classifier_with_extra_layer():
+    """The tiny classifier's layers and one more: the "full" model of a warm start."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.999, name="bn")(x)
+    x = keras.layers.Conv2D(4, 1, name="extra")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x), name="full")
+
+
+class _FitsSeen(keras.callbacks.Callback):
+    """Per fitted model (by name): the weights it starts from."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts = {}
+
+    def on_train_begin(self, logs=None):
+        self.starts[self.model.name] = {v.path: np.array(v) for v in self.model.weights}
+
+
+def test_a_warm_start_trains_first_then_copies_its_weights_in_and_a_resumed_run_skips_it(tmp_path, monkeypatch):
+    x = np.random.default_rng(0).uniform(-1, 1, (320, 16, 16, 3)).astype(np.float32)
+    labels = np.arange(320) % 4
+    checkpoint = tmp_path / "state.npz"
+    first, model = _tiny_bn_classifier("first"), _tiny_bn_classifier_with_extra_layer()
+    seen = _FitsSeen()
+    stop = _StopAfterFirstEpoch()
+    _add_callback(monkeypatch, seen)
+    fit = keras.Model.fit
+
+    def stop_the_full_model(self, *args, **kwargs):
+        callbacks = kwargs["callbacks"] + ([stop] if self.name == "full" else [])
+        return fit(self, *args, **{**kwargs, "callbacks": callbacks})
+
+    monkeypatch.setattr(keras.Model, "fit", stop_the_full_model)
+    with pytest.raises(KeyboardInterrupt):
+        fit_shapes_classifier(model, x, labels, epochs=3, learning_rate=2e-3, checkpoint=checkpoint,
+                              warm_start=(first, 2, 1e-3))
+    assert int(first.optimizer.iterations) == 20
+    trained_first = weights_by_path(first)
+    for path in ("conv/kernel", "bn/moving_mean", "logits/kernel"):
+        np.testing.assert_array_equal(seen.starts["full"][path], trained_first[path], err_msg=path)
+    assert checkpoint.is_file() and (tmp_path / "state.first.npz").is_file()
+    monkeypatch.undo()
+
+    seen = _FitsSeen()
+    _add_callback(monkeypatch, seen)
+    resumed = _tiny_bn_classifier_with_extra_layer()
+    history = fit_shapes_classifier(resumed, x, labels, epochs=3, learning_rate=2e-3, checkpoint=checkpoint,
+                                    warm_start=(_tiny_bn_classifier("first"), 2, 1e-3))
+    assert list(seen.starts) == ["full"] and history.epoch == [1, 2]
+    for got, expected in zip(
+            [seen.starts["full"][v.path] for v in resumed.trainable_variables], stop.weights, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["state.npz"]

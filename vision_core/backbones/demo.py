@@ -17,7 +17,7 @@ from tflite.metadata import ModelInfo
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, shapes_setup
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.export.ship import export_forms, report, run_qat, save_run
 from vision_core.quant.report import format_table
@@ -41,10 +41,11 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
     val_x, val_y = classification_set(val_images, input_size, seed=seed + 1)
     train_x, val_x = normalize(train_x), normalize(val_x)
     kwargs = {"name": backbone, "input_shape": [input_size, input_size, 3], "num_classes": len(SHAPE_CLASSES)}
-    model = build_backbone(**kwargs)
+    build_options, warm_start = shapes_setup(backbone, (input_size, input_size, 3), len(SHAPE_CLASSES))
+    model = build_backbone(**kwargs, **build_options)
     log.info("training %s on %d built-in shape images (%s)", backbone, train_images, ", ".join(SHAPE_CLASSES))
     fit_shapes_classifier(model, train_x, train_y, epochs, learning_rate, validation_data=(val_x, val_y),
-                          verbose=2)
+                          verbose=2, warm_start=warm_start)
     info = ModelInfo(task="classification", name=f"{backbone}_shapes", labels=list(SHAPE_CLASSES),
                      description=f"{backbone} trained on the suite's built-in shapes")
     # QAT fine-tunes see steps x 16 images (1600 for the default 100): the run keeps the first QAT_IMAGES

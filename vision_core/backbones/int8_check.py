@@ -20,7 +20,7 @@ import numpy as np
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_setup
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.fused_adam import FusedAdam
 from vision_core.quant.agreement import output_agreement
@@ -84,9 +84,10 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
     """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
-    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
+    build_options, warm_start = shapes_setup(name, (size, size, 3), len(SHAPE_CLASSES))
+    classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES), **build_options)
     if weights_file is None:
-        fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, verbose=verbose)
+        fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, verbose=verbose, warm_start=warm_start)
         return classifier, x, labels
     weights_file = Path(weights_file)
     if weights_file.is_file():
@@ -97,7 +98,8 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
                 from None
         return classifier, x, labels
     state = float_training_state_path(weights_file)
-    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose)
+    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose,
+                          warm_start=warm_start)
     save_npz(weights_by_path(classifier), weights_file)
     state.unlink()
     return classifier, x, labels

@@ -38,7 +38,7 @@ implemented: gradients come from ordinary backpropagation, the forward is the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vision_core.backend import keras, tf
 from vision_core.backbones.outputs import classifier_model, feature_model
@@ -211,6 +211,12 @@ def revcol(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(levels[-1])
     x = _layer_norm(x, "head_norm")  # the official head normalises the pooled vector
     return classifier_model(inputs, x, num_classes, name, classifier_activation=classifier_activation, pool=False)
+
+
+def first_column_twin(name: str, input_shape, num_classes: int, **options):
+    """RevCol ``name`` cut to its first column, with the same head: its layers have the full model's
+    names, so its weights copy into the full model by path (the later columns keep their own)."""
+    return revcol(input_shape, replace(CONFIGS[name], columns=1), name, num_classes, **options)
 
 
 @register_backbone

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from vision_core.backend import keras
+from vision_core.backbones.revcol import first_column_twin
 from vision_core.layers.normalization import set_batch_norm_momentum
 from vision_core.training_state import load_training_state, save_training_state
+from vision_core.weights import assign_by_path, weights_by_path
 
 DEFAULT_EPOCHS = 3
 # Backbones the common recipe leaves short. ResNet-50, 3 epochs: 91 % held-out accuracy at a
@@ -20,8 +22,15 @@ DEFAULT_EPOCHS = 3
 # fine-tune; 98.75 % with the earlier one: 20 label steps at 1e-5, batch norms training).
 # MobileNetV2, 3 epochs at 2e-3: 97.50 %, and its QAT int8 classifier moves 5 of 400 held-out
 # predictions (98.75 % agreement); 6 epochs: 98.75 %, PTQ int8 agreement 100 %, QAT int8 99.75 %.
+# RevCol-T's four columns do not learn this task from scratch in a CPU budget (README: they stay at
+# chance or collapse, with or without the official intermediate supervision), while its first
+# column alone, with the ConvNeXt layer scales starting at 1.0, learns it in 5-6 epochs at 3e-4.
+# So column 0 trains first ("column0_first") and the four columns then train from its weights at
+# 1e-4 ("build": initialisation only, the trained weights replace it).
 RECIPES = {"resnet50": {"epochs": 6, "learning_rate": 1e-3}, "resnet101": {"epochs": 10, "learning_rate": 1e-3},
-           "mobilenet_v2": {"epochs": 6}}
+           "mobilenet_v2": {"epochs": 6},
+           "revcol_t": {"epochs": 3, "learning_rate": 1e-4, "build": {"layer_scale_init": 1.0},
+                        "column0_first": {"epochs": 6, "learning_rate": 3e-4}}}
 
 
 def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | None = None,
@@ -31,6 +40,20 @@ def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | Non
     recipe = RECIPES.get(backbone, {})
     return (epochs or recipe.get("epochs", DEFAULT_EPOCHS),
             learning_rate or recipe.get("learning_rate", default_learning_rate))
+
+
+def shapes_setup(backbone: str, input_shape, num_classes: int) -> tuple[dict, tuple | None]:
+    """``(build options, warm start)`` of ``backbone``'s recipe: keyword options for
+    :func:`~vision_core.backbones.registry.build_backbone` that only set the initialisation, and
+    the ``warm_start`` of :func:`fit_shapes_classifier` (RevCol's first column alone: its model,
+    epochs and peak learning rate) or None."""
+    recipe = RECIPES.get(backbone, {})
+    options = dict(recipe.get("build", {}))
+    first = recipe.get("column0_first")
+    if first is None:
+        return options, None
+    twin = first_column_twin(backbone, input_shape, num_classes, **options)
+    return options, (twin, first["epochs"], first["learning_rate"])
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -54,7 +77,7 @@ def warmup_cosine(steps: int, learning_rate: float):
 def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int, learning_rate: float,
                           batch_size: int = 32, bn_momentum: float = 0.9,
                           validation_data: tuple[np.ndarray, np.ndarray] | None = None, verbose: int = 0,
-                          checkpoint: str | os.PathLike | None = None):
+                          checkpoint: str | os.PathLike | None = None, warm_start: tuple | None = None):
     """Train ``model`` (logits) on ``x``/``labels``; returns the Keras history (of the epochs run here).
 
     Adam with a linear warm-up to ``learning_rate`` over the first tenth of the steps, then
@@ -67,7 +90,18 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     ``checkpoint``: a file that receives the training state after every epoch; when it exists at
     the start, training resumes after its last completed epoch (weights, optimizer step and
     schedule position restored; the data order of the remaining epochs is a fresh shuffle).
+
+    ``warm_start``: ``(first, epochs, learning_rate)``: train the model ``first`` (same recipe,
+    its own schedule) before ``model``, then copy its weights into ``model`` by path; its
+    checkpoint is ``checkpoint`` with ``.first`` before the suffix, and a resumed run whose
+    ``model`` checkpoint exists skips it.
     """
+    if warm_start is not None and not (checkpoint is not None and Path(checkpoint).is_file()):
+        first, first_epochs, first_learning_rate = warm_start
+        first_checkpoint = None if checkpoint is None else Path(checkpoint).with_suffix(".first.npz")
+        fit_shapes_classifier(first, x, labels, first_epochs, first_learning_rate, batch_size, bn_momentum,
+                              validation_data, verbose, first_checkpoint)
+        assign_by_path(model, weights_by_path(first), strict=False)
     set_batch_norm_momentum(model, bn_momentum)
     model.compile(optimizer=keras.optimizers.Adam(warmup_cosine(epochs * (len(x) // batch_size), learning_rate)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
@@ -79,5 +113,8 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
             model.optimizer.build(model.trainable_variables)
             first_epoch = load_training_state(checkpoint, model)["epoch"]
         callbacks.append(EpochCheckpoint(checkpoint))
-    return model.fit(x, labels, batch_size=batch_size, epochs=epochs, initial_epoch=first_epoch,
-                     validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+    history = model.fit(x, labels, batch_size=batch_size, epochs=epochs, initial_epoch=first_epoch,
+                        validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+    if warm_start is not None and checkpoint is not None:
+        Path(checkpoint).with_suffix(".first.npz").unlink(missing_ok=True)
+    return history
