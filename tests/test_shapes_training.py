@@ -47,7 +47,8 @@ def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_ex
     assert shapes_recipe("resnet50", 2e-3, epochs=2) == (2, 1e-3)
     assert shapes_recipe("resnet50", 2e-3, learning_rate=5e-4) == (6, 5e-4)
     assert shapes_recipe("resnet18", 2e-3, epochs=4, learning_rate=5e-4) == (4, 5e-4)
-    assert shapes_recipe("revcol_t", 2e-3) == (3, 1e-4)
+    assert shapes_recipe("revcol_t", 2e-3) == shapes_recipe("revcol_s", 2e-3) == shapes_recipe("revcol_b", 2e-3) \
+        == (3, 1e-4)
 
 
 def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
