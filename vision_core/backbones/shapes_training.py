@@ -94,9 +94,9 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     schedule position restored; the data order of the remaining epochs is a fresh shuffle).
 
     ``warm_start``: ``(first, epochs, learning_rate)``: train the model ``first`` (same recipe,
-    its own schedule) before ``model``, then copy its weights into ``model`` by path; its
-    checkpoint is ``checkpoint`` with ``.first`` before the suffix, and a resumed run whose
-    ``model`` checkpoint exists skips it.
+    its own schedule) before ``model``, then copy its weights into ``model`` by path. It keeps its
+    own checkpoint (``checkpoint``'s suffix replaced by ``.first.npz``, removed when ``model`` is
+    trained); a resumed run whose ``model`` checkpoint exists skips it.
     """
     if warm_start is not None and not (checkpoint is not None and Path(checkpoint).is_file()):
         first, first_epochs, first_learning_rate = warm_start
