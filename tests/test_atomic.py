@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from vision_core.atomic import copy_atomic, write_atomic, write_dir_atomic
@@ -51,4 +54,21 @@ def test_a_failed_folder_write_keeps_the_old_folder_and_no_staging(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["saved_model"]
     with pytest.raises(OSError, match="disk full"):
         write_dir_atomic(tmp_path / "new_model", half_then_fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["saved_model"]
+
+
+def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    target = write_dir_atomic(tmp_path / "saved_model", fill({"saved_model.pb": b"old"}))
+    rename = os.rename
+
+    def refuse_the_staging_folder(source, destination):
+        if Path(source).name.startswith(".saved_model.") and ".old." not in Path(source).name \
+                and Path(destination) == target:
+            raise OSError("rename refused")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", refuse_the_staging_folder)
+    with pytest.raises(OSError, match="rename refused"):
+        write_dir_atomic(target, fill({"saved_model.pb": b"new"}))
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == {"saved_model.pb": b"old"}
     assert [p.name for p in tmp_path.iterdir()] == ["saved_model"]

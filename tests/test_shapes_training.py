@@ -53,8 +53,9 @@ def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_ex
 
 def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
     assert shapes_setup("resnet50", (32, 32, 3), 4) == ({}, None)
-    options, (first, epochs, learning_rate) = shapes_setup("revcol_t", (32, 32, 3), 4)
+    options, (build_first, epochs, learning_rate) = shapes_setup("revcol_t", (32, 32, 3), 4)
     assert options == {"layer_scale_init": 1.0} and (epochs, learning_rate) == (6, 3e-4)
+    first = build_first()
     full = build_backbone("revcol_t", (32, 32, 3), num_classes=4, **options)
     first_paths, full_paths = set(weights_by_path(first)), set(weights_by_path(full))
     assert first_paths < full_paths
@@ -175,7 +176,7 @@ def test_a_warm_start_trains_first_then_copies_its_weights_in_and_a_resumed_run_
     monkeypatch.setattr(keras.Model, "fit", stop_the_full_model)
     with pytest.raises(KeyboardInterrupt):
         fit_shapes_classifier(model, x, labels, epochs=3, learning_rate=2e-3, checkpoint=checkpoint,
-                              warm_start=(first, 2, 1e-3))
+                              warm_start=(lambda: first, 2, 1e-3))
     assert int(first.optimizer.iterations) == 20
     trained_first = weights_by_path(first)
     for path in ("conv/kernel", "bn/moving_mean", "logits/kernel"):
@@ -187,7 +188,7 @@ def test_a_warm_start_trains_first_then_copies_its_weights_in_and_a_resumed_run_
     _add_callback(monkeypatch, seen)
     resumed = _tiny_bn_classifier_with_extra_layer()
     history = fit_shapes_classifier(resumed, x, labels, epochs=3, learning_rate=2e-3, checkpoint=checkpoint,
-                                    warm_start=(_tiny_bn_classifier("first"), 2, 1e-3))
+                                    warm_start=(lambda: _tiny_bn_classifier("first"), 2, 1e-3))
     assert list(seen.starts) == ["full"] and history.epoch == [1, 2]
     for got, expected in zip(
             [seen.starts["full"][v.path] for v in resumed.trainable_variables], stop.weights, strict=True):

@@ -42,15 +42,19 @@ def write_dir_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    old = None
     try:
         write(staging)
-        old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old.")) / path.name
             os.rename(path, old)
         os.rename(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and old.exists():
+            os.rename(old, path)
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
         raise
     if old is not None:
         shutil.rmtree(old.parent)

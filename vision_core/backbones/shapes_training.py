@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,15 @@ def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | Non
 def shapes_setup(backbone: str, input_shape, num_classes: int) -> tuple[dict, tuple | None]:
     """``(build options, warm start)`` of ``backbone``'s recipe: keyword options for
     :func:`~vision_core.backbones.registry.build_backbone` that only set the initialisation, and
-    the ``warm_start`` of :func:`fit_shapes_classifier` (RevCol's first column alone: its model,
+    the ``warm_start`` of :func:`fit_shapes_classifier` (RevCol's first column alone: its builder,
     epochs and peak learning rate) or None."""
     recipe = RECIPES.get(backbone, {})
     options = dict(recipe.get("build", {}))
     first = recipe.get("column0_first")
     if first is None:
         return options, None
-    twin = first_column_twin(backbone, input_shape, num_classes, **options)
-    return options, (twin, first["epochs"], first["learning_rate"])
+    return options, (partial(first_column_twin, backbone, input_shape, num_classes, **options), first["epochs"],
+                     first["learning_rate"])
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -93,14 +94,16 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
     the start, training resumes after its last completed epoch (weights, optimizer step and
     schedule position restored; the data order of the remaining epochs is a fresh shuffle).
 
-    ``warm_start``: ``(first, epochs, learning_rate)``: train the model ``first`` (same recipe,
-    its own schedule) before ``model``, then copy its weights into ``model`` by path. It keeps its
-    own checkpoint (``checkpoint``'s suffix replaced by ``.first.npz``, removed when ``model`` is
-    trained); a resumed run whose ``model`` checkpoint exists skips it.
+    ``warm_start``: ``(build_first, epochs, learning_rate)``: train the model ``build_first()``
+    (same recipe, its own schedule) before ``model``, then copy its weights into ``model`` by path.
+    It keeps its own checkpoint (``checkpoint``'s suffix replaced by ``.first.npz``, removed when
+    ``model`` is trained); a resumed run whose ``model`` checkpoint exists skips it.
     """
-    if warm_start is not None and not (checkpoint is not None and Path(checkpoint).is_file()):
-        first, first_epochs, first_learning_rate = warm_start
-        first_checkpoint = None if checkpoint is None else Path(checkpoint).with_suffix(".first.npz")
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    first_checkpoint = None if checkpoint is None else checkpoint.with_suffix(".first.npz")
+    if warm_start is not None and not (checkpoint is not None and checkpoint.is_file()):
+        build_first, first_epochs, first_learning_rate = warm_start
+        first = build_first()
         fit_shapes_classifier(first, x, labels, first_epochs, first_learning_rate, batch_size, bn_momentum,
                               validation_data, verbose, first_checkpoint)
         assign_by_path(model, weights_by_path(first), strict=False)
@@ -110,13 +113,12 @@ def fit_shapes_classifier(model, x: np.ndarray, labels: np.ndarray, epochs: int,
                   jit_compile=False)
     callbacks, first_epoch = [], 0
     if checkpoint is not None:
-        checkpoint = Path(checkpoint)
         if checkpoint.is_file():
             model.optimizer.build(model.trainable_variables)
             first_epoch = load_training_state(checkpoint, model)["epoch"]
         callbacks.append(EpochCheckpoint(checkpoint))
     history = model.fit(x, labels, batch_size=batch_size, epochs=epochs, initial_epoch=first_epoch,
                         validation_data=validation_data, callbacks=callbacks, verbose=verbose)
-    if warm_start is not None and checkpoint is not None:
-        Path(checkpoint).with_suffix(".first.npz").unlink(missing_ok=True)
+    if warm_start is not None and first_checkpoint is not None:
+        first_checkpoint.unlink(missing_ok=True)
     return history
