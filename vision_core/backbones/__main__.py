@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--images", type=int, default=8000,
                              help="generated training images (default: 8000; 400 more are held out)")
         command.add_argument("--epochs", type=int,
-                             help="training epochs (default: 3; 6 for resnet50 and resnet101)")
+                             help="training epochs (default: the backbone's recipe: 3; 6 for resnet50 and "
+                                  "mobilenet_v2, 10 for resnet101; 3 for RevCol, after 6 for its first column alone)")
         command.add_argument("--out", default="runs/backbones/demo", help="run folder (default: runs/backbones/demo)")
     demo.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
     demo.add_argument("--qat-loss", choices=list(QAT_LOSSES), default="distillation", help=LOSS_HELP)
