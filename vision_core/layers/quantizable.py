@@ -7,6 +7,11 @@ TF-MOT only knows Keras' built-in layers. A custom layer subclasses
   or ``"qkv.kernel"`` for a sublayer's); ``call`` must read them through those
   attributes, since QAT replaces them with fake-quantized tensors.
 * ``quantize_output``: fake-quantize the layer's output (ranges learnt by EMA).
+* ``qat_options``: constructor options QAT gives the layer's clone, for fake quantization
+  inside ``call`` (:class:`~vision_core.layers.normalization.LayerNorm`: ``quantize_centred``).
+* ``input_grid_ranges()``: the clone's ``(min, max)`` range variables of inner tensors
+  that must be quantized on the int8 grid of the layer's input; QAT sets them to the
+  producing layer's output range (:func:`vision_core.quant.qat.tie_same_scale_ranges`).
 
 :mod:`vision_core.quant.qat` turns the declaration into a TF-MOT ``QuantizeConfig``.
 Every custom layer also round-trips through ``get_config`` (TF-MOT clones the model)
@@ -37,3 +42,7 @@ def custom_layer(cls):
 class QuantizableLayer(keras.layers.Layer):
     quantized_weights: tuple[str, ...] = ()
     quantize_output: bool = True
+    qat_options: dict = {}
+
+    def input_grid_ranges(self) -> list:
+        return []

@@ -115,16 +115,20 @@ def quantize_model(model):
             config = DeclaredQuantizeConfig()
         else:
             config = quantize_config_for(layer)
-        clone = layer.__class__.from_config(layer.get_config())
+        options = layer.qat_options if isinstance(layer, QuantizableLayer) else {}
+        clone = layer.__class__.from_config({**layer.get_config(), **options})
         if isinstance(layer, keras.layers.InputLayer):
             return clone
         return _qkeras.quantize_annotate_layer(clone, config)
 
     with quantize_scope():
         annotated = keras.models.clone_model(model, clone_function=annotate)
-        annotated.set_weights(model.get_weights())
+        for layer, clone in zip(model.layers, annotated.layers):  # a clone may add QAT variables after its own
+            own = layer.get_weights()
+            clone.set_weights(own + clone.get_weights()[len(own):])
         qat_model = _qkeras.quantize_apply(annotated)
     set_weight_ranges(qat_model)
+    tie_same_scale_ranges(qat_model)
     return qat_model
 
 
@@ -223,35 +227,47 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> i
 
 
 def tie_same_scale_ranges(qat_model) -> int:
-    """Copy each producer's output range onto the output range of the layers that declare
-    ``same_scale_as_input`` (max pools: int8 ``MAX_POOL_2D`` takes one scale for input and
-    output); returns the layers tied.
+    """Copy each producer's output range onto the ranges that must share its int8 grid;
+    returns the layers tied.
 
-    Calibration gives such a layer nearly its input's range, but a fine-tune moves the two
-    moving averages apart and the converter then rejects the op ("violate the same scale
-    constraint"). Call it after fine-tuning, before conversion.
+    The output range of layers that declare ``same_scale_as_input`` (max pools: int8
+    ``MAX_POOL_2D`` takes one scale for input and output), and the inner ranges a custom
+    layer lists in ``input_grid_ranges()``. Calibration gives a max pool nearly its input's
+    range, but a fine-tune moves the two moving averages apart and the converter then
+    rejects the op ("violate the same scale constraint"). Call it after calibrating and
+    after fine-tuning, before conversion.
     """
     targets = _probe_targets(qat_model)
     tied = 0
     for layer in qat_model.layers:
-        if not (isinstance(layer, _qkeras.QuantizeWrapperV2) and getattr(layer.layer, "same_scale_as_input", False)):
+        if not isinstance(layer, _qkeras.QuantizeWrapperV2):
+            continue
+        inner = layer.layer
+        grid = inner.input_grid_ranges() if isinstance(inner, QuantizableLayer) else []
+        own = _output_range(targets.get(inner.name, [])) if getattr(inner, "same_scale_as_input", False) else {}
+        ties = grid + ([(own["min"], own["max"])] if own else [])
+        if not ties:
             continue
         producers = layer.inbound_nodes[0].inbound_layers
         producer = producers[0] if isinstance(producers, (list, tuple)) else producers
         source = producer.layer.name if isinstance(producer, _qkeras.QuantizeWrapperV2) else None
         ranges = _output_range(targets.get(source, []))
-        own = _output_range(targets.get(layer.layer.name, []))
-        if ranges and own:
-            for key in ("min", "max"):
-                own[key].assign(tf.fill(own[key].shape, float(np.asarray(ranges[key]).reshape(-1)[0])))
-            tied += 1
+        if not ranges:
+            if grid:
+                raise ValueError(f"{inner.name}: its input {producer.name} has no int8 output range to share")
+            continue
+        for low, high in ties:
+            low.assign(tf.fill(low.shape, float(np.asarray(ranges["min"]).reshape(-1)[0])))
+            high.assign(tf.fill(high.shape, float(np.asarray(ranges["max"]).reshape(-1)[0])))
+        tied += 1
     return tied
 
 
 def _output_range(variables) -> dict:
-    """``{"min": v, "max": v}``: the range applied last to a layer's output (``output_`` over ``post_activation_``)."""
+    """``{"min": v, "max": v}``: the range applied last to a layer's output (``output_`` over
+    ``post_activation_``), or the model input's (``quantize_layer_``)."""
     by_name = {_short_name(v): v for v in variables}
-    for prefix in ("output_", "post_activation_", ""):
+    for prefix in ("output_", "post_activation_", "quantize_layer_", ""):
         if f"{prefix}min" in by_name and f"{prefix}max" in by_name:
             return {"min": by_name[f"{prefix}min"], "max": by_name[f"{prefix}max"]}
     return {}

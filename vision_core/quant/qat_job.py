@@ -204,6 +204,7 @@ def run(spec_path: str | Path) -> dict:
     info = ModelInfo(**spec["metadata"]) if "metadata" in spec else None
     if info is not None:  # a uint8 export's input range is the pixel range; train with it
         set_input_range(qat_model, *info.input_range)
+    tie_same_scale_ranges(qat_model)  # to the calibrated ranges
     lap("calibrate")
 
     if steps:
