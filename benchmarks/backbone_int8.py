@@ -142,7 +142,9 @@ def main() -> int:
                 float_training_state_path(weights_file).unlink(missing_ok=True)
             result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
                              args.qat_loss, args.qat_train_batch_norm, weights_file, Path(tmp))
-            results = [r for r in results if r["backbone"] != name] + [result]
+            # read again: another run may have written its backbones meanwhile
+            results = [r for r in json.loads(out.read_text()) if r["backbone"] != name] if out.exists() else []
+            results.append(result)
             write_atomic(out, json.dumps(results, indent=2).encode())
             print(json.dumps({"backbone": name, "forms": result["forms"]}), flush=True)
     print(agreement_table(results))
