@@ -1,8 +1,9 @@
 """QAT's LayerNorm subtracts the mean on the input's int8 grid: the converted SUB is exact.
 
 Without it the converter gives ``x - mean`` a calibrated range of its own and rounds every
-value again (on trained RevCol-S that doubled the normalisation's int8 error over the output
-rounding alone). The QAT clone fake-quantizes the centred tensor with its producer's range.
+value again (one of the roundings that took trained RevCol-S's per-norm int8 error to 2.58 %,
+where rounding the output alone gives 1.30 %). The QAT clone fake-quantizes the centred
+tensor with its producer's range.
 """
 
 import pytest
@@ -46,8 +47,8 @@ scale, zero = image["quantization"]
 interpreter.set_tensor(image["index"], np.clip(np.round(batches[0][:1] / scale + zero), -128, 127).astype(np.int8))
 interpreter.invoke()
 q = {i: interpreter.get_tensor(i).astype(np.int32) for i in (x_index, mean_index, sub["outputs"][0])}
-(_, zx), (_, zs) = tensors[x_index]["quantization"], tensors[sub["outputs"][0]]["quantization"]
-expected = np.clip(q[x_index] - q[mean_index] + zs, -128, 127)
+zero_point = tensors[sub["outputs"][0]]["quantization"][1]
+expected = np.clip(q[x_index] - q[mean_index] + zero_point, -128, 127)
 print(json.dumps({
     "tied": tied,
     "gamma_kept": bool(np.array_equal(wrapper.layer.gamma.numpy(), model.get_layer("ln").gamma.numpy())),
