@@ -4,7 +4,9 @@
   int8 converter leaves behind silently, so the suite normalises with explicit mean /
   variance ops (MEAN, SUB, MUL, ADD, RSQRT), each of which has an int8 TFLite kernel.
   Its QAT clone fake-quantizes the centred tensor on the input's own int8 grid, so the
-  converted SUB is exact instead of rounding every value again to a range of its own.
+  converted SUB is exact instead of rounding every value again to a range of its own, and
+  an NHWC norm scales and shifts with one DEPTHWISE_CONV_2D (QAT folds the two into a 1x1
+  conv or dense layer that reads the norm: :mod:`vision_core.quant.fold`).
 * :class:`PreNormBatchNorm`: a batch norm that does not follow a conv (a block's pre-norm
   on the residual stream). Keras' batch norm lowers to MUL + ADD by per-channel constants,
   and the int8 converter (TF 2.21) gives the MUL's input the MUL's output range when that
@@ -39,17 +41,22 @@ class LayerNorm(QuantizableLayer):
     # (trained RevCol-S, QAT int8: mean per-norm error 2.58 -> 2.46 %, output rounding alone 1.3 %).
     qat_options = {"quantize_centred": True}
 
-    def __init__(self, epsilon: float = 1e-6, quantize_centred: bool = False, **kwargs):
-        """``quantize_centred`` (QAT's clone): fake-quantize ``x - mean`` to ``centred_min`` /
-        ``centred_max``, which QAT sets to the input's range (:meth:`input_grid_ranges`)."""
+    def __init__(self, epsilon: float = 1e-6, scale_and_shift: bool = True, quantize_centred: bool = False,
+                 **kwargs):
+        """``scale_and_shift=False``: no ``gamma`` / ``beta`` (folded into the next layer,
+        :func:`vision_core.quant.fold.fold_for_int8`). ``quantize_centred`` (QAT's
+        clone): fake-quantize ``x - mean`` to ``centred_min`` / ``centred_max``, which QAT sets
+        to the input's range (:meth:`input_grid_ranges`)."""
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.scale_and_shift = scale_and_shift
         self.quantize_centred = quantize_centred
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        if self.scale_and_shift:
+            self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+            self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
         if self.quantize_centred:  # QAT ties both to the input's range (tie_same_scale_ranges)
             self.centred_min = self.add_weight(name="centred_min", shape=(), initializer="zeros", trainable=False)
             self.centred_max = self.add_weight(name="centred_max", shape=(), initializer="zeros", trainable=False)
@@ -65,13 +72,22 @@ class LayerNorm(QuantizableLayer):
         # Not tf.square: before a conv the converter fuses it into SQUARED_DIFFERENCE and gives
         # ``centred`` the output's int8 range, leaving small inputs about two levels.
         variance = tf.reduce_mean(centred * centred, axis=-1, keepdims=True)
-        return centred * tf.math.rsqrt(variance + self.epsilon) * self.gamma + self.beta
+        normalised = centred * tf.math.rsqrt(variance + self.epsilon)
+        if not self.scale_and_shift:
+            return normalised
+        if len(normalised.shape) != 4:
+            return normalised * self.gamma + self.beta
+        # One per-channel 1x1 depthwise conv with bias: int8 rounds once where MUL then ADD round
+        # twice, and each channel's single weight is exact in per-channel int8.
+        kernel = tf.reshape(self.gamma, (1, 1, -1, 1))
+        return tf.nn.depthwise_conv2d(normalised, kernel, (1, 1, 1, 1), "VALID") + self.beta
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon, "quantize_centred": self.quantize_centred}
+        return {**super().get_config(), "epsilon": self.epsilon, "scale_and_shift": self.scale_and_shift,
+                "quantize_centred": self.quantize_centred}
 
 
 @custom_layer
