@@ -91,6 +91,16 @@ def test_int8_ptq_is_all_int8_and_features_agree_with_float(trained):
     assert min(cosines.values()) >= 0.98, cosines
 
 
+# RevCol-T: each ConvNeXt block's norm (into pwconv1) and layer scale (after pwconv2), 10 blocks x 4
+# columns, and the head norm; EMOv2-1M: the norms before each stage's first (expanding) 1x1 conv
+FOLDED = {"revcol_t": {"layer_norms": 41, "channel_scales": 40}, "emov2_1m": {"layer_norms": 2, "channel_scales": 0}}
+
+
+@full_chain
+def test_qat_folds_the_per_channel_scales_next_to_linear_layers(trained, qat_result):
+    assert qat_result["folded"] == FOLDED.get(trained["name"], {"layer_norms": 0, "channel_scales": 0})
+
+
 @full_chain
 def test_qat_model_converts_to_all_int8(trained, qat_result):
     assert qat_result["calibrated_ranges"] > 0

@@ -90,6 +90,7 @@ class ChannelScale(QuantizableLayer):
 
     quantized_weights = ("gamma",)
     quantize_output = True
+    scale_weight = "gamma"
 
     def __init__(self, init_value: float = 1.0, min_magnitude: float = 0.0, **kwargs):
         super().__init__(**kwargs)

@@ -12,6 +12,9 @@ TF-MOT only knows Keras' built-in layers. A custom layer subclasses
 * ``input_grid_ranges()``: the clone's ``(min, max)`` range variables of inner tensors
   that must be quantized on the int8 grid of the layer's input; QAT sets them to the
   producing layer's output range (:func:`vision_core.quant.qat.tie_same_scale_ranges`).
+* ``scale_weight``: the name of the weight when the layer computes ``x * weight`` per
+  channel (last axis); before QAT it folds into a conv or dense layer it alone reads
+  (:func:`vision_core.quant.fold.fold_for_int8`).
 
 :mod:`vision_core.quant.qat` turns the declaration into a TF-MOT ``QuantizeConfig``.
 Every custom layer also round-trips through ``get_config`` (TF-MOT clones the model)
@@ -43,6 +46,7 @@ class QuantizableLayer(keras.layers.Layer):
     quantized_weights: tuple[str, ...] = ()
     quantize_output: bool = True
     qat_options: dict = {}
+    scale_weight: str | None = None
 
     def input_grid_ranges(self) -> list:
         return []

@@ -30,7 +30,8 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
                                            #   file (a detector appends its post-process op);
                                            #   needs "metadata"
       "exporter_options": {...},           # optional keyword arguments of the exporter
-      "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz, probe.npz,
+      "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz (per-channel scales
+                                           #   folded, vision_core.quant.fold), probe.npz,
                                            #   eval_outputs.npz, result.json
       "quantize": true,                    # false: build, load and probe the tf_keras twin only
       "metadata": {...}                    # optional tflite.metadata.ModelInfo fields: the int8
@@ -151,6 +152,7 @@ def run(spec_path: str | Path) -> dict:
     from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3
     from vision_core.quant.convert import convert
+    from vision_core.quant.fold import fold_for_int8
     from vision_core.quant.qat import (calibrate_ranges, freeze_batch_norms, quantize_model, set_input_range,
                                        tie_same_scale_ranges)
     from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
@@ -186,6 +188,7 @@ def run(spec_path: str | Path) -> dict:
         write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
         return result
 
+    model, result["folded"] = fold_for_int8(model)  # the same function, fewer int8 roundings
     batch_size = int(spec.get("batch_size", 16))
     steps = int(spec.get("steps", 0))
     loss_name = spec.get("loss", LOSSES[0])
