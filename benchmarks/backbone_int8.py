@@ -73,6 +73,11 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "qat_int8.tflite": TFLiteModel(spec.parent / "qat" / "qat_int8.tflite")(val_x),
     }
     rows = compare(classification_evaluator(val_y), forms, reference="float", agreement=top1_agreement)
+    # agreement counts flips, which near-tied images dominate; the logit error measures the int8 graph
+    float_logits = forms["float"]["predictions"]
+    for row in rows:
+        logits = next(iter(forms[row["form"]].values()))
+        row["logit_rms_error"] = float(np.sqrt(np.mean(np.square(logits - float_logits))))
     # agreement means little if the float model predicts one class: record how its top-1 spreads
     float_top1 = np.argmax(forms["float"]["predictions"], axis=-1)
     return {

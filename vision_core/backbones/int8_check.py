@@ -151,9 +151,11 @@ def meets_target(result: dict) -> bool:
 
 def agreement_table(results: list[dict]) -> str:
     """``benchmarks/backbone_int8.py`` results as Markdown: top-1 % (agreement with float %) per form,
-    the lowest PTQ feature cosine of C2..C5 (named below :data:`COSINE_FLOOR`) and the target verdict."""
-    lines = ["| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | min PTQ cosine | target |",
-             "|---|---|---|---|---|---|---|---|"]
+    the QAT int8 file's RMS logit error against float ("-" in results older than it), the lowest
+    PTQ feature cosine of C2..C5 (named below :data:`COSINE_FLOOR`) and the target verdict."""
+    lines = ["| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 logit error | min PTQ cosine "
+             "| target |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         forms = {form["form"]: form for form in result["forms"]}
         cells = [f"{100 * forms[name]['accuracy']:.2f} ({100 * forms[name]['agreement']:.2f})"
@@ -162,6 +164,8 @@ def agreement_table(results: list[dict]) -> str:
         lowest = min(cosines, key=cosines.get)
         cosine = f"{cosines[lowest]:.4f}" + (f" ({lowest})" if cosines[lowest] < COSINE_FLOOR else "")
         verdict = "met" if meets_target(result) else "missed"
+        error = forms["qat_int8.tflite"].get("logit_rms_error")
+        error = "-" if error is None else f"{error:.3f}"
         lines.append(f"| {result['backbone']} | {result['epochs']} | {100 * forms['float']['accuracy']:.2f} | "
-                     f"{' | '.join(cells)} | {cosine} | {verdict} |")
+                     f"{' | '.join(cells)} | {error} | {cosine} | {verdict} |")
     return "\n".join(lines)
