@@ -3,7 +3,7 @@
 A LayerNorm's scale and shift fold into the 1x1 conv or dense layer that alone reads it
 (its int8 file then has no DEPTHWISE_CONV_2D for them); a layer scale right after a conv
 that only it reads multiplies the conv's kernel and leaves the graph (no MUL). Norms and
-scales next to anything else (a 3x3 conv, two readers, an add, the model output) stay.
+scales next to anything else (a 3x3 conv, two readers, an add, a conv's activation, the model output) stay.
 """
 
 import pytest
@@ -33,6 +33,7 @@ x = ChannelScale(name="after_pointwise")(x)  # folds into a conv that has just g
 x = LayerNorm(name="to_3x3")(x)
 x = keras.layers.Conv2D(16, 3, padding="same", name="conv3x3")(x)
 x = ChannelScale(name="after_3x3")(x)
+x = ChannelScale(name="after_relu")(keras.layers.Conv2D(16, 1, activation="relu", name="relu_conv")(x))
 d = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
 x = keras.layers.Add(name="add")([ChannelScale(name="after_depthwise")(d), x])
 shared = LayerNorm(name="to_two")(x)
@@ -73,12 +74,13 @@ def test_layer_norm_and_layer_scales_fold_into_their_linear_neighbours_with_the_
     result = run_python(CODE, flavour="tf_keras")
     assert result.returncode == 0, result.stderr[-3000:]
     out = last_json_line(result.stdout)
-    assert out["counts"] == {"layer_norms": 2, "channel_scales": 3}  # to_pointwise, head_norm; all but after_add
-    assert [n for n in out["layers"] if n.startswith("after_")] == ["after_add"]
+    assert out["counts"] == {"layer_norms": 2, "channel_scales": 3}  # to_pointwise, head_norm; after_pointwise,
+    # after_3x3, after_depthwise
+    assert [n for n in out["layers"] if n.startswith("after_")] == ["after_relu", "after_add"]
     assert out["max_difference"] < 1e-4
     assert out["norm_weights"] == {"to_pointwise": 0, "to_3x3": 2, "to_two": 2, "head_norm": 0, "output_norm": 2}
     assert out["pointwise_weights"] == 2  # the shift needs a bias the float layer did not have
     # the depthwise conv itself and the scale and shift of the three unfolded NHWC norms
     assert out["depthwise_ops"] == 4
-    assert out["mul_ops"] == 2 * 5 + 1  # two per norm (squares, x_hat) and the unfolded layer scale
+    assert out["mul_ops"] == 2 * 5 + 2  # two per norm (squares, x_hat) and the two unfolded layer scales
     assert out["float_ops"] == []

@@ -11,8 +11,8 @@ compute an affine per-channel map right beside a linear layer, which can absorb 
   no scale and shift (``scale_and_shift=False``). ConvNeXt blocks and the RevCol / EMOv2
   heads have it.
 * A layer declaring ``scale_weight`` (``x * weight`` per channel: RevCol's layer scale) right
-  after a ``Conv2D``, ``Dense`` or ``DepthwiseConv2D`` (multiplier 1) that it alone reads
-  multiplies that layer's output channels instead, and leaves the graph.
+  after a ``Conv2D``, ``Dense`` or ``DepthwiseConv2D`` (multiplier 1) without activation that
+  it alone reads multiplies that layer's output channels instead, and leaves the graph.
 
 Works on tf_keras functional models (the QAT job's flavour); layers keep their names.
 """
@@ -35,9 +35,13 @@ def _per_position_linear(layer) -> bool:
 
 def _scales_outputs(layer) -> bool:
     """Whether multiplying ``layer``'s kernel and bias along their last axis scales its output channels."""
+    if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D):
+        return False
+    if layer.get_config()["activation"] != "linear":  # act(z) * s is not act(z * s)
+        return False
     if type(layer) is keras.layers.DepthwiseConv2D:
         return layer.depth_multiplier == 1
-    return type(layer) is keras.layers.Dense or (type(layer) is keras.layers.Conv2D and layer.groups == 1)
+    return type(layer) is keras.layers.Dense or layer.groups == 1
 
 
 def _kernel_and_bias(layer, weights: list) -> tuple[np.ndarray, np.ndarray]:
