@@ -34,23 +34,14 @@ def _per_position_linear(layer) -> bool:
 
 
 def _scales_outputs(layer) -> bool:
-    """Whether multiplying ``layer``'s kernel and bias along their last axis scales its output channels."""
-    if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense, keras.layers.DepthwiseConv2D):
-        return False
-    if layer.get_config()["activation"] != "linear":  # act(z) * s is not act(z * s)
+    """Whether scaling ``layer``'s kernel and bias per output channel scales its outputs the same way."""
+    if layer.get_config().get("activation") != "linear":  # act(z) * s is not act(z * s)
         return False
     if type(layer) is keras.layers.DepthwiseConv2D:
         return layer.depth_multiplier == 1
-    return type(layer) is keras.layers.Dense or layer.groups == 1
-
-
-def _kernel_and_bias(layer, weights: list) -> tuple[np.ndarray, np.ndarray]:
-    """A linear layer's ``[kernel]`` or ``[kernel, bias]`` as a kernel and a bias (zeros when it has none)."""
-    kernel = weights[0]
-    if len(weights) == 2:
-        return kernel, weights[1]
-    channels = kernel.shape[-2] if type(layer) is keras.layers.DepthwiseConv2D else kernel.shape[-1]
-    return kernel, np.zeros(channels, kernel.dtype)
+    if type(layer) is keras.layers.Conv2D:
+        return layer.groups == 1
+    return type(layer) is keras.layers.Dense
 
 
 def fold_for_int8(model):
@@ -78,8 +69,9 @@ def fold_for_int8(model):
         if isinstance(layer, LayerNorm) and layer.scale_and_shift and reader is not None \
                 and _per_position_linear(reader):
             gamma, beta = weights[layer.name]
-            kernel, bias = _kernel_and_bias(reader, weights[reader.name])
+            kernel, *bias = weights[reader.name]
             matrix = kernel.reshape(-1, kernel.shape[-1])  # (C_in, C_out): 1x1 conv and dense alike
+            bias = bias[0] if bias else np.zeros(kernel.shape[-1], kernel.dtype)
             weights[reader.name] = [(gamma[:, None] * matrix).reshape(kernel.shape), bias + beta @ matrix]
             entries[reader.name]["config"]["use_bias"] = True
             entries[layer.name]["config"]["scale_and_shift"] = False
@@ -91,13 +83,9 @@ def fold_for_int8(model):
             producer = model.get_layer(nodes[0][0][0])
             if _scales_outputs(producer) and only_reader(producer.name) is layer:
                 scale = getattr(layer, scale_weight).numpy()
-                kernel, bias = _kernel_and_bias(producer, weights[producer.name])
-                if type(producer) is keras.layers.DepthwiseConv2D:
-                    kernel = kernel * scale[:, None]
-                else:
-                    kernel = kernel * scale
-                has_bias = len(weights[producer.name]) == 2
-                weights[producer.name] = [kernel, bias * scale] if has_bias else [kernel]
+                kernel, *bias = weights[producer.name]  # depthwise kernels: (k, k, C, 1)
+                kernel_scale = scale[:, None] if type(producer) is keras.layers.DepthwiseConv2D else scale
+                weights[producer.name] = [kernel * kernel_scale, *(b * scale for b in bias)]
                 removed[layer.name] = nodes[0][0]
     for name, inbound in removed.items():
         config["layers"].remove(entries[name])
