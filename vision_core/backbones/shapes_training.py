@@ -23,7 +23,7 @@ DEFAULT_EPOCHS = 3
 # fine-tune; 98.75 % with the earlier one: 20 label steps at 1e-5, batch norms training).
 # MobileNetV2, 3 epochs at 2e-3: 97.50 %, and its QAT int8 classifier moves 5 of 400 held-out
 # predictions (98.75 % agreement); 6 epochs: 98.75 %, PTQ int8 agreement 100 %, QAT int8 99.75 %.
-# RevCol-T's four columns do not learn this task from scratch in a CPU budget (README: they stay at
+# RevCol-T's four columns do not learn this task from scratch in a CPU budget (benchmarks/README.md: they stay at
 # chance or collapse, with or without the official intermediate supervision), while its first
 # column alone, with the ConvNeXt layer scales starting at 1.0, learns it in 5-6 epochs at 3e-4.
 # So column 0 trains first ("column0_first") and the four columns then train from its weights at

@@ -155,7 +155,7 @@ def freeze_batch_norms(qat_model) -> int:
     offset stay fixed. A short fine-tune at batch 16 would otherwise replace the moving
     statistics with noisy batch estimates (momentum 0.9: 88 % replaced after 20 steps) and
     move predictions that int8 alone leaves in place (VoVNet-57 on the built-in shapes: 3.25 %
-    of its int8 predictions at learning rate 0; README, "QAT fine-tune"); freezing them is the
+    of its int8 predictions at learning rate 0; benchmarks/README.md, "QAT fine-tune"); freezing them is the
     usual QAT practice (Krishnamoorthi 2018, "Quantizing deep convolutional networks for
     efficient inference").
     """
