@@ -11,15 +11,17 @@ a Markdown table with the verdict on the target (QAT int8 agreement >= 99 %, acc
 
 Every backbone trains 3 epochs at a peak learning rate of 2e-3 except those with a recipe
 of their own (:data:`vision_core.backbones.shapes_training.RECIPES`); ``--epochs`` / ``--lr``
-override both.
+override both. ``--cycles N`` runs that schedule N times, each from the weights of the one before
+(a fresh warm-up and cosine decay; kept weights of the earlier cycles are reused).
 
 The trained float weights are kept in ``--float-weights`` (default
-``benchmarks/results/float_weights/``, one file per backbone, size, images, epochs, learning
+``benchmarks/results/float_weights/``, one file per backbone, size, images, epochs, cycle, learning
 rate and seed) and reused by later runs, and training checkpoints every epoch there: a run
 killed during training resumes after its last epoch, and one killed after training measures
 again without training. Pass ``--retrain`` after changing a backbone's code.
 
-    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs N] [--lr LR] [--retrain]
+    python benchmarks/backbone_int8.py [NAMES...] [--size 64] [--images 8000] [--epochs N] [--cycles N] [--lr LR]
+                                       [--retrain]
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
 from vision_core.backbones.int8_check import (agreement_table, float_training_state_path, float_weights_path,
                                               ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec)
-from vision_core.backbones.shapes_training import shapes_recipe
+from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
 from vision_core.quant.convert import convert
@@ -49,13 +51,14 @@ from vision_core.weights import load_npz, weights_by_path
 LEARNING_RATE = 2e-3
 
 
-def measure(name: str, size: int, images: int, epochs: int, learning_rate: float, qat_steps: int,
-            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, weights_file: Path,
+def measure(name: str, size: int, images: int, epochs: int, cycles: int, learning_rate: float, qat_steps: int,
+            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, float_weights: Path,
             work: Path) -> dict:
     start = time.perf_counter()
+    weights_file = float_weights_path(float_weights, name, size, images, epochs, learning_rate, cycles=cycles)
     reused = weights_file.is_file()
-    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate, weights_file=weights_file,
-                                             verbose=2)
+    classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate, float_weights=float_weights,
+                                             verbose=2, cycles=cycles)
     val_x, val_y = shapes_data(400, size, seed=99)
     calibration = [x[i:i + 16] for i in range(0, 128, 16)]
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
@@ -85,6 +88,7 @@ def measure(name: str, size: int, images: int, epochs: int, learning_rate: float
         "input_size": size,
         "train_images": images,
         "epochs": epochs,
+        "cycles": cycles,
         "learning_rate": learning_rate,
         "qat_steps": qat_steps,
         "qat_learning_rate": qat_learning_rate,
@@ -110,6 +114,9 @@ def main() -> int:
                         help="training images (default: 8000; on 2000 MobileNetV2 over-fits at 65 %% "
                              "validation accuracy)")
     parser.add_argument("--epochs", type=int, help="float training epochs (default: 3, or the backbone's recipe)")
+    parser.add_argument("--cycles", type=int,
+                        help="run the float training schedule this many times, each from the weights of the one "
+                             "before (default: 1, or the backbone's recipe)")
     parser.add_argument("--lr", type=float,
                         help="float training peak Adam learning rate (default: 2e-3, or the backbone's recipe)")
     parser.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
@@ -141,12 +148,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="backbone_int8_") as tmp:
         for name in tqdm(args.names or list_backbones(), desc="backbones", file=sys.stderr):
             epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs, args.lr)
-            weights_file = float_weights_path(args.float_weights, name, args.size, args.images, epochs, learning_rate)
+            cycles = shapes_cycles(name, args.cycles)
             if args.retrain:
-                weights_file.unlink(missing_ok=True)
-                float_training_state_path(weights_file).unlink(missing_ok=True)
-            result = measure(name, args.size, args.images, epochs, learning_rate, args.qat_steps, args.qat_lr,
-                             args.qat_loss, args.qat_train_batch_norm, weights_file, Path(tmp))
+                for cycle in range(1, cycles + 1):
+                    weights_file = float_weights_path(args.float_weights, name, args.size, args.images, epochs,
+                                                      learning_rate, cycles=cycle)
+                    weights_file.unlink(missing_ok=True)
+                    float_training_state_path(weights_file).unlink(missing_ok=True)
+            result = measure(name, args.size, args.images, epochs, cycles, learning_rate, args.qat_steps, args.qat_lr,
+                             args.qat_loss, args.qat_train_batch_norm, Path(args.float_weights), Path(tmp))
             # read again: another run may have written its backbones meanwhile
             results = [r for r in json.loads(out.read_text()) if r["backbone"] != name] if out.exists() else []
             results.append(result)

@@ -3,7 +3,7 @@
 from vision_core.backbones.int8_check import agreement_table, meets_target
 
 
-def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None):
+def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None, cycles=None):
     """A ``benchmarks/backbone_int8.py`` result; ``qat_int8`` = (accuracy, agreement); other forms equal float."""
     def form(label, accuracy, agreement):
         return {"form": label, "accuracy": accuracy, "accuracy_delta": accuracy - float_accuracy,
@@ -14,6 +14,8 @@ def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None):
                       form("qat_keras", float_accuracy, 1.0), form("qat_int8.tflite", *qat_int8)]}
     if logit_error is not None:
         result["forms"][-1]["logit_rms_error"] = logit_error
+    if cycles is not None:
+        result["cycles"] = cycles
     return result
 
 
@@ -29,11 +31,13 @@ def test_the_target_holds_at_its_bounds_and_fails_past_either():
 
 def test_table_lists_every_form_the_lowest_cosine_and_the_verdict():
     results = [_result("resnet18", 3, 1.0, (1.0, 1.0), COSINES, logit_error=0.0412),
-               _result("mobilenet_v2", 6, 0.9750, (0.9725, 0.9875), {**COSINES, "C3": 0.9943})]  # older: no error
+               _result("mobilenet_v2", 6, 0.9750, (0.9725, 0.9875), {**COSINES, "C3": 0.9943}),  # older: no error
+               _result("revcol_s", 3, 0.9900, (0.9900, 0.9950), COSINES, logit_error=0.25, cycles=2)]
     assert agreement_table(results) == "\n".join([
         "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 logit error | min PTQ cosine "
         "| target |",
         "|---|---|---|---|---|---|---|---|---|",
         "| resnet18 | 3 | 100.00 | 100.00 (100.00) | 100.00 (100.00) | 100.00 (100.00) | 0.041 | 0.9987 | met |",
         "| mobilenet_v2 | 6 | 97.50 | 97.50 (100.00) | 97.50 (100.00) | 97.25 (98.75) | - | 0.9943 (C3) | missed |",
+        "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.250 | 0.9987 | met |",
     ])

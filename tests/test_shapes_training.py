@@ -9,9 +9,10 @@ import pytest
 from vision_core.backbones import int8_check
 from vision_core.backbones.int8_check import float_training_state_path, float_weights_path, train_classifier
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, shapes_setup, warmup_cosine
+from vision_core.backbones.shapes_training import (fit_shapes_classifier, shapes_cycles, shapes_recipe, shapes_setup,
+                                                   warmup_cosine)
 from vision_core.backend import keras
-from vision_core.weights import save_npz, weights_by_path
+from vision_core.weights import load_npz, save_npz, weights_by_path
 
 
 def _tiny_bn_classifier(name="tiny"):
@@ -49,6 +50,11 @@ def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_ex
     assert shapes_recipe("resnet18", 2e-3, epochs=4, learning_rate=5e-4) == (4, 5e-4)
     assert shapes_recipe("revcol_t", 2e-3) == shapes_recipe("revcol_s", 2e-3) == shapes_recipe("revcol_b", 2e-3) \
         == (3, 1e-4)
+
+
+def test_the_schedule_runs_once_unless_the_recipe_or_the_caller_says_more():
+    assert shapes_cycles("resnet18") == 1
+    assert shapes_cycles("resnet18", 2) == 2
 
 
 def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
@@ -112,14 +118,14 @@ def test_the_trained_float_classifier_is_kept_on_disk_and_a_second_call_loads_it
         tmp_path, monkeypatch):
     weights_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
     assert weights_file.name == "resnet18_32px_64images_1epochs_lr0.001_seed7.npz"
-    trained, x, labels = train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)
+    trained, x, labels = train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path)
     assert weights_file.is_file() and not float_training_state_path(weights_file).exists()
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the weights file exists")
 
     monkeypatch.setattr(int8_check, "fit_shapes_classifier", no_training)
-    reused, x_again, labels_again = train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)
+    reused, x_again, labels_again = train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path)
     np.testing.assert_array_equal(x_again, x)
     np.testing.assert_array_equal(labels_again, labels)
     expected = weights_by_path(trained)
@@ -129,12 +135,47 @@ def test_the_trained_float_classifier_is_kept_on_disk_and_a_second_call_loads_it
         np.testing.assert_array_equal(got[path], value, err_msg=path)
 
 
+def test_each_cycle_starts_from_the_one_before_keeps_its_weights_and_only_the_first_takes_the_warm_start(
+        tmp_path, monkeypatch):
+    real_fit = int8_check.fit_shapes_classifier
+    calls = []
+
+    def recording_fit(model, *args, warm_start=None, **kwargs):
+        calls.append((weights_by_path(model), warm_start))
+        return real_fit(model, *args, **kwargs)
+
+    # a stand-in warm start: the call records it, the real fit does not run it
+    monkeypatch.setattr(int8_check, "shapes_setup", lambda *args: ({}, "first column alone"))
+    monkeypatch.setattr(int8_check, "fit_shapes_classifier", recording_fit)
+    trained, _, _ = train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path, cycles=2)
+    first_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
+    second_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3, cycles=2)
+    assert second_file.name == "resnet18_32px_64images_1epochsx2_lr0.001_seed7.npz"
+    assert [warm_start for _, warm_start in calls] == ["first column alone", None]
+    first_weights = load_npz(first_file)
+    for path, value in first_weights.items():
+        np.testing.assert_array_equal(calls[1][0][path], value, err_msg=path)
+    second_weights = load_npz(second_file)
+    for path, value in weights_by_path(trained).items():
+        np.testing.assert_array_equal(second_weights[path], value, err_msg=path)
+    assert any(not np.array_equal(second_weights[path], value) for path, value in first_weights.items())
+    assert not list(tmp_path.glob("*.state.npz"))
+
+    # a third cycle loads the second's weights and trains once, from them
+    calls.clear()
+    third, _, _ = train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path, cycles=3)
+    assert [warm_start for _, warm_start in calls] == [None]
+    for path, value in second_weights.items():
+        np.testing.assert_array_equal(calls[0][0][path], value, err_msg=path)
+    assert float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3, cycles=3).is_file()
+
+
 def test_kept_weights_of_another_architecture_are_refused_naming_the_file(tmp_path):
     weights_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
     save_npz({"conv1_conv/kernel": np.zeros((3, 3, 3, 8), np.float32)}, weights_file)
     expected = re.escape(f"{weights_file}: not this backbone's weights (") + ".*missing in weights"
     with pytest.raises(ValueError, match=expected):
-        train_classifier("resnet18", 32, 64, 1, 1e-3, weights_file=weights_file)
+        train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path)
 
 
 def _tiny_bn_classifier_with_extra_layer():

@@ -17,7 +17,7 @@ from tflite.metadata import ModelInfo
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
-from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_recipe, shapes_setup
+from vision_core.backbones.shapes_training import fit_shapes_classifier, shapes_cycles, shapes_recipe, shapes_setup
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 from vision_core.export.ship import export_forms, report, run_qat, save_run
 from vision_core.quant.report import format_table
@@ -33,7 +33,8 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
     """Train the shapes classifier and save it as a run folder (see :mod:`vision_core.export.ship`).
 
     ``epochs`` and the learning rate default to the backbone's recipe
-    (:func:`~vision_core.backbones.shapes_training.shapes_recipe`).
+    (:func:`~vision_core.backbones.shapes_training.shapes_recipe`), and the schedule runs as many
+    cycles as the recipe says (:func:`~vision_core.backbones.shapes_training.shapes_cycles`).
     """
     epochs, learning_rate = shapes_recipe(backbone, LEARNING_RATE, epochs)
     keras.utils.set_random_seed(seed)
@@ -44,8 +45,9 @@ def train_shapes_classifier(out_dir: str | Path, backbone: str = "resnet18", inp
     build_options, warm_start = shapes_setup(backbone, (input_size, input_size, 3), len(SHAPE_CLASSES))
     model = build_backbone(**kwargs, **build_options)
     log.info("training %s on %d built-in shape images (%s)", backbone, train_images, ", ".join(SHAPE_CLASSES))
-    fit_shapes_classifier(model, train_x, train_y, epochs, learning_rate, validation_data=(val_x, val_y),
-                          verbose=2, warm_start=warm_start)
+    for cycle in range(shapes_cycles(backbone)):
+        fit_shapes_classifier(model, train_x, train_y, epochs, learning_rate, validation_data=(val_x, val_y),
+                              verbose=2, warm_start=warm_start if cycle == 0 else None)
     info = ModelInfo(task="classification", name=f"{backbone}_shapes", labels=list(SHAPE_CLASSES),
                      description=f"{backbone} trained on the suite's built-in shapes")
     # QAT fine-tunes see steps x 16 images (1600 for the default 100): the run keeps the first QAT_IMAGES

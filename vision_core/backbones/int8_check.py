@@ -61,9 +61,11 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
 
 
 def float_weights_path(folder: str | os.PathLike, name: str, size: int, images: int, epochs: int,
-                       learning_rate: float, seed: int = 7) -> Path:
-    """Where :func:`train_classifier` keeps the float weights of one training recipe inside ``folder``."""
-    return Path(folder) / f"{name}_{size}px_{images}images_{epochs}epochs_lr{learning_rate:g}_seed{seed}.npz"
+                       learning_rate: float, seed: int = 7, cycles: int = 1) -> Path:
+    """Where :func:`train_classifier` keeps the float weights of one training recipe inside ``folder``
+    (after ``cycles`` schedules of ``epochs``: ``3epochs`` for one, ``3epochsx2`` for two)."""
+    repeat = f"x{cycles}" if cycles > 1 else ""
+    return Path(folder) / f"{name}_{size}px_{images}images_{epochs}epochs{repeat}_lr{learning_rate:g}_seed{seed}.npz"
 
 
 def float_training_state_path(weights_file: str | os.PathLike) -> Path:
@@ -72,36 +74,40 @@ def float_training_state_path(weights_file: str | os.PathLike) -> Path:
 
 
 def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7,
-                     weights_file: str | os.PathLike | None = None, verbose: int = 0):
-    """``(classifier, train images, labels)`` after ``epochs`` on ``images`` built-in shapes
-    (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`).
+                     float_weights: str | os.PathLike | None = None, verbose: int = 0, cycles: int = 1):
+    """``(classifier, train images, labels)`` after ``cycles`` runs of ``epochs`` on ``images`` built-in
+    shapes (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`; a later cycle starts
+    from the weights of the one before, with a fresh optimizer and warm-up, and skips the recipe's
+    warm start).
 
-    With ``weights_file`` (see :func:`float_weights_path`): if it exists, its weights are loaded
-    and nothing trains; otherwise training checkpoints every epoch to
-    :func:`float_training_state_path` beside it (a killed run resumes from there), and the trained
-    weights are written to it atomically.
+    With ``float_weights`` (a folder): each cycle's weights are kept there
+    (:func:`float_weights_path`); the latest cycle found is loaded and only the cycles after it
+    train, each checkpointing every epoch to :func:`float_training_state_path` beside its file (a
+    killed run resumes from there) and writing its weights atomically.
     ``verbose`` as in Keras ``fit`` (2: one line per epoch).
     """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
     build_options, warm_start = shapes_setup(name, (size, size, 3), len(SHAPE_CLASSES))
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES), **build_options)
-    if weights_file is None:
-        fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, verbose=verbose, warm_start=warm_start)
-        return classifier, x, labels
-    weights_file = Path(weights_file)
-    if weights_file.is_file():
+    files = [None if float_weights is None else
+             float_weights_path(float_weights, name, size, images, epochs, learning_rate, seed, cycle)
+             for cycle in range(1, cycles + 1)]
+    done = max((cycle for cycle, file in enumerate(files, 1) if file is not None and file.is_file()), default=0)
+    if done:
         try:
-            assign_by_path(classifier, load_npz(weights_file))
+            assign_by_path(classifier, load_npz(files[done - 1]))
         except ValueError as error:
-            raise ValueError(f"{weights_file}: not this backbone's weights ({error}); delete it to train again") \
-                from None
-        return classifier, x, labels
-    state = float_training_state_path(weights_file)
-    fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose,
-                          warm_start=warm_start)
-    save_npz(weights_by_path(classifier), weights_file)
-    state.unlink()
+            raise ValueError(f"{files[done - 1]}: not this backbone's weights ({error}); delete it to train "
+                             "again") from None
+    for cycle in range(done + 1, cycles + 1):
+        file = files[cycle - 1]
+        state = None if file is None else float_training_state_path(file)
+        fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose,
+                              warm_start=warm_start if cycle == 1 else None)
+        if file is not None:
+            save_npz(weights_by_path(classifier), file)
+            state.unlink()
     return classifier, x, labels
 
 
@@ -151,7 +157,8 @@ def meets_target(result: dict) -> bool:
 
 def agreement_table(results: list[dict]) -> str:
     """``benchmarks/backbone_int8.py`` results as Markdown: top-1 % (agreement with float %) per form,
-    the QAT int8 file's RMS logit error against float ("-" in results older than it), the lowest
+    the epochs of one training cycle (x cycles when more than one), the QAT int8 file's RMS logit error
+    against float ("-" in results older than it), the lowest
     PTQ feature cosine of C2..C5 (named below :data:`COSINE_FLOOR`) and the target verdict."""
     lines = ["| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 logit error | min PTQ cosine "
              "| target |",
@@ -166,6 +173,8 @@ def agreement_table(results: list[dict]) -> str:
         verdict = "met" if meets_target(result) else "missed"
         error = forms["qat_int8.tflite"].get("logit_rms_error")
         error = "-" if error is None else f"{error:.3f}"
-        lines.append(f"| {result['backbone']} | {result['epochs']} | {100 * forms['float']['accuracy']:.2f} | "
+        cycles = result.get("cycles", 1)
+        epochs = f"{result['epochs']}" + (f" x {cycles}" if cycles > 1 else "")
+        lines.append(f"| {result['backbone']} | {epochs} | {100 * forms['float']['accuracy']:.2f} | "
                      f"{' | '.join(cells)} | {error} | {cosine} | {verdict} |")
     return "\n".join(lines)

@@ -45,6 +45,12 @@ def shapes_recipe(backbone: str, default_learning_rate: float, epochs: int | Non
             learning_rate or recipe.get("learning_rate", default_learning_rate))
 
 
+def shapes_cycles(backbone: str, cycles: int | None = None) -> int:
+    """How many times ``backbone``'s recipe runs its schedule, each from the weights of the one before:
+    ``cycles`` when given, else its ``RECIPES`` entry's ``"cycles"``, else 1."""
+    return cycles or RECIPES.get(backbone, {}).get("cycles", 1)
+
+
 def shapes_setup(backbone: str, input_shape, num_classes: int) -> tuple[dict, tuple | None]:
     """``(build options, warm start)`` of ``backbone``'s recipe: keyword options for
     :func:`~vision_core.backbones.registry.build_backbone` that only set the initialisation, and
