@@ -52,8 +52,8 @@ LEARNING_RATE = 2e-3
 
 
 def measure(name: str, size: int, images: int, epochs: int, cycles: int, learning_rate: float, qat_steps: int,
-            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, float_weights: Path,
-            work: Path) -> dict:
+            qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, qat_ranges: str,
+            float_weights: Path, work: Path) -> dict:
     start = time.perf_counter()
     weights_file = float_weights_path(float_weights, name, size, images, epochs, learning_rate, cycles=cycles)
     reused = weights_file.is_file()
@@ -67,7 +67,7 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
     spec = write_qat_spec(work / name, classifier, name, size, x[:1024], labels[:1024], val_x[:4],
                           steps=qat_steps, batch_size=16, calibration_images=128, eval_x=val_x,
                           learning_rate=qat_learning_rate, distill=qat_loss == "distillation",
-                          freeze_batch_norm=not qat_train_batch_norm)
+                          freeze_batch_norm=not qat_train_batch_norm, calibration_ranges=qat_ranges)
     qat = qat_job.launch(spec)
     forms = {
         "float": {"predictions": classifier.predict(val_x, batch_size=50, verbose=0)},
@@ -94,6 +94,7 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
         "qat_learning_rate": qat_learning_rate,
         "qat_loss": qat_loss,
         "qat_train_batch_norm": qat_train_batch_norm,
+        "qat_ranges": qat_ranges,
         "float_weights": str(weights_file),
         "float_weights_reused": reused,
         "val_images": len(val_y),
@@ -129,6 +130,9 @@ def main() -> int:
                              "pull held-out predictions toward the training labels")
     parser.add_argument("--qat-train-batch-norm", action="store_true",
                         help="train the batch norms in the QAT fine-tune (default: frozen at the float statistics)")
+    parser.add_argument("--qat-ranges", choices=qat_job.RANGE_STATISTICS, default="batch_mean",
+                        help="QAT activation ranges from the calibration batches: the mean of their min/max "
+                             "(default) or the min/max over all of them, as post-training int8 calibrates")
     parser.add_argument("--float-weights", default="benchmarks/results/float_weights",
                         help="folder keeping each trained float model and its per-epoch training state "
                              "(default: benchmarks/results/float_weights)")
@@ -156,7 +160,8 @@ def main() -> int:
                     weights_file.unlink(missing_ok=True)
                     float_training_state_path(weights_file).unlink(missing_ok=True)
             result = measure(name, args.size, args.images, epochs, cycles, learning_rate, args.qat_steps, args.qat_lr,
-                             args.qat_loss, args.qat_train_batch_norm, Path(args.float_weights), Path(tmp))
+                             args.qat_loss, args.qat_train_batch_norm, args.qat_ranges, Path(args.float_weights),
+                             Path(tmp))
             # read again: another run may have written its backbones meanwhile
             results = [r for r in json.loads(out.read_text()) if r["backbone"] != name] if out.exists() else []
             results.append(result)

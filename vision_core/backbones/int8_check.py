@@ -124,14 +124,16 @@ def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.n
 def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
                    probe: np.ndarray, steps: int, batch_size: int = 8, quantize: bool = True,
                    calibration_images: int = 16, eval_x: np.ndarray | None = None,
-                   learning_rate: float = 1e-4, distill: bool = False, freeze_batch_norm: bool = True) -> Path:
+                   learning_rate: float = 1e-4, distill: bool = False, freeze_batch_norm: bool = True,
+                   calibration_ranges: str = "batch_mean") -> Path:
     """Write float weights, data and the QAT job spec into ``work``; returns the spec path.
 
     The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
     (optional) asks for the QAT model's outputs on it. ``quantize=False`` asks the job for
     the tf_keras twin check only (no TF-MOT, no conversion). ``distill``: fine-tune toward the
     float classifier's logits on ``x`` (the job computes them) instead of ``labels``;
-    ``freeze_batch_norm=False``: train the batch norms in the fine-tune.
+    ``freeze_batch_norm=False``: train the batch norms in the fine-tune. ``calibration_ranges``: how
+    the activation ranges come from the calibration batches (:func:`vision_core.quant.qat.calibrate_ranges`).
     """
     work.mkdir(parents=True, exist_ok=True)
     save_npz(weights_by_path(classifier), work / "float.npz")
@@ -143,7 +145,7 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
         "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size,
         "learning_rate": learning_rate, "out_dir": "qat", "quantize": quantize,
         "loss": "distillation_kl_from_logits" if distill else "sparse_categorical_crossentropy_from_logits",
-        "freeze_batch_norm": freeze_batch_norm,
+        "freeze_batch_norm": freeze_batch_norm, "calibration_ranges": calibration_ranges,
     }
     (work / "spec.json").write_text(json.dumps(spec))
     return work / "spec.json"

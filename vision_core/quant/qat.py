@@ -20,6 +20,7 @@ import numpy as np
 
 from vision_core.backend import keras, tf, tfmot
 from vision_core.layers.quantizable import CUSTOM_LAYERS, QuantizableLayer
+from vision_core.quant.qat_job import RANGE_STATISTICS
 
 _tfmot = tfmot()
 _qkeras = _tfmot.quantization.keras
@@ -193,12 +194,16 @@ def _probe_targets(qat_model) -> dict:
     return targets
 
 
-def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> int:
-    """Set activation ranges of ``qat_model`` to the mean per-batch min/max seen in ``float_model``.
+def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray], statistic: str = "batch_mean") -> int:
+    """Set activation ranges of ``qat_model`` from the min/max seen in ``float_model``: their mean
+    over the batches (``"batch_mean"``) or the lowest and highest over all of them (``"min_max"``,
+    as the TFLite calibrator of post-training int8 does).
 
     ``float_model`` is the tf_keras model ``qat_model`` was made from; ``batches`` are
     float32 input batches. Returns the number of range variables set.
     """
+    if statistic not in RANGE_STATISTICS:
+        raise ValueError(f"range statistic {statistic!r}: expected one of {RANGE_STATISTICS}")
     targets = _probe_targets(qat_model)
     names = [n for n in targets if n is not None]
     probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
@@ -219,7 +224,11 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray]) -> i
     for name, variables in targets.items():
         if not lows[name]:
             continue
-        low, high = min(float(np.mean(lows[name])), 0.0), max(float(np.mean(highs[name])), 0.0)
+        if statistic == "batch_mean":
+            low, high = float(np.mean(lows[name])), float(np.mean(highs[name]))
+        else:
+            low, high = float(np.min(lows[name])), float(np.max(highs[name]))
+        low, high = min(low, 0.0), max(high, 0.0)
         for v in variables:
             v.assign(tf.fill(v.shape, low if v.name.split(":")[0].endswith("_min") else high))
             count += 1

@@ -11,6 +11,9 @@ so a Keras 3 process hands QAT to a child process through a JSON spec::
                                            #   its targets: train_y (class ids) or target.<name>
                                            #   arrays, probe_x (twin check) and eval_x (the QAT
                                            #   model's outputs for the report)
+      "calibration_ranges": "batch_mean",  # optional: each activation range from the mean of the
+                                           #   calibration batches' min/max (default) or "min_max"
+                                           #   over all of them (vision_core.quant.qat.calibrate_ranges)
       "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
       "freeze_batch_norm": true,           # optional: batch norms keep the float statistics, scale
                                            #   and offset during the fine-tune (default); false
@@ -55,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 LOSSES = ("sparse_categorical_crossentropy_from_logits", "distillation_kl_from_logits")
+RANGE_STATISTICS = ("batch_mean", "min_max")  # how calibration batches set QAT ranges (qat.calibrate_ranges)
 # Tracing a QAT model's train step costs about as much as 20 eager steps on a CPU (SSDLite-
 # MobileNetV2-0.35 at 96 px, batch 4: 2 steps took 4.6 s eagerly, 44.9 s traced, same losses),
 # so shorter fine-tunes run eagerly.
@@ -203,7 +207,8 @@ def run(spec_path: str | Path) -> dict:
     calibration = data["calibration"]
     batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
     lap("quantize_model")
-    result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches)
+    result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches,
+                                                   spec.get("calibration_ranges", "batch_mean"))
     info = ModelInfo(**spec["metadata"]) if "metadata" in spec else None
     if info is not None:  # a uint8 export's input range is the pixel range; train with it
         set_input_range(qat_model, *info.input_range)
