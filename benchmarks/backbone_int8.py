@@ -39,8 +39,9 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import (agreement_table, float_training_state_path, float_weights_path,
-                                              ptq_feature_agreement, shapes_data, train_classifier, write_qat_spec)
+from vision_core.backbones.int8_check import (agreement_table, cycle_weights_paths, float_training_state_path,
+                                              float_weights_path, ptq_feature_agreement, shapes_data,
+                                              train_classifier, write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -154,9 +155,8 @@ def main() -> int:
             epochs, learning_rate = shapes_recipe(name, LEARNING_RATE, args.epochs, args.lr)
             cycles = shapes_cycles(name, args.cycles)
             if args.retrain:
-                for cycle in range(1, cycles + 1):
-                    weights_file = float_weights_path(args.float_weights, name, args.size, args.images, epochs,
-                                                      learning_rate, cycles=cycle)
+                for weights_file in cycle_weights_paths(args.float_weights, name, args.size, args.images, epochs,
+                                                        learning_rate, cycles):
                     weights_file.unlink(missing_ok=True)
                     float_training_state_path(weights_file).unlink(missing_ok=True)
             result = measure(name, args.size, args.images, epochs, cycles, learning_rate, args.qat_steps, args.qat_lr,

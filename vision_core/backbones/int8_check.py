@@ -68,6 +68,13 @@ def float_weights_path(folder: str | os.PathLike, name: str, size: int, images: 
     return Path(folder) / f"{name}_{size}px_{images}images_{epochs}epochs{repeat}_lr{learning_rate:g}_seed{seed}.npz"
 
 
+def cycle_weights_paths(folder: str | os.PathLike, name: str, size: int, images: int, epochs: int,
+                        learning_rate: float, cycles: int, seed: int = 7) -> list[Path]:
+    """:func:`float_weights_path` of each cycle 1..``cycles`` of one recipe."""
+    return [float_weights_path(folder, name, size, images, epochs, learning_rate, seed, cycle)
+            for cycle in range(1, cycles + 1)]
+
+
 def float_training_state_path(weights_file: str | os.PathLike) -> Path:
     """The per-epoch training state :func:`train_classifier` keeps beside ``weights_file`` until it is written."""
     return Path(weights_file).with_suffix(".state.npz")
@@ -90,9 +97,8 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
     x, labels = shapes_data(images, size, seed=seed + 4)
     build_options, warm_start = shapes_setup(name, (size, size, 3), len(SHAPE_CLASSES))
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES), **build_options)
-    files = [None if float_weights is None else
-             float_weights_path(float_weights, name, size, images, epochs, learning_rate, seed, cycle)
-             for cycle in range(1, cycles + 1)]
+    files = [None] * cycles if float_weights is None else \
+        cycle_weights_paths(float_weights, name, size, images, epochs, learning_rate, cycles, seed)
     done = max((cycle for cycle, file in enumerate(files, 1) if file is not None and file.is_file()), default=0)
     if done:
         try:
