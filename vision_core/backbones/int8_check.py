@@ -1,7 +1,7 @@
 """The int8 check every backbone must pass, shared by the tests and the benchmark.
 
 1. ``train_briefly``: a few Adam steps of the 4-class classifier on built-in shapes
-   (``train_classifier``: the full recipe, its float weights optionally kept on disk).
+   (``train_classifier``: the full recipe, its float weights kept on disk).
 2. ``ptq_feature_agreement``: the feature model (same weights) converted to full int8
    (audited) and compared with float, cosine per feature map.
 3. ``write_qat_spec``: the spec for :mod:`vision_core.quant.qat_job`, which builds the
@@ -80,26 +80,25 @@ def float_training_state_path(weights_file: str | os.PathLike) -> Path:
     return Path(weights_file).with_suffix(".state.npz")
 
 
-def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float, seed: int = 7,
-                     float_weights: str | os.PathLike | None = None, verbose: int = 0, cycles: int = 1):
+def train_classifier(name: str, size: int, images: int, epochs: int, learning_rate: float,
+                     float_weights: str | os.PathLike, seed: int = 7, verbose: int = 0, cycles: int = 1):
     """``(classifier, train images, labels)`` after ``cycles`` runs of ``epochs`` on ``images`` built-in
     shapes (:func:`~vision_core.backbones.shapes_training.fit_shapes_classifier`; a later cycle starts
     from the weights of the one before, with a fresh optimizer and warm-up, and skips the recipe's
     warm start).
 
-    With ``float_weights`` (a folder): each cycle's weights are kept there
-    (:func:`float_weights_path`); the latest cycle found is loaded and only the cycles after it
-    train, each checkpointing every epoch to :func:`float_training_state_path` beside its file (a
-    killed run resumes from there) and writing its weights atomically.
+    Each cycle's weights are kept in the folder ``float_weights`` (:func:`float_weights_path`); the
+    latest cycle found is loaded and only the cycles after it train, each checkpointing every epoch to
+    :func:`float_training_state_path` beside its file (a killed run resumes from there) and writing
+    its weights atomically.
     ``verbose`` as in Keras ``fit`` (2: one line per epoch).
     """
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(images, size, seed=seed + 4)
     build_options, warm_start = shapes_setup(name, (size, size, 3), len(SHAPE_CLASSES))
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES), **build_options)
-    files = [None] * cycles if float_weights is None else \
-        cycle_weights_paths(float_weights, name, size, images, epochs, learning_rate, cycles, seed)
-    done = max((cycle for cycle, file in enumerate(files, 1) if file is not None and file.is_file()), default=0)
+    files = cycle_weights_paths(float_weights, name, size, images, epochs, learning_rate, cycles, seed)
+    done = max((cycle for cycle, file in enumerate(files, 1) if file.is_file()), default=0)
     if done:
         try:
             assign_by_path(classifier, load_npz(files[done - 1]))
@@ -107,13 +106,11 @@ def train_classifier(name: str, size: int, images: int, epochs: int, learning_ra
             raise ValueError(f"{files[done - 1]}: not this backbone's weights ({error}); delete it to train "
                              "again") from None
     for cycle in range(done + 1, cycles + 1):
-        file = files[cycle - 1]
-        state = None if file is None else float_training_state_path(file)
+        state = float_training_state_path(files[cycle - 1])
         fit_shapes_classifier(classifier, x, labels, epochs, learning_rate, checkpoint=state, verbose=verbose,
                               warm_start=warm_start if cycle == 1 else None)
-        if file is not None:
-            save_npz(weights_by_path(classifier), file)
-            state.unlink()
+        save_npz(weights_by_path(classifier), files[cycle - 1])
+        state.unlink()
     return classifier, x, labels
 
 
