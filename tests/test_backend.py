@@ -14,14 +14,19 @@ def test_default_flavour_is_keras3_and_clears_legacy_keras_flag():
     assert result.stdout.split()[-3:] == ["keras3", "3", "None"]
 
 
-def test_tf_keras_flavour_gives_keras2_and_tfmot():
+REFUSAL = "try:\n    {call}()\nexcept RuntimeError as e:\n    print('refused:', e)\n"
+
+
+def test_tf_keras_flavour_gives_keras2_and_tfmot_and_refuses_keras_cv():
     result = run_python(
-        "from vision_core.backend import keras, tfmot, FLAVOUR; "
-        "print(FLAVOUR, keras.__version__.split('.')[0], tfmot().__name__)",
+        "from vision_core.backend import keras, tfmot, keras_cv, FLAVOUR\n"
+        "print(FLAVOUR, keras.__version__.split('.')[0], tfmot().__name__)\n" + REFUSAL.format(call="keras_cv"),
         flavour="tf_keras",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-3:] == ["tf_keras", "2", "tensorflow_model_optimization"]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2].split() == ["tf_keras", "2", "tensorflow_model_optimization"]
+    assert lines[-1].startswith("refused:"), result.stderr
 
 
 def test_unknown_flavour_is_refused_by_name():
@@ -30,21 +35,13 @@ def test_unknown_flavour_is_refused_by_name():
     assert "VISION_KERAS='keras4'" in result.stderr
 
 
-def test_keras3_flavour_refuses_tfmot_and_tf_keras_refuses_keras_cv():
-    code = (
-        "from vision_core.backend import tfmot, keras_cv, FLAVOUR\n"
-        "fn = tfmot if FLAVOUR == 'keras3' else keras_cv\n"
-        "try:\n    fn()\nexcept RuntimeError as e:\n    print('refused:', e)\n"
-    )
-    for flavour in ("keras3", "tf_keras"):
-        result = run_python(code, flavour=flavour)
-        assert "refused:" in result.stdout, result.stderr
-
-
-def test_keras_cv_imports_in_keras3_flavour():
-    result = run_python("from vision_core.backend import keras_cv; print(keras_cv().__name__)")
+def test_keras3_flavour_gives_keras_cv_and_refuses_tfmot():
+    result = run_python("from vision_core.backend import keras_cv, tfmot\nprint(keras_cv().__name__)\n"
+                        + REFUSAL.format(call="tfmot"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == "keras_cv"
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "keras_cv"
+    assert lines[-1].startswith("refused:"), result.stderr
 
 
 def _imported_modules(path: Path) -> set[str]:

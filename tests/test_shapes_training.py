@@ -2,6 +2,7 @@
 per-epoch resume and the kept float weights."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,16 +138,19 @@ def test_the_trained_float_classifier_is_kept_on_disk_and_a_second_call_loads_it
 
 def test_each_cycle_starts_from_the_one_before_keeps_its_weights_and_only_the_first_takes_the_warm_start(
         tmp_path, monkeypatch):
-    real_fit = int8_check.fit_shapes_classifier
     calls = []
 
-    def recording_fit(model, *args, warm_start=None, **kwargs):
+    def stand_in_fit(model, *args, checkpoint, warm_start=None, **kwargs):
+        """Records the weights it starts from, moves every weight by 1 and leaves an epoch's state."""
         calls.append((weights_by_path(model), warm_start))
-        return real_fit(model, *args, **kwargs)
+        for variable in model.weights:
+            variable.assign(np.asarray(variable) + 1.0)
+        Path(checkpoint).write_bytes(b"state")
 
-    # a stand-in warm start: the call records it, the real fit does not run it
+    # a stand-in warm start: the call records it, the stand-in fit does not run it (the real fit's
+    # training and resume are tested above)
     monkeypatch.setattr(int8_check, "shapes_setup", lambda *args: ({}, "first column alone"))
-    monkeypatch.setattr(int8_check, "fit_shapes_classifier", recording_fit)
+    monkeypatch.setattr(int8_check, "fit_shapes_classifier", stand_in_fit)
     trained, _, _ = train_classifier("resnet18", 32, 64, 1, 1e-3, float_weights=tmp_path, cycles=2)
     first_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3)
     second_file = float_weights_path(tmp_path, "resnet18", 32, 64, 1, 1e-3, cycles=2)
