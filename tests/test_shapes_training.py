@@ -56,6 +56,7 @@ def test_recipe_gives_bottleneck_resnets_and_mobilenet_v2_longer_training_and_ex
 def test_the_schedule_runs_once_unless_the_recipe_or_the_caller_says_more():
     assert shapes_cycles("resnet18") == 1
     assert shapes_cycles("resnet18", 2) == 2
+    assert (shapes_cycles("revcol_t"), shapes_cycles("revcol_s"), shapes_cycles("revcol_s", 1)) == (1, 2, 1)
 
 
 def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
