@@ -71,7 +71,8 @@ def trained(request, tmp_path_factory):
     if name in FULL_CHAIN:  # 5 steps move the weights far enough from initialisation for the int8 checks
         classifier, losses, x, labels = train_briefly(name, SIZE, steps=5)
     else:
-        (classifier, x, labels), losses = _with_random_weights(name), None
+        classifier, x, labels = _with_random_weights(name)
+        losses = None
     probe, _ = shapes_data(4, SIZE, seed=99)
     spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0,
                           quantize=name in FULL_CHAIN)
