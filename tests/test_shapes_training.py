@@ -57,6 +57,7 @@ def test_the_schedule_runs_once_unless_the_recipe_or_the_caller_says_more():
     assert shapes_cycles("resnet18") == 1
     assert shapes_cycles("resnet18", 2) == 2
     assert (shapes_cycles("revcol_t"), shapes_cycles("revcol_s"), shapes_cycles("revcol_s", 1)) == (1, 2, 1)
+    assert (shapes_cycles("vovnet57"), shapes_cycles("vovnet39")) == (2, 1)
 
 
 def test_revcol_t_trains_its_first_column_alone_first_with_layer_scales_starting_at_one():
