@@ -39,9 +39,9 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import (agreement_table, cycle_weights_paths, float_training_state_path,
-                                              float_weights_path, ptq_feature_agreement, shapes_data,
-                                              train_classifier, write_qat_spec)
+from vision_core.backbones.int8_check import (agreement_table, calibration_batches, cycle_weights_paths,
+                                              float_training_state_path, float_weights_path, held_out_shapes,
+                                              ptq_feature_agreement, train_classifier, write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -60,8 +60,8 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
     reused = weights_file.is_file()
     classifier, x, labels = train_classifier(name, size, images, epochs, learning_rate, float_weights=float_weights,
                                              verbose=2, cycles=cycles)
-    val_x, val_y = shapes_data(400, size, seed=99)
-    calibration = [x[i:i + 16] for i in range(0, 128, 16)]
+    val_x, val_y = held_out_shapes(size)
+    calibration = calibration_batches(x)
     cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
     ptq = TFLiteModel(convert(classifier, "int8", calibration))
     # the fine-tune sees qat_steps x 16 images: hand the job the first 1024, not all of them

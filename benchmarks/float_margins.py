@@ -24,7 +24,8 @@ from backbone_int8 import LEARNING_RATE
 from machine import machine_info
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
-from vision_core.backbones.int8_check import float_weights_path, shapes_data, train_classifier
+from vision_core.backbones.int8_check import (calibration_batches, float_weights_path, held_out_shapes,
+                                              train_classifier)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.quant.convert import convert
 
@@ -45,10 +46,10 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
                          f"`python benchmarks/backbone_int8.py {name} --float-weights {float_weights}`")
     classifier, x, _ = train_classifier(name, size, images, epochs, learning_rate, float_weights=float_weights,
                                         verbose=0, cycles=cycles)
-    val_x, val_y = shapes_data(400, size, seed=99)
+    val_x, val_y = held_out_shapes(size)
     logits = classifier.predict(val_x, batch_size=50, verbose=0)
     margins = top2_margins(logits)
-    ptq = TFLiteModel(convert(classifier, "int8", [x[i:i + 16] for i in range(0, 128, 16)]))
+    ptq = TFLiteModel(convert(classifier, "int8", calibration_batches(x)))
     int8_logits = next(iter(ptq(val_x).values()))
     flipped = np.flatnonzero(int8_logits.argmax(-1) != logits.argmax(-1))
     return {

@@ -1,6 +1,8 @@
 """The backbone int8 benchmark's table and its verdict on the target (agreement >= 99 %, accuracy within 1 point)."""
 
-from vision_core.backbones.int8_check import agreement_table, meets_target
+import numpy as np
+
+from vision_core.backbones.int8_check import agreement_table, calibration_batches, meets_target
 
 
 def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None, cycles=None):
@@ -41,3 +43,10 @@ def test_table_lists_every_form_the_lowest_cosine_and_the_verdict():
         "| mobilenet_v2 | 6 | 97.50 | 97.50 (100.00) | 97.50 (100.00) | 97.25 (98.75) | - | 0.9943 (C3) | missed |",
         "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.250 | 0.9987 | met |",
     ])
+
+
+def test_calibration_takes_the_first_128_training_images_in_batches_of_16():
+    x = np.arange(200 * 2, dtype=np.float32).reshape(200, 2)
+    batches = calibration_batches(x)
+    assert [len(b) for b in batches] == [16] * 8
+    np.testing.assert_array_equal(np.concatenate(batches), x[:128])

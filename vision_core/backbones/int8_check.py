@@ -38,6 +38,16 @@ def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return normalize(images), labels
 
 
+def held_out_shapes(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 400 held-out shapes every trained classifier is scored on."""
+    return shapes_data(400, size, seed=99)
+
+
+def calibration_batches(x: np.ndarray, images: int = 128, batch_size: int = 16) -> list[np.ndarray]:
+    """Post-training int8 calibration: the first ``images`` training images in batches."""
+    return [x[i:i + batch_size] for i in range(0, images, batch_size)]
+
+
 def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learning_rate: float = 3e-4,
                   seed: int = 7):
     """``(classifier, per-step training losses, train images, labels)`` after ``steps`` Adam steps.
