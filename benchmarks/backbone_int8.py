@@ -46,7 +46,7 @@ from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
 from vision_core.quant.convert import convert
-from vision_core.quant.report import classification_evaluator, compare, top1_agreement
+from vision_core.quant.report import classification_evaluator, compare, logit_rms_error, top1_agreement
 from vision_core.weights import load_npz, weights_by_path
 
 LEARNING_RATE = 2e-3
@@ -78,10 +78,8 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
     }
     rows = compare(classification_evaluator(val_y), forms, reference="float", agreement=top1_agreement)
     # agreement counts flips, which near-tied images dominate; the logit error measures the int8 graph
-    float_logits = forms["float"]["predictions"]
     for row in rows:
-        logits = next(iter(forms[row["form"]].values()))
-        row["logit_rms_error"] = float(np.sqrt(np.mean(np.square(logits - float_logits))))
+        row["logit_rms_error"] = logit_rms_error(forms["float"], forms[row["form"]])
     # agreement means little if the float model predicts one class: record how its top-1 spreads
     float_top1 = np.argmax(forms["float"]["predictions"], axis=-1)
     return {

@@ -28,6 +28,7 @@ from vision_core.backbones.int8_check import (calibration_batches, float_weights
                                               train_classifier)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.quant.convert import convert
+from vision_core.quant.report import logit_rms_error
 
 THRESHOLDS = (0.1, 0.3, 1.0)
 
@@ -49,8 +50,8 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
     val_x, val_y = held_out_shapes(size)
     logits = classifier.predict(val_x, batch_size=50, verbose=0)
     margins = top2_margins(logits)
-    ptq = TFLiteModel(convert(classifier, "int8", calibration_batches(x)))
-    int8_logits = next(iter(ptq(val_x).values()))
+    ptq = TFLiteModel(convert(classifier, "int8", calibration_batches(x)))(val_x)
+    int8_logits = next(iter(ptq.values()))
     flipped = np.flatnonzero(int8_logits.argmax(-1) != logits.argmax(-1))
     return {
         "backbone": name,
@@ -59,7 +60,7 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
         "float_accuracy": float(np.mean(logits.argmax(-1) == val_y)),
         "margin_median": float(np.median(margins)),
         "images_below_margin": {str(t): int(np.sum(margins < t)) for t in thresholds},
-        "ptq_int8_logit_rms_error": float(np.sqrt(np.mean(np.square(int8_logits - logits)))),
+        "ptq_int8_logit_rms_error": logit_rms_error({"logits": logits}, ptq),
         "ptq_int8_flips": [{"image": int(i), "float_margin": float(margins[i]),
                             "margin_rank": int(np.sum(margins < margins[i]))} for i in flipped],
     }

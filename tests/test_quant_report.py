@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vision_core.quant.report import classification_evaluator, compare, format_table, top1_agreement
+from vision_core.quant.report import classification_evaluator, compare, format_table, logit_rms_error, top1_agreement
 
 LABELS = np.array([0, 1, 2, 3])
 FLOAT = {"predictions": np.eye(4)}                                    # all four right
@@ -33,3 +33,9 @@ def test_unknown_reference_and_row_mismatch_are_errors():
         compare(classification_evaluator(LABELS), {"float": FLOAT}, reference="qat")
     with pytest.raises(ValueError, match="3 rows for 4 labels"):
         classification_evaluator(LABELS)({"predictions": np.eye(4)[:3]})
+
+
+def test_logit_rms_error_is_the_root_mean_square_difference_of_the_class_scores():
+    # INT8 differs from FLOAT in 2 of 16 entries, each by 1: sqrt(2 / 16)
+    assert logit_rms_error(FLOAT, INT8) == pytest.approx(np.sqrt(2 / 16), abs=1e-12)
+    assert logit_rms_error(FLOAT, {"probabilities": np.eye(4)}) == 0.0

@@ -48,6 +48,12 @@ def top1_agreement(reference: Outputs, candidate: Outputs, output: str | None = 
     return float(np.mean(_scores(reference, output).argmax(-1) == _scores(candidate, output).argmax(-1)))
 
 
+def logit_rms_error(reference: Outputs, candidate: Outputs, output: str | None = None) -> float:
+    """Root-mean-square difference of the two forms' class scores: how far the candidate's graph
+    departs, where agreement only counts the rows whose arg-max flipped."""
+    return float(np.sqrt(np.mean(np.square(_scores(candidate, output) - _scores(reference, output)))))
+
+
 def compare(evaluate: Callable[[Outputs], dict], forms: Mapping[str, Outputs], reference: str,
             agreement: Callable[[Outputs, Outputs], float] | None = None) -> list[dict]:
     """One row per form: its metrics, each metric's delta to ``reference``, and its agreement with it.
