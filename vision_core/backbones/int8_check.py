@@ -38,9 +38,10 @@ def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return normalize(images), labels
 
 
-def held_out_shapes(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 400 held-out shapes every trained classifier is scored on."""
-    return shapes_data(400, size, seed=99)
+def held_out_shapes(size: int, count: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out shapes every trained classifier is scored on: 400 by default; a larger ``count``
+    keeps those 400 as its first images."""
+    return shapes_data(count, size, seed=99)
 
 
 def calibration_batches(x: np.ndarray, images: int = 128, batch_size: int = 16) -> list[np.ndarray]:
