@@ -39,9 +39,10 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import (agreement_table, calibration_batches, cycle_weights_paths,
-                                              float_training_state_path, float_weights_path, held_out_shapes,
-                                              ptq_feature_agreement, train_classifier, write_qat_spec)
+from vision_core.backbones.int8_check import (HELD_OUT_IMAGES, agreement_table, calibration_batches,
+                                              cycle_weights_paths, float_training_state_path, float_weights_path,
+                                              held_out_shapes, ptq_feature_agreement, train_classifier,
+                                              write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -54,7 +55,7 @@ LEARNING_RATE = 2e-3
 
 def measure(name: str, size: int, images: int, epochs: int, cycles: int, learning_rate: float, qat_steps: int,
             qat_learning_rate: float, qat_loss: str, qat_train_batch_norm: bool, qat_ranges: str,
-            float_weights: Path, work: Path, val_images: int = 400) -> dict:
+            float_weights: Path, work: Path, val_images: int) -> dict:
     start = time.perf_counter()
     weights_file = float_weights_path(float_weights, name, size, images, epochs, learning_rate, cycles=cycles)
     reused = weights_file.is_file()
@@ -119,9 +120,9 @@ def main() -> int:
                              "before (default: 1, or the backbone's recipe)")
     parser.add_argument("--lr", type=float,
                         help="float training peak Adam learning rate (default: 2e-3, or the backbone's recipe)")
-    parser.add_argument("--val-images", type=int, default=400,
-                        help="held-out shapes scored (default: 400, the table's; one flip is 0.25 point of "
-                             "agreement there, 0.05 on 2000, which keep the 400 as their first images)")
+    parser.add_argument("--val-images", type=int, default=HELD_OUT_IMAGES,
+                        help="held-out shapes scored (default: %(default)s, the table's; one flip is 0.25 point "
+                             "of agreement there, 0.05 on 2000, which keep the 400 as their first images)")
     parser.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
     parser.add_argument("--qat-lr", type=float, default=1e-6,
                         help="QAT fine-tune Adam learning rate (default: 1e-6; Adam moves every weight by about "

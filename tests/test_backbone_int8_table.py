@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from vision_core.backbones.int8_check import agreement_table, calibration_batches, held_out_shapes, meets_target
+from vision_core.backbones.int8_check import (HELD_OUT_IMAGES, agreement_table, calibration_batches, held_out_shapes,
+                                              meets_target)
 
 
 def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None, cycles=None):
@@ -55,6 +56,7 @@ def test_calibration_takes_the_first_128_training_images_in_batches_of_16():
 def test_a_larger_held_out_set_starts_with_the_400_every_row_is_scored_on():
     x400, y400 = held_out_shapes(16)
     x1000, y1000 = held_out_shapes(16, 1000)
+    assert HELD_OUT_IMAGES == 400
     assert x400.shape == (400, 16, 16, 3) and x1000.shape == (1000, 16, 16, 3)
     np.testing.assert_array_equal(x1000[:400], x400)
     np.testing.assert_array_equal(y1000[:400], y400)

@@ -31,6 +31,7 @@ from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_p
 AGREEMENT_TARGET = 0.99
 ACCURACY_TOLERANCE = 0.01
 COSINE_FLOOR = 0.995  # the table names the feature map whose PTQ cosine falls below this
+HELD_OUT_IMAGES = 400  # the held-out shapes the table scores; one flipped image is 0.25 point of agreement
 
 
 def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +39,9 @@ def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return normalize(images), labels
 
 
-def held_out_shapes(size: int, count: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out shapes every trained classifier is scored on: 400 by default; a larger ``count``
-    keeps those 400 as its first images."""
+def held_out_shapes(size: int, count: int = HELD_OUT_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out shapes every trained classifier is scored on; a larger ``count`` keeps the
+    table's :data:`HELD_OUT_IMAGES` as its first images."""
     return shapes_data(count, size, seed=99)
 
 
