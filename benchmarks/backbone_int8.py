@@ -39,10 +39,10 @@ from tqdm import tqdm
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.backbones.int8_check import (HELD_OUT_IMAGES, agreement_table, calibration_batches,
-                                              cycle_weights_paths, float_training_state_path, float_weights_path,
-                                              held_out_shapes, ptq_feature_agreement, train_classifier,
-                                              write_qat_spec)
+from vision_core.backbones.int8_check import (CALIBRATION_IMAGES, HELD_OUT_IMAGES, agreement_table,
+                                              calibration_batches, cycle_weights_paths, float_training_state_path,
+                                              float_weights_path, held_out_shapes, ptq_feature_agreement,
+                                              train_classifier, write_qat_spec)
 from vision_core.backbones.shapes_training import shapes_cycles, shapes_recipe
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
@@ -63,11 +63,12 @@ def measure(name: str, size: int, images: int, epochs: int, cycles: int, learnin
                                              verbose=2, cycles=cycles)
     val_x, val_y = held_out_shapes(size, val_images)
     calibration = calibration_batches(x)
-    cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:128], val_x[:16])
+    cosines, _ = ptq_feature_agreement(name, size, weights_by_path(classifier), x[:CALIBRATION_IMAGES],
+                                       val_x[:16])
     ptq = TFLiteModel(convert(classifier, "int8", calibration))
     # the fine-tune sees qat_steps x 16 images: hand the job the first 1024, not all of them
     spec = write_qat_spec(work / name, classifier, name, size, x[:1024], labels[:1024], val_x[:4],
-                          steps=qat_steps, batch_size=16, calibration_images=128, eval_x=val_x,
+                          steps=qat_steps, batch_size=16, calibration_images=CALIBRATION_IMAGES, eval_x=val_x,
                           learning_rate=qat_learning_rate, distill=qat_loss == "distillation",
                           freeze_batch_norm=not qat_train_batch_norm, calibration_ranges=qat_ranges)
     qat = qat_job.launch(spec)
