@@ -9,7 +9,7 @@ Models (presets of :data:`apps.detect.config.PRESETS`, batch 1, ``--num-classes`
 
 Each model is built with :func:`apps.detect.models.build_detector` from its preset's model
 fields, followed by the ``TFLite_Detection_PostProcess`` tail
-(:func:`apps.detect.task.inference_model`), converted full-int8 with a uint8 input and float32
+(:func:`apps.detect.task.with_postprocess_op`), converted full-int8 with a uint8 input and float32
 outputs (:func:`vision_core.detection.export_tail.convert_detector`), calibrated on a few demo
 scenes (:func:`vision_core.data.detection.demo.draw_detection_scene`, ``x / 127.5 - 1``), and
 audited: every op int8 but the post-process op and the DEQUANTIZE ops feeding it
@@ -56,7 +56,7 @@ from vision_core.detection.export_tail import convert_detector
 
 from apps.detect.config import PRESETS
 from apps.detect.models import build_detector, detector_anchors
-from apps.detect.task import inference_model
+from apps.detect.task import postprocess_config, with_postprocess_op
 
 MODELS = ("ssdlite_mobilenet_v2", "retinanet_resnet50_rcnet", "retinanet_resnet50_fpn")
 COMPARE_THREADS = 2
@@ -85,7 +85,8 @@ def convert_model(preset: str, num_classes: int, calibration: int) -> tuple[byte
     detector = build_detector(num_classes, **fields)
     params = int(detector.count_params())
     anchors = int(len(detector_anchors(config.model)))
-    wrapped = inference_model(detector, config, num_classes)
+    wrapped = with_postprocess_op(detector, model_config=fields,
+                                  postprocess=dataclasses.asdict(postprocess_config(config, num_classes)))
     images = calibration_images(config.model.input_size, calibration)
     built = time.perf_counter()
     data = convert_detector(wrapped, "int8", [images[i:i + 1] for i in range(len(images))], input_dtype="uint8")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import yaml
 
-from test_app_task import ToyConfig, ToyTask
+from toy_task import ToyConfig, ToyTask
 from vision_core.app import runs
 from vision_core.app.cli import COMMANDS, build_parser, main, resolve_config
 from vision_core.app.config import (ConfigError, TrainConfig, apply_overrides, flag_names, leaves, load_yaml,

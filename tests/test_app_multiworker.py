@@ -35,7 +35,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path):
         env.update(PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}", VISION_KERAS="keras3",
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "test_app_task", "train", "--project", str(tmp_path), "--name", "mw", "--exist-ok",
+            [sys.executable, "-m", "toy_task", "train", "--project", str(tmp_path), "--name", "mw", "--exist-ok",
              "--strategy", "multi_worker", "--epochs", "2"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [worker.communicate(timeout=600) for worker in workers]

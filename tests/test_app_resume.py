@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, run_python
 from vision_core.weights import load_npz
 
-TOY = ["-m", "test_app_task", "train", "--epochs", "5", "--dropout", "0.3"]
+TOY = ["-m", "toy_task", "train", "--epochs", "5", "--dropout", "0.3"]
 ENV = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
 
 
@@ -34,7 +34,7 @@ def test_resume_after_sigkill_ends_with_the_uninterrupted_runs_weights_and_log(t
     assert epochs(cut) == ["1", "2"]
     assert json.loads(str(load_npz(cut / "weights/last.state.npz")["meta"]))["state"]["epoch"] == 2
     # --resume without a folder takes the project's newest resumable run: "cut".
-    resumed = run_python(["-m", "test_app_task", "train", "--resume", "--project", str(tmp_path)], env_extra=ENV,
+    resumed = run_python(["-m", "toy_task", "train", "--resume", "--project", str(tmp_path)], env_extra=ENV,
                          timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {cut} after epoch 2" in resumed.stderr

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from test_app_task import ToyTask
+from toy_task import ToyTask
 from vision_core.app import runs
 from vision_core.app.cli import main
 from vision_core.app.config import TrainConfig, setting

@@ -13,7 +13,7 @@ from apps.detect.models.heads import PRIOR_PROBABILITY
 from tflite.audit import require_int8
 from vision_core.detection.export_tail import postprocess_options
 from vision_core.quant import qat_job
-from vision_core.weights import load_npz, save_npz, weights_by_path
+from vision_core.weights import load_npz, weights_by_path
 
 TINY = {
     "ssd": ModelConfig(architecture="ssd", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),
@@ -108,8 +108,6 @@ def test_unknown_architecture_is_named():
 def test_every_detector_survives_qat_to_an_all_int8_tflite(kind, tmp_path):
     """The tf_keras twin rebuilt from JSON equals the Keras 3 model; a QAT fine-tune on the detection
     loss runs; the QAT model converts to int8 with the post-process op, and only that op is float."""
-    from apps.detect.task import postprocess_config  # noqa: F401  (the exporter's module must import)
-
     config = TINY[kind]
     model = _build(config, num_classes=3)
     rng = np.random.default_rng(0)
@@ -117,20 +115,17 @@ def test_every_detector_survives_qat_to_an_all_int8_tflite(kind, tmp_path):
     anchors = len(detector_anchors(config))
     class_targets = rng.choice([0, 1, 2, 3, -1], size=(8, anchors), p=[0.02, 0.02, 0.02, 0.9, 0.04])
     box_targets = np.concatenate([rng.normal(0, 1, (8, anchors, 4)), class_targets[..., None]], -1)
-    save_npz(weights_by_path(model), tmp_path / "float.npz")
-    save_npz({"calibration": images, "train_x": images, "probe_x": images[:2],
-              "target.box_encodings": box_targets.astype(np.float32),
-              "target.class_logits": class_targets.astype(np.float32)}, tmp_path / "data.npz")
     fields = dataclasses.asdict(config)
-    spec = {"builder": "apps.detect.models:build_detector", "kwargs": {"num_classes": 3, **fields},
-            "weights": "float.npz", "data": "data.npz", "out_dir": "qat", "steps": 2, "batch_size": 4,
-            "loss": "apps.detect.losses:detection_loss",
-            "loss_options": {"softmax": uses_softmax(config), "num_classes": 3},
-            "exporter": "apps.detect.task:export_qat_detector",
-            "exporter_options": {"model_config": fields,
-                                 "postprocess": {"num_classes": 3, "box_scales": [10.0, 10.0, 5.0, 5.0]}},
-            "metadata": {"task": "detection", "name": kind, "labels": ["a", "b", "c"]}}
-    (tmp_path / "spec.json").write_text(__import__("json").dumps(spec))
+    spec = qat_job.QATJobSpec(
+        "apps.detect.models:build_detector", {"num_classes": 3, **fields}, steps=2, batch_size=4,
+        loss="apps.detect.losses:detection_loss", loss_options={"softmax": uses_softmax(config), "num_classes": 3},
+        inference="apps.detect.task:with_postprocess_op",
+        inference_options={"model_config": fields, "postprocess": {"num_classes": 3, "box_scales": [10.0, 10.0, 5.0, 5.0]}},
+        tflite_options={"output_dtype": "float32", "allow_custom_ops": True},
+        metadata={"task": "detection", "name": kind, "labels": ["a", "b", "c"]})
+    spec.write(tmp_path, weights_by_path(model), {
+        "calibration": images, "train_x": images, "probe_x": images[:2],
+        "target.box_encodings": box_targets.astype(np.float32), "target.class_logits": class_targets.astype(np.float32)})
     result = qat_job.launch(tmp_path / "spec.json", timeout=900)
 
     twin = load_npz(tmp_path / "qat" / "probe.npz")

@@ -7,7 +7,6 @@ channels, briefly trained on built-in shapes (see ``_trained_pyramid``). One QAT
 it to int8. Each neck is one xdist group, so its run happens once, on one worker.
 """
 
-import json
 import math
 
 import numpy as np
@@ -25,7 +24,7 @@ from vision_core.necks.cross_scale_shift import SHIFT_DIVISOR, pool_factor
 from vision_core.quant import qat_job
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
-from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
+from vision_core.weights import assign_by_path, load_npz, weights_by_path
 
 NECKS = ["fpn", "rcnet"]
 RESNET18 = (128, 256, 512)  # channels of C3, C4, C5
@@ -221,16 +220,11 @@ def _trained_pyramid(neck: str):
 
 
 def _write_qat_spec(work, pyramid, neck: str, calibration, probe):
-    work.mkdir(parents=True, exist_ok=True)
-    save_npz(weights_by_path(pyramid), work / "float.npz")
-    save_npz({"calibration": calibration, "probe_x": probe}, work / "data.npz")
-    spec = {
-        "builder": "vision_core.necks:build_pyramid",
-        "kwargs": {"backbone": "resnet18", "neck": neck, "input_shape": [SIZE, SIZE, 3], "channels": CHANNELS},
-        "weights": "float.npz", "data": "data.npz", "steps": 0, "batch_size": len(calibration), "out_dir": "qat",
-    }
-    (work / "spec.json").write_text(json.dumps(spec))
-    return work / "spec.json"
+    spec = qat_job.QATJobSpec(
+        "vision_core.necks:build_pyramid",
+        {"backbone": "resnet18", "neck": neck, "input_shape": [SIZE, SIZE, 3], "channels": CHANNELS},
+        batch_size=len(calibration))
+    return spec.write(work, weights_by_path(pyramid), {"calibration": calibration, "probe_x": probe})
 
 
 each_neck = pytest.mark.parametrize(

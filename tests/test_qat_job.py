@@ -16,7 +16,7 @@ from vision_core.backend import keras
 from vision_core.backbones.int8_check import write_qat_spec
 from vision_core.data.synthetic import normalize
 from vision_core.quant import qat_job
-from vision_core.weights import load_npz, save_npz, weights_by_path
+from vision_core.weights import load_npz, weights_by_path
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +25,10 @@ def _fine_tune(work, builder: str, float_weights: dict, x, labels, data: dict | 
                **spec_options) -> tuple[dict, dict]:
     """3 QAT steps (batch 8, 1e-3) of ``tiny_models.<builder>`` from ``float_weights``, with ``data``
     added to the job's data; (result, QAT weights)."""
-    work.mkdir()
-    save_npz(float_weights, work / "float.npz")
-    save_npz({"calibration": x[:8], "train_x": x, "train_y": labels, **(data or {})}, work / "data.npz")
-    spec = {"builder": f"tiny_models:{builder}", "kwargs": {}, "weights": "float.npz", "data": "data.npz",
-            "steps": 3, "batch_size": 8, "learning_rate": 1e-3, "out_dir": "qat", **spec_options}
-    (work / "spec.json").write_text(json.dumps(spec))
-    return qat_job.launch(work / "spec.json", timeout=600), load_npz(work / "qat" / "qat.weights.npz")
+    spec = qat_job.QATJobSpec(f"tiny_models:{builder}", {}, steps=3, batch_size=8, learning_rate=1e-3,
+                              **spec_options)
+    spec_path = spec.write(work, float_weights, {"calibration": x[:8], "train_x": x, "train_y": labels, **(data or {})})
+    return qat_job.launch(spec_path, timeout=600), load_npz(work / "qat" / "qat.weights.npz")
 
 
 def test_eager_and_traced_fine_tunes_give_the_same_losses_and_weights(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from vision_core.app.config import TrainConfig, setting
+from vision_core.app.config import QATConfig, TrainConfig, setting
 
 
 @dataclasses.dataclass
@@ -87,22 +87,12 @@ class PostProcessSettings:
 
 
 @dataclasses.dataclass
-class QATSettings:
-    """Quantization-aware fine-tuning (``qat`` command; the step count is ``--steps``)."""
-
-    fine_tune_lr: float = setting(1e-4, "Adam learning rate of the fine-tune")
-    fine_tune_batch: int = setting(8, "images per fine-tune step")
-    fine_tune_images: int = setting(256, "training images the fine-tune cycles through (without augmentation)")
-    calibration_images: int = setting(64, "validation images that initialise the activation ranges")
-
-
-@dataclasses.dataclass
 class DetectConfig:
     model: ModelConfig = setting(factory=ModelConfig)
     dataset: DatasetConfig = setting(factory=DatasetConfig)
     loss: LossConfig = setting(factory=LossConfig)
     postprocess: PostProcessSettings = setting(factory=PostProcessSettings)
-    qat: QATSettings = setting(factory=QATSettings)
+    qat: QATConfig = setting(factory=QATConfig)
     train: TrainConfig = setting(factory=TrainConfig)
 
 

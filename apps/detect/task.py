@@ -28,8 +28,6 @@ from apps.detect.losses import BoxLoss, ClassLoss
 from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
 
 log = logging.getLogger("vision_core")
-EXPORT_FORMATS = ("saved_model", "tflite", "int8", "onnx")
-SAVED_MODELS = "saved_models"
 
 
 def postprocess_config(config: DetectConfig, num_classes: int):
@@ -41,19 +39,6 @@ def postprocess_config(config: DetectConfig, num_classes: int):
                              iou_threshold=config.postprocess.iou_threshold)
 
 
-def inference_model(model, config: DetectConfig, num_classes: int):
-    """A raw detector (outputs ``box_encodings``, ``class_scores``) followed by the post-process op.
-
-    Outputs ``boxes`` (ymin, xmin, ymax, xmax normalised), ``classes``, ``scores``,
-    ``num_detections``; models that already end in them are returned unchanged.
-    """
-    from vision_core.detection.export_tail import with_postprocess
-
-    if "num_detections" in model.output_names:
-        return model
-    return with_postprocess(model, detector_anchors(config.model), postprocess_config(config, num_classes))
-
-
 class DetectTask(Task):
     name = "detect"
     description = ("Object detection: SSD, SSDLite and RetinaNet (FPN or RCNet neck) on any registered backbone, "
@@ -62,7 +47,8 @@ class DetectTask(Task):
     presets = PRESETS
     headline_metric = "mAP50"
     headline_mode = "max"
-    export_formats = EXPORT_FORMATS
+    export_formats = ("float32", "int8", "saved_model", "onnx")
+    tflite_options = {"output_dtype": "float32", "allow_custom_ops": True}  # the post-process op is float
 
     def __init__(self):
         self._splits: dict[tuple, Any] = {}
@@ -157,11 +143,6 @@ class DetectTask(Task):
                          "class_logits": ClassLoss(uses_softmax(config.model), loss.focal_alpha, loss.focal_gamma,
                                                    loss.negative_ratio)}}
 
-    def representative_data(self, config: DetectConfig, batches: int = 8):
-        _, val = self.datasets(config)
-        for images, _targets in val.take(batches):
-            yield np.asarray(images, np.float32)
-
     # evaluation and prediction -----------------------------------------------------------------------------
     def runner(self, model, config: DetectConfig):
         """A :class:`DetectorRunner` of ``model``: a Keras detector (raw or with the post-process), a runner, or a
@@ -172,7 +153,7 @@ class DetectTask(Task):
             return model
         if isinstance(model, (str, Path)):
             return load_runner(model)
-        return KerasRunner(inference_model(model, config, self.num_classes(config)))
+        return KerasRunner(self.inference_model(model, config))
 
     def evaluate(self, model, config: DetectConfig) -> dict[str, float]:
         from vision_core.detection.evaluate import evaluate
@@ -188,7 +169,7 @@ class DetectTask(Task):
         return {"json": str(report.json_path), "out_dir": str(out_dir), **report.counts()}
 
 
-    # shipping -------------------------------------------------------------------------------------------------
+    # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: DetectConfig, name: str):
         """The TFLite metadata of an export: labels, ``x / 127.5 - 1`` normalisation, the op's four outputs."""
         from tflite.metadata import ModelInfo
@@ -196,130 +177,51 @@ class DetectTask(Task):
         return ModelInfo("detection", name, list(self.class_names(config)), mean=[127.5], std=[127.5],
                          description=self.description)
 
-    def export(self, model, config: DetectConfig, out_dir: Path, formats: list[str]) -> dict[str, Path]:
-        """Write the shipped forms of a run's model to ``out_dir`` (``<run>/exports``).
+    def inference(self, config: DetectConfig):
+        """Every shipped form ends in ``TFLite_Detection_PostProcess`` (:func:`with_postprocess_op`)."""
+        return ("apps.detect.task:with_postprocess_op",
+                {"model_config": describe(config.model),
+                 "postprocess": dataclasses.asdict(postprocess_config(config, self.num_classes(config)))})
 
-        ``tflite``: ``detect_float32.tflite``; ``int8``: ``detect_int8.tflite`` (post-training,
-        calibrated on validation images, uint8 input) and, after ``qat``, ``detect_int8_qat.tflite``;
-        every file ends in ``TFLite_Detection_PostProcess`` and carries metadata. ``saved_model``:
-        the next version of ``saved_models/detect_<run>/`` (``serving_default`` on float images,
-        ``serving_bytes`` on encoded ones, both returning the post-processed detections) and
-        ``saved_models/models.config``. ``onnx``: ``detect.onnx`` from the SavedModel and
-        ``detect_int8.onnx`` from the int8 TFLite file (QAT when there is one).
-        """
-        from vision_core.atomic import copy_atomic
-        from vision_core.export.onnx_export import export_onnx_from_saved_model, export_onnx_from_tflite
-        from vision_core.export.saved_model import export_saved_model
-        from vision_core.export.serving_config import write_models_config
-        from vision_core.export.tflite_export import export_tflite
+    def qat_builder(self, config: DetectConfig):
+        return "apps.detect.models:build_detector", {"num_classes": self.num_classes(config), **describe(config.model)}
 
-        out_dir = Path(out_dir)
-        wanted = set(EXPORT_FORMATS) if "all" in formats else set(formats)
-        run_name = out_dir.parent.name
-        detector = inference_model(model, config, self.num_classes(config))
-        written: dict[str, Path] = {}
-        if "tflite" in wanted:
-            written["tflite"] = export_tflite(detector, out_dir / "detect_float32.tflite", "float32",
-                                              info=self.model_info(config, f"detect_{run_name}"),
-                                              allow_custom_ops=True)
-        if "int8" in wanted or "onnx" in wanted:
-            written["int8"] = export_tflite(detector, out_dir / "detect_int8.tflite", "int8",
-                                            list(self.representative_data(config)),
-                                            info=self.model_info(config, f"detect_{run_name}"),
-                                            output_dtype="float32", allow_custom_ops=True)
-            qat_file = out_dir.parent / "qat" / "qat_int8.tflite"
-            if qat_file.is_file():
-                written["int8_qat"] = copy_atomic(qat_file, out_dir / "detect_int8_qat.tflite")
-        if "saved_model" in wanted or "onnx" in wanted:
-            root = Path(SAVED_MODELS)
-            written["saved_model"] = export_saved_model(detector, root, f"detect_{run_name}".replace("-", "_"))
-            written["models_config"] = write_models_config(root)
-        if "onnx" in wanted:
-            written["onnx"] = export_onnx_from_saved_model(written["saved_model"], out_dir / "detect.onnx")
-            written["int8_onnx"] = export_onnx_from_tflite(written.get("int8_qat", written["int8"]),
-                                                           out_dir / "detect_int8.onnx")
-        return written
+    def qat_loss(self, config: DetectConfig):
+        loss = config.loss
+        return "apps.detect.losses:detection_loss", {
+            "softmax": uses_softmax(config.model), "num_classes": self.num_classes(config),
+            "box_weight": loss.box_weight, "focal_alpha": loss.focal_alpha, "focal_gamma": loss.focal_gamma,
+            "negative_ratio": loss.negative_ratio}
 
-
-    def qat(self, model, config: DetectConfig, run_dir: Path, steps: int) -> dict[str, Any]:
-        """Fine-tune ``model`` with fake quantization (TF-MOT, in a tf_keras child process) and write
-        ``<run>/qat/qat_int8.tflite`` (uint8 input, post-process op, metadata); score it and the float
-        model with the same evaluator and write ``<run>/qat/report.json``."""
-        import json
-
-        from vision_core.atomic import write_atomic
-        from vision_core.quant.qat_job import launch
-        from vision_core.weights import save_npz, weights_by_path
-
-        settings, num_classes = config.qat, self.num_classes(config)
-        qat_dir = Path(run_dir) / "qat"
-        qat_dir.mkdir(parents=True, exist_ok=True)
-        data = self._qat_data(config, max(1, min(settings.fine_tune_images, steps * settings.fine_tune_batch)))
-        save_npz(data, qat_dir / "data.npz")
-        save_npz(weights_by_path(model), qat_dir / "float.weights.npz")
-        info = self.model_info(config, f"detect_{Path(run_dir).name}")
-        spec = {
-            "builder": "apps.detect.models:build_detector",
-            "kwargs": {"num_classes": num_classes, **describe(config.model)},
-            "weights": "float.weights.npz", "data": "data.npz", "out_dir": ".",
-            "steps": steps, "batch_size": settings.fine_tune_batch, "learning_rate": settings.fine_tune_lr,
-            "loss": "apps.detect.losses:detection_loss",
-            "loss_options": {"softmax": uses_softmax(config.model), "num_classes": num_classes,
-                             "box_weight": config.loss.box_weight, "focal_alpha": config.loss.focal_alpha,
-                             "focal_gamma": config.loss.focal_gamma, "negative_ratio": config.loss.negative_ratio},
-            "exporter": "apps.detect.task:export_qat_detector",
-            "exporter_options": {"model_config": describe(config.model),
-                                 "postprocess": dataclasses.asdict(postprocess_config(config, num_classes))},
-            "metadata": {"task": info.task, "name": info.name, "labels": info.labels, "mean": info.mean,
-                         "std": info.std, "description": info.description},
-        }
-        spec_path = write_atomic(qat_dir / "spec.json", json.dumps(spec, indent=2).encode())
-        log.info("QAT: %d steps of batch %d in a tf_keras process (%s)", steps, settings.fine_tune_batch, qat_dir)
-        job = launch(spec_path)
-        (qat_dir / "data.npz").unlink()
-        float_metrics = self.evaluate(model, config)
-        qat_metrics = self.evaluate(qat_dir / "qat_int8.tflite", config)
-        report = {"qat_int8": str(qat_dir / "qat_int8.tflite"), "steps": steps,
-                  "first_loss": job["losses"][0] if job.get("losses") else None,
-                  "last_loss": job["losses"][-1] if job.get("losses") else None,
-                  "float": _headline(float_metrics), "qat_int8_tflite": _headline(qat_metrics),
-                  "delta_mAP50": qat_metrics["mAP50"] - float_metrics["mAP50"], "job": job}
-        write_atomic(qat_dir / "report.json", json.dumps(report, indent=2, default=float).encode())
-        return {k: v for k, v in report.items() if k != "job"}
-
-    def _qat_data(self, config: DetectConfig, count: int) -> dict[str, np.ndarray]:
-        """Calibration images (validation) and ``count`` training images with their targets, unaugmented."""
+    def qat_data(self, config: DetectConfig, count: int) -> dict[str, np.ndarray]:
+        """``count`` training images with their targets, unaugmented (the fine-tune fits the model, not the
+        augmentation)."""
         from vision_core.data.detection.augment import val_transform
         from vision_core.data.detection.pipeline import make_dataset
 
-        train, val = self.splits(config)
-        size, encoder = config.model.input_size, self.encoder(config)
-        fine_tune = make_dataset(train, val_transform(size), config.qat.fine_tune_batch, shuffle=True,
-                                 encoder=encoder, seed=config.train.seed).map(_keras_targets).unbatch().take(count)
+        train, _ = self.splits(config)
+        fine_tune = make_dataset(train, val_transform(config.model.input_size), config.qat.fine_tune_batch,
+                                 shuffle=True, encoder=self.encoder(config), seed=config.train.seed)
         images, boxes, classes = [], [], []
-        for image, targets in fine_tune:
+        for image, targets in fine_tune.map(_keras_targets).unbatch().take(count):
             images.append(image.numpy())
             boxes.append(targets["box_encodings"].numpy())
             classes.append(targets["class_logits"].numpy())
-        calibration = np.concatenate(list(self.representative_data(
-            config, batches=math.ceil(config.qat.calibration_images / config.train.batch_size))))
-        return {"calibration": calibration[:config.qat.calibration_images], "train_x": np.stack(images),
-                "target.box_encodings": np.stack(boxes), "target.class_logits": np.stack(classes)}
+        return {"train_x": np.stack(images), "target.box_encodings": np.stack(boxes),
+                "target.class_logits": np.stack(classes)}
 
 
-def export_qat_detector(qat_model, path: Path, batches: list, info, *, model_config: dict, postprocess: dict) -> Path:
-    """The QAT job's exporter: the fake-quantized detector + post-process op -> int8 TFLite with metadata."""
+def with_postprocess_op(model, *, model_config: dict, postprocess: dict):
+    """A raw detector (outputs ``box_encodings``, ``class_scores``) followed by the post-process op, in either
+    Keras flavour: outputs ``boxes`` (ymin, xmin, ymax, xmax normalised), ``classes``, ``scores``,
+    ``num_detections``. A model that already ends in them is returned unchanged."""
     from vision_core.detection.export_tail import with_postprocess
     from vision_core.detection.nms import PostProcessConfig
-    from vision_core.export.tflite_export import export_tflite
 
-    config = PostProcessConfig(**{**postprocess, "box_scales": tuple(postprocess["box_scales"])})
-    detector = with_postprocess(qat_model, detector_anchors(model_config), config)
-    return export_tflite(detector, path, "int8", batches, info=info, output_dtype="float32", allow_custom_ops=True)
-
-
-def _headline(metrics: dict) -> dict:
-    return {key: metrics[key] for key in ("mAP", "mAP50", "mAP75", "AR100")}
+    if "num_detections" in model.output_names:
+        return model
+    settings = PostProcessConfig(**{**postprocess, "box_scales": tuple(postprocess["box_scales"])})
+    return with_postprocess(model, detector_anchors(model_config), settings)
 
 
 def _keras_targets(images, targets):

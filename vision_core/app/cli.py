@@ -33,7 +33,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from vision_core.app import runs
+from vision_core.app import runs, ship
 from vision_core.app.config import apply_overrides, flag_names, leaves, load_yaml, parse_text, resolve, type_name
 from vision_core.app.errors import AppError
 
@@ -43,8 +43,9 @@ COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
     "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to <run>/eval.json, or eval_<file>.json for --model; prints them without curves)",
     "predict": "run a run's weights on images, videos or folders and write drawn outputs",
-    "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run",
-    "export": "write a run's shipped forms to <run>/exports/ (SavedModel, TFLite float32, int8)",
+    "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run -> <run>/qat/qat_int8.tflite",
+    "export": "write a run's shipped forms (TFLite float32/fp16/int8/int16x8 with metadata, SavedModel, ONNX) to "
+              "<run>/exports/ and score every form with the task's evaluator",
     "bench": "batch-1 latency of a run's Keras model and exported .tflite files (writes <run>/bench.json)",
     "data": "check the datasets of a config (or of a run) before a long run",
 }
@@ -128,11 +129,18 @@ def build_parser(task) -> argparse.ArgumentParser:
         if name == "predict":
             command.add_argument("sources", nargs="+", help="image or video files or folders")
             command.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/predict)")
-        if name == "qat":
-            command.add_argument("--steps", type=int, default=100, help="fine-tune steps (default: 100)")
         if name == "export":
-            command.add_argument("--format", nargs="+", default=["all"], choices=[*task.export_formats, "all"],
-                                 help="forms to write (default: all)")
+            command.add_argument("--format", nargs="+", default=["all"],
+                                 choices=[*task.export_formats, *ship.GROUPS],
+                                 help="forms to write: " + ", ".join(task.export_formats)
+                                      + "; tflite = every TFLite form (int8 includes the QAT file after qat), "
+                                        "all = every form (default: all)")
+            command.add_argument("--saved-models", type=Path, default=Path("saved_models"),
+                                 help="TF Serving root: the SavedModel goes to <root>/<task>_<run>/<version>/ and "
+                                      "<root>/models.config is rewritten (default: saved_models)")
+            command.add_argument("--score", action=argparse.BooleanOptionalAction, default=True,
+                                 help="score the float model and every written file with the task's evaluator "
+                                      "into <run>/exports/forms.json (default: on)")
         if name == "bench":
             command.add_argument("--runs", type=int, default=50, help="timed runs per model (default: 50)")
             command.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
@@ -209,12 +217,18 @@ def _predict(task, args) -> dict:
 
 def _qat(task, args) -> dict:
     run_dir, config, model = _trained(task, args)
-    return task.qat(model, config, run_dir, args.steps)
+    return task.qat(model, config, run_dir)
 
 
 def _export(task, args) -> dict:
     run_dir, config, model = _trained(task, args)
-    return {form: str(path) for form, path in task.export(model, config, run_dir / "exports", args.format).items()}
+    written = task.export(model, config, run_dir, args.format, args.saved_models)
+    result: dict = {"files": {form: str(path) for form, path in written.items()}}
+    if args.score:
+        path = run_dir / "exports" / "forms.json"
+        result["forms"] = ship.score_forms(task, model, config, ship.scored_files(written), path)
+        result["scores"] = str(path)
+    return result
 
 
 def _bench(task, args) -> dict:

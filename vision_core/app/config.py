@@ -267,3 +267,25 @@ class TrainConfig:
     steps_per_epoch: int | None = setting(None, "batches per epoch (null: one pass over the training set)")
     eval_interval: int = setting(1, "run the task's evaluator every N epochs (0: Keras validation only)")
     jit_compile: bool = setting(False, "XLA-compile the train step (slower on CPU: keep off there)")
+
+
+@dataclasses.dataclass
+class QATConfig:
+    """Quantization-aware fine-tuning, the ``qat`` command's section of every task config (``qat.*``).
+
+    The fine-tune runs in a tf_keras child process (:mod:`vision_core.quant.qat_job`); the
+    same calibration images also calibrate the post-training int8 export.
+    """
+
+    steps: int = setting(100, "QAT fine-tune steps")
+    fine_tune_lr: float = setting(1e-4, "Adam learning rate of the QAT fine-tune")
+    fine_tune_batch: int = setting(8, "images per QAT fine-tune step")
+    fine_tune_images: int = setting(256, "training images the QAT fine-tune cycles through (without augmentation)")
+    fine_tune_target: Literal["task", "distillation"] = setting(
+        "task", "what the QAT fine-tune fits: the task's loss on the labels, or the float model's logits "
+                "(distillation: keeps the float model's predictions)")
+    freeze_batch_norm: bool = setting(True, "batch norms keep the float statistics, scale and offset in the "
+                                            "QAT fine-tune")
+    calibration_images: int = setting(64, "images that calibrate int8 activation ranges (QAT and post-training)")
+    calibration_ranges: Literal["batch_mean", "min_max"] = setting(
+        "batch_mean", "QAT activation ranges: mean of the calibration batches' min/max, or min/max over all")

@@ -1,31 +1,47 @@
 """The Task: the small surface a task app (detect, segment, classify, superres, lanes) supplies.
 
-The shared CLI (:mod:`vision_core.app.cli`) and trainer (:mod:`vision_core.app.trainer`)
-drive every app only through this class, so ``train``, ``eval``, ``predict``, ``qat``,
-``export``, ``bench`` and ``data`` mean the same thing everywhere. An app subclasses
-:class:`Task`, sets the class attributes and implements the four abstract methods; the
-other methods have working defaults or raise :class:`NotSupported`.
+The shared CLI (:mod:`vision_core.app.cli`), trainer (:mod:`vision_core.app.trainer`) and
+shipping (:mod:`vision_core.app.ship`) drive every app only through this class, so ``train``,
+``eval``, ``predict``, ``qat``, ``export``, ``bench`` and ``data`` mean the same thing
+everywhere. An app subclasses :class:`Task`, sets the class attributes and implements the
+four abstract methods; the other methods have working defaults or raise :class:`NotSupported`.
 
 Config: ``presets`` maps preset names to instances of the app's config dataclass (the
-first is the default). The dataclass must have a ``train`` field holding a
-:class:`vision_core.app.config.TrainConfig`; its other fields (model, data, ...) are the
+first is the default). The dataclass has a ``train`` field holding a
+:class:`vision_core.app.config.TrainConfig` and a ``qat`` field holding a
+:class:`vision_core.app.config.QATConfig`; its other fields (model, data, ...) are the
 app's own, declared with :func:`vision_core.app.config.setting` so ``--help`` explains them.
+
+How to add an app (``apps/<task>/``):
+
+1. ``config.py``: the config dataclass (model and data sections, ``train``, ``qat``) and
+   ``PRESETS``.
+2. ``models/``: builders ``build_x(**fields) -> keras.Model`` taking JSON-friendly keyword
+   arguments, so the QAT child rebuilds the model in the tf_keras flavour.
+3. The data readers (``vision_core/data/<task>/``) with a ``check`` that names every bad file.
+4. The evaluator (``vision_core/<task>/``), one function for every form: it takes a Keras
+   model or an exported file (``.tflite``, ``.onnx``) through a runner.
+5. ``task.py``: a :class:`Task` subclass with ``build_model``, ``datasets``,
+   ``compile_args``, ``evaluate`` and the shipping hooks ``model_info`` and
+   ``qat_builder`` (plus ``qat_loss``, ``inference``, ``predict`` when the defaults do not fit);
+   ``__main__.py``: ``raise SystemExit(main(MyTask()))``.
+
+Everything else (train with resume, eval, QAT, every export form, the every-form table,
+bench, run folders, the CLI) is the framework's.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from vision_core.app.errors import NotSupported
-from vision_core.app.export import FORMATS
+from vision_core.app.ship import FORMS
 from vision_core.backend import keras, tf
-
-Signatures = dict[str, tuple[Callable, list]]
 
 
 class Task(abc.ABC):
@@ -39,7 +55,9 @@ class Task(abc.ABC):
             during training it is read as ``val_<key>`` from the epoch's logs, which hold the
             Keras validation metrics and, every ``train.eval_interval`` epochs, the evaluator's.
         headline_mode: ``"max"`` (higher is better) or ``"min"``.
-        export_formats: the forms ``export --format`` offers (those :meth:`export` writes).
+        export_formats: the forms ``export --format`` offers (:data:`vision_core.app.ship.FORMS`).
+        tflite_options: keyword options of every TFLite conversion of the task
+            (:func:`vision_core.export.tflite_export.export_tflite`; detection: custom ops allowed).
     """
 
     name: ClassVar[str]
@@ -47,7 +65,8 @@ class Task(abc.ABC):
     presets: ClassVar[Mapping[str, Any]]
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[str] = "max"
-    export_formats: ClassVar[tuple[str, ...]] = FORMATS
+    export_formats: ClassVar[tuple[str, ...]] = FORMS
+    tflite_options: ClassVar[dict[str, Any]] = {}
 
     @abc.abstractmethod
     def build_model(self, config) -> keras.Model:
@@ -83,19 +102,6 @@ class Task(abc.ABC):
         for inputs, _targets in val.take(batches):
             yield np.asarray(inputs, np.float32)
 
-    def export_signatures(self, model, config) -> Signatures:
-        """``{endpoint: (function, input_signature)}`` of the SavedModel; default ``serving_default``.
-
-        The default takes one float32 ``image`` batch of the model's input shape and returns
-        the model's outputs by name.
-        """
-        from vision_core.quant.convert import input_spec, output_dict
-
-        def serve(image):
-            return output_dict(model, model(image, training=False))
-
-        return {"serving_default": (serve, [input_spec(model, batch_size=None)])}
-
     def check_data(self, config) -> dict[str, Any]:
         """Validate the datasets up front; default: count the batches and samples of train and val."""
         report = {}
@@ -107,15 +113,67 @@ class Task(abc.ABC):
             report[split] = {"batches": batches, "samples": samples}
         return report
 
-    def export(self, model, config, out_dir: Path, formats: list[str]) -> dict[str, Path]:
-        """Write the shipped forms; default :func:`vision_core.app.export.export_model`."""
-        from vision_core.app.export import export_model
+    # shipping (vision_core.app.ship) ---------------------------------------------------------------------------
+    def model_info(self, config, name: str):
+        """The :class:`tflite.metadata.ModelInfo` every TFLite export of the task carries (labels, normalisation)."""
+        raise NotSupported(f"task {self.name!r} does not describe its exports (model_info)")
 
-        return export_model(self, model, config, out_dir, formats)
+    def inference(self, config) -> tuple[str, dict[str, Any]] | None:
+        """``(module:function, options)`` turning the trained model into the shipped one, or None to ship it as is.
 
-    def qat(self, model, config, run_dir: Path, steps: int) -> dict[str, Any]:
-        """Quantization-aware fine-tuning of a trained run (see :mod:`vision_core.quant.qat_job`)."""
-        raise NotSupported(f"task {self.name!r} does not implement qat")
+        The function takes ``(model, **options)`` in either Keras flavour (the QAT child calls it
+        on the fake-quantized model); options are JSON-friendly.
+        """
+        return None
+
+    def inference_model(self, model, config):
+        """The model every export form is made from: :meth:`inference` applied to ``model``."""
+        from vision_core.quant.qat_job import imported
+
+        function = self.inference(config)
+        return model if function is None else imported(function[0])(model, **function[1])
+
+    def qat_builder(self, config) -> tuple[str, dict[str, Any]]:
+        """``(module:function, kwargs)`` building the float model, for the QAT child (tf_keras flavour)."""
+        raise NotSupported(f"task {self.name!r} does not implement qat (no qat_builder)")
+
+    def qat_loss(self, config) -> tuple[str, dict[str, Any]]:
+        """The fine-tune loss of ``qat.fine_tune_target: task``: a name of
+        :data:`vision_core.quant.qat_job.LOSSES` or ``module:function``, and its options."""
+        raise NotSupported(f"task {self.name!r} has no QAT loss of its own: use --fine-tune-target distillation")
+
+    def qat_data(self, config, count: int) -> dict[str, np.ndarray]:
+        """``count`` fine-tune images ``train_x`` and their targets (``train_y``, or ``target.<output>`` for
+        dict targets), in the order the fine-tune cycles through; default: the first training batches."""
+        train, _ = self.datasets(config)
+        images, targets = [], []
+        for batch_images, batch_targets in train.unbatch().take(count):
+            images.append(np.asarray(batch_images))
+            targets.append(tf.nest.map_structure(np.asarray, batch_targets))
+        if isinstance(targets[0], dict):
+            return {"train_x": np.stack(images), **{f"target.{k}": np.stack([t[k] for t in targets])
+                                                   for k in targets[0]}}
+        return {"train_x": np.stack(images), "train_y": np.stack(targets)}
+
+    def compare_forms(self, forms: Mapping[str, Any], config) -> list[dict[str, Any]]:
+        """Score each form (a Keras model or an exported file) with :meth:`evaluate`; rows of its scalar
+        metrics and their deltas to the first form (see :func:`vision_core.app.ship.compare_metrics`)."""
+        from vision_core.app.ship import compare_metrics
+
+        metrics = {name: self.evaluate(model, config) for name, model in forms.items()}
+        return compare_metrics(metrics, next(iter(forms)))
+
+    def export(self, model, config, run_dir: Path, formats: list[str], saved_models: str | Path = "saved_models"):
+        """Write the shipped forms of a run (:func:`vision_core.app.ship.export_run`)."""
+        from vision_core.app.ship import export_run
+
+        return export_run(self, model, config, run_dir, formats, saved_models)
+
+    def qat(self, model, config, run_dir: Path) -> dict[str, Any]:
+        """Quantization-aware fine-tuning of a trained run (:func:`vision_core.app.ship.run_qat`)."""
+        from vision_core.app.ship import run_qat
+
+        return run_qat(self, model, config, run_dir)
 
     def callbacks(self, config, run_dir: Path) -> list:
         """Extra Keras callbacks for training (after the trainer's own); default none."""

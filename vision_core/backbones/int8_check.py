@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normal
 from vision_core.fused_adam import FusedAdam
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
+from vision_core.quant.qat_job import QATJobSpec
 from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
 
 # The target of every backbone classifier: QAT int8 top-1 agreement with float >= 99 %, accuracy within 1 point.
@@ -151,20 +151,14 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
     ``freeze_batch_norm=False``: train the batch norms in the fine-tune. ``calibration_ranges``: how
     the activation ranges come from the calibration batches (:func:`vision_core.quant.qat.calibrate_ranges`).
     """
-    work.mkdir(parents=True, exist_ok=True)
-    save_npz(weights_by_path(classifier), work / "float.npz")
     data = {"calibration": x[:calibration_images], "train_x": x, "train_y": labels, "probe_x": probe}
-    save_npz(data if eval_x is None else {**data, "eval_x": eval_x}, work / "data.npz")
-    spec = {
-        "builder": "vision_core.backbones:build_backbone",
-        "kwargs": {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
-        "weights": "float.npz", "data": "data.npz", "steps": steps, "batch_size": batch_size,
-        "learning_rate": learning_rate, "out_dir": "qat", "quantize": quantize,
-        "loss": "distillation_kl_from_logits" if distill else "sparse_categorical_crossentropy_from_logits",
-        "freeze_batch_norm": freeze_batch_norm, "calibration_ranges": calibration_ranges,
-    }
-    (work / "spec.json").write_text(json.dumps(spec))
-    return work / "spec.json"
+    spec = QATJobSpec(
+        "vision_core.backbones:build_backbone",
+        {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, quantize=quantize,
+        loss="distillation_kl_from_logits" if distill else "sparse_categorical_crossentropy_from_logits",
+        freeze_batch_norm=freeze_batch_norm, calibration_ranges=calibration_ranges)
+    return spec.write(work, weights_by_path(classifier), data if eval_x is None else {**data, "eval_x": eval_x})
 
 
 def meets_target(result: dict) -> bool:

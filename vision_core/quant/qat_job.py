@@ -1,46 +1,17 @@
 """QAT in its own process: float Keras 3 weights in, fake-quantized model and int8 TFLite out.
 
 TF-MOT needs the tf_keras flavour, which must be chosen before TensorFlow is imported,
-so a Keras 3 process hands QAT to a child process through a JSON spec::
+so a Keras 3 process hands QAT to a child process through one typed spec,
+:class:`QATJobSpec`, written as ``spec.json`` beside its data (:meth:`QATJobSpec.write`)
+and read back by the child (:meth:`QATJobSpec.read`). The folder holds::
 
-    {
-      "builder": "vision_core.backbones:build_backbone",   # module:function building the model
-      "kwargs": {"name": "resnet18", "input_shape": [64, 64, 3], "num_classes": 4},
-      "weights": "float.npz",              # weights_by_path() of the float Keras 3 model
-      "data": "data.npz",                  # calibration [N,H,W,C] float32; optional train_x and
-                                           #   its targets: train_y (class ids) or target.<name>
-                                           #   arrays, probe_x (twin check) and eval_x (the QAT
-                                           #   model's outputs for the report)
-      "calibration_ranges": "batch_mean",  # optional: each activation range from the mean of the
-                                           #   calibration batches' min/max (default) or "min_max"
-                                           #   over all of them (vision_core.quant.qat.calibrate_ranges)
-      "steps": 100, "batch_size": 16, "learning_rate": 1e-4,
-      "freeze_batch_norm": true,           # optional: batch norms keep the float statistics, scale
-                                           #   and offset during the fine-tune (default); false
-                                           #   trains them as in float training
-      "eager": false,                      # optional: run the fine-tune steps eagerly (true) or as
-                                           #   a traced tf.function (false); default: eager below
-                                           #   EAGER_STEPS steps
-      "loss": "sparse_categorical_crossentropy_from_logits",   # (train_y) or
-                                           #   "distillation_kl_from_logits" (target.teacher_logits:
-                                           #   the float model's logits on train_x; the job computes
-                                           #   them from the float model when the data has none) or
-                                           #   "module:function" taking (targets: dict, outputs:
-                                           #   dict, **loss_options) -> scalar tensor
-      "loss_options": {...},               # optional keyword arguments of a module:function loss
-      "exporter": "module:function",       # optional: (qat_model, path, calibration batches,
-                                           #   ModelInfo, **exporter_options) -> path of the int8
-                                           #   file (a detector appends its post-process op);
-                                           #   needs "metadata"
-      "exporter_options": {...},           # optional keyword arguments of the exporter
-      "out_dir": "qat",                    # qat_int8.tflite, qat.weights.npz (per-channel scales
-                                           #   folded, vision_core.quant.fold), probe.npz,
-                                           #   eval_outputs.npz, result.json
-      "quantize": true,                    # false: build, load and probe the tf_keras twin only
-      "metadata": {...}                    # optional tflite.metadata.ModelInfo fields: the int8
-                                           #   file is then a shippable export (uint8 input,
-                                           #   probabilities, metadata; see export_tflite)
-    }
+    spec.json            the QATJobSpec
+    <weights>            weights_by_path() of the float Keras 3 model
+    <data>               calibration [N,H,W,C] float32; optional train_x and its targets:
+                         train_y (class ids) or target.<name> arrays, probe_x (twin check)
+                         and eval_x (the QAT model's outputs for the report)
+    <out_dir>/           qat_int8.tflite, qat.weights.npz (per-channel scales folded,
+                         vision_core.quant.fold), probe.npz, eval_outputs.npz, result.json
 
 ``launch(spec_path)`` runs ``python -m vision_core.quant.qat_job spec.json`` in the
 tf_keras flavour and returns the child's ``result.json``.
@@ -48,12 +19,14 @@ tf_keras flavour and returns the child's ``result.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +38,72 @@ RANGE_STATISTICS = ("batch_mean", "min_max")  # how calibration batches set QAT 
 EAGER_STEPS = 20
 
 
+@dataclasses.dataclass
+class QATJobSpec:
+    """What the QAT child does; file names are relative to the spec's folder.
+
+    ``builder`` (``module:function``) with ``kwargs`` builds the float model in the tf_keras
+    flavour. ``loss``: one of :data:`LOSSES` (``distillation_kl_from_logits`` distils the float
+    model's logits, computed by the job when the data hold no ``target.teacher_logits``) or a
+    ``module:function`` taking ``(targets: dict, outputs: dict, **loss_options) -> scalar``.
+    ``calibration_ranges``: one of :data:`RANGE_STATISTICS`
+    (:func:`vision_core.quant.qat.calibrate_ranges`). ``freeze_batch_norm``: batch norms keep
+    the float statistics, scale and offset during the fine-tune. ``eager``: run the steps
+    eagerly (None: eagerly below :data:`EAGER_STEPS`). ``quantize=False``: build, load and probe
+    the tf_keras twin only. ``metadata``: :class:`tflite.metadata.ModelInfo` fields; with it the
+    int8 file is a shippable export (uint8 input, metadata; ``tflite_options`` go to
+    :func:`vision_core.export.tflite_export.export_tflite`), after ``inference``
+    (``module:function`` taking ``(model, **inference_options)``) turns the QAT model into the
+    shipped one (a detector appends its post-process op).
+    """
+
+    builder: str
+    kwargs: dict[str, Any]
+    steps: int = 0
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    loss: str = LOSSES[0]
+    loss_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    freeze_batch_norm: bool = True
+    calibration_ranges: str = "batch_mean"
+    eager: bool | None = None
+    quantize: bool = True
+    metadata: dict[str, Any] | None = None
+    inference: str | None = None
+    inference_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tflite_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    weights: str = "float.weights.npz"
+    data: str = "data.npz"
+    out_dir: str = "qat"
+
+    def __post_init__(self):
+        if self.calibration_ranges not in RANGE_STATISTICS:
+            raise ValueError(f"calibration_ranges {self.calibration_ranges!r}: expected one of {RANGE_STATISTICS}")
+        if ":" not in self.loss and self.loss not in LOSSES:
+            raise ValueError(f"unknown QAT loss {self.loss!r}: expected one of {', '.join(LOSSES)} or module:function")
+
+    def write(self, folder: str | Path, weights: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> Path:
+        """Write the float ``weights``, the ``data`` arrays and ``spec.json`` into ``folder``; the spec's path."""
+        from vision_core.atomic import write_atomic
+        from vision_core.weights import save_npz
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_npz(weights, folder / self.weights)
+        save_npz(data, folder / self.data)
+        return write_atomic(folder / "spec.json", json.dumps(dataclasses.asdict(self), indent=2).encode())
+
+    @classmethod
+    def read(cls, spec_path: str | Path) -> QATJobSpec:
+        """The spec written by :meth:`write`; ``ValueError`` naming the file and the unknown keys."""
+        spec_path = Path(spec_path)
+        fields = json.loads(spec_path.read_text())
+        unknown = set(fields) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{spec_path}: unknown QAT spec keys {sorted(unknown)}")
+        return cls(**fields)
+
+
 def launch(spec_path: str | Path, timeout: float | None = None) -> dict:
     """Run the QAT job described by ``spec_path`` in a tf_keras child process."""
     from vision_core.backend import TF_KERAS, flavour_environment
@@ -74,17 +113,13 @@ def launch(spec_path: str | Path, timeout: float | None = None) -> dict:
                              env=flavour_environment(TF_KERAS), capture_output=True, text=True, timeout=timeout)
     if process.returncode != 0:
         raise RuntimeError(f"QAT job {spec_path} failed (exit {process.returncode}):\n{process.stderr[-4000:]}")
-    spec = json.loads(spec_path.read_text())
-    return json.loads((spec_path.parent / spec["out_dir"] / "result.json").read_text())
+    return json.loads((spec_path.parent / QATJobSpec.read(spec_path).out_dir / "result.json").read_text())
 
 
-def _imported(path: str):
+def imported(path: str):
+    """The object a ``module:attribute`` path names."""
     module_name, _, function = path.partition(":")
     return getattr(importlib.import_module(module_name), function)
-
-
-def _build(spec: dict):
-    return _imported(spec["builder"])(**spec["kwargs"])
 
 
 def _loss(name: str, options: dict | None = None):
@@ -92,7 +127,7 @@ def _loss(name: str, options: dict | None = None):
     from vision_core.backend import keras
 
     if ":" in name:
-        function = _imported(name)
+        function = imported(name)
         return lambda targets, outputs: function(targets, outputs, **(options or {}))
     if name not in LOSSES:
         raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)} or module:function")
@@ -164,11 +199,11 @@ def run(spec_path: str | Path) -> dict:
     if is_keras3():
         raise RuntimeError("the QAT job must run in the tf_keras flavour (use qat_job.launch)")
     spec_path = Path(spec_path)
-    spec = json.loads(spec_path.read_text())
+    spec = QATJobSpec.read(spec_path)
     base = spec_path.parent
-    out_dir = base / spec["out_dir"]
+    out_dir = base / spec.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = load_npz(base / spec["data"])
+    data = load_npz(base / spec.data)
 
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -179,23 +214,21 @@ def run(spec_path: str | Path) -> dict:
         seconds[phase] = round(now - clock, 2)
         clock = now
 
-    model = _build(spec)
-    assign_by_path(model, load_npz(base / spec["weights"]))
+    model = imported(spec.builder)(**spec.kwargs)
+    assign_by_path(model, load_npz(base / spec.weights))
     result: dict = {"model": model.name}
     if "probe_x" in data:
         outputs = model(data["probe_x"], training=False)
         outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "probe.npz")
     lap("build_and_load")
-    if not spec.get("quantize", True):
+    if not spec.quantize:
         result["seconds"] = seconds
         write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
         return result
 
     model, result["folded"] = fold_for_int8(model)  # the same function, fewer int8 roundings
-    batch_size = int(spec.get("batch_size", 16))
-    steps = int(spec.get("steps", 0))
-    loss_name = spec.get("loss", LOSSES[0])
+    batch_size, steps, loss_name = spec.batch_size, spec.steps, spec.loss
     if steps and loss_name == "distillation_kl_from_logits" and "target.teacher_logits" not in data:
         teacher_logits = model.predict(data["train_x"], batch_size=batch_size, verbose=0)
         if isinstance(teacher_logits, dict):
@@ -208,20 +241,20 @@ def run(spec_path: str | Path) -> dict:
     batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
     lap("quantize_model")
     result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches,
-                                                   spec.get("calibration_ranges", "batch_mean"))
-    info = ModelInfo(**spec["metadata"]) if "metadata" in spec else None
+                                                   spec.calibration_ranges)
+    info = ModelInfo(**spec.metadata) if spec.metadata is not None else None
     if info is not None:  # a uint8 export's input range is the pixel range; train with it
         set_input_range(qat_model, *info.input_range)
     tie_same_scale_ranges(qat_model)  # to the calibrated ranges
     lap("calibrate")
 
     if steps:
-        if spec.get("freeze_batch_norm", True):
+        if spec.freeze_batch_norm:
             result["frozen_batch_norms"] = freeze_batch_norms(qat_model)
-        loss_fn = _loss(loss_name, spec.get("loss_options"))
-        result["eager"] = bool(spec.get("eager", steps < EAGER_STEPS))
+        loss_fn = _loss(loss_name, spec.loss_options)
+        result["eager"] = steps < EAGER_STEPS if spec.eager is None else spec.eager
         result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size,
-                                      float(spec.get("learning_rate", 1e-4)), result["eager"])
+                                      spec.learning_rate, result["eager"])
         if info is not None:  # fine-tuning moved it with the data's range
             set_input_range(qat_model, *info.input_range)
         lap("fine_tune")
@@ -234,9 +267,11 @@ def run(spec_path: str | Path) -> dict:
         save_npz({k: np.asarray(v) for k, v in outputs.items()}, out_dir / "eval_outputs.npz")
         lap("evaluate")
     if info is not None:
-        exporter = _imported(spec["exporter"]) if "exporter" in spec else _export_classifier
-        flatbuffer = exporter(qat_model, out_dir / "qat_int8.tflite", batches, info,
-                              **spec.get("exporter_options", {})).read_bytes()
+        from vision_core.export.tflite_export import export_tflite
+
+        shipped = imported(spec.inference)(qat_model, **spec.inference_options) if spec.inference else qat_model
+        flatbuffer = export_tflite(shipped, out_dir / "qat_int8.tflite", "int8", batches, info=info,
+                                   **spec.tflite_options).read_bytes()
         records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     else:
         flatbuffer = convert(qat_model, "int8", batches)
@@ -248,12 +283,6 @@ def run(spec_path: str | Path) -> dict:
     result["seconds"] = seconds
     write_atomic(out_dir / "result.json", json.dumps(result, indent=2).encode())
     return result
-
-
-def _export_classifier(qat_model, path: Path, batches: list, info) -> Path:
-    from vision_core.export.tflite_export import export_tflite
-
-    return export_tflite(qat_model, path, "int8", batches, info=info)
 
 
 if __name__ == "__main__":
