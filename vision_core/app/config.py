@@ -251,7 +251,9 @@ class TrainConfig:
     weight_decay: float = setting(1e-4, "decoupled weight decay (sgd, adamw); 0 turns it off")
     clipnorm: float | None = setting(None, "clip each gradient to this L2 norm (null: no clipping)")
     schedule: Literal["cosine", "step", "constant"] = setting("cosine", "learning-rate decay after warm-up")
-    warmup_epochs: float = setting(1.0, "linear warm-up length in epochs (fractions allowed)")
+    warmup_epochs: float = setting(1.0, "linear warm-up length in epochs (fractions allowed), in each cycle")
+    cycles: int = setting(1, "run the warm-up and decay this many times over the epochs, each from the peak "
+                             "again (warm restarts); must divide epochs")
     min_lr_ratio: float = setting(0.01, "cosine: final learning rate as a fraction of the peak")
     step_milestones: tuple[int, ...] = setting((), "step: epochs at which the learning rate is multiplied "
                                                    "by step_gamma")
@@ -267,6 +269,9 @@ class TrainConfig:
     steps_per_epoch: int | None = setting(None, "batches per epoch (null: one pass over the training set)")
     eval_interval: int = setting(1, "run the task's evaluator every N epochs (0: Keras validation only)")
     jit_compile: bool = setting(False, "XLA-compile the train step (slower on CPU: keep off there)")
+    init_weights: str | None = setting(None, "a .weights.npz (e.g. another run's weights/best.weights.npz) copied "
+                                             "into the model by variable path before training; variables it "
+                                             "lacks keep their initialisation, a shape mismatch is an error")
 
 
 @dataclasses.dataclass

@@ -27,10 +27,13 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
       ``m = min_ratio``;
     * ``step``: ``peak * gamma ** (number of milestones <= step)`` (milestones in steps);
     * ``constant``: ``peak``.
+
+    With ``cycles > 1`` the warm-up and decay run that many times over ``total_steps``, each
+    from the start (warm restarts): ``step`` is taken modulo ``total_steps // cycles``.
     """
 
     def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
-                 min_ratio: float = 0.0, milestones: tuple[int, ...] = (), gamma: float = 0.1):
+                 min_ratio: float = 0.0, milestones: tuple[int, ...] = (), gamma: float = 0.1, cycles: int = 1):
         if decay not in DECAYS:
             raise ValueError(f"unknown decay {decay!r}: expected one of {', '.join(DECAYS)}")
         self.peak = float(peak)
@@ -40,10 +43,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.min_ratio = float(min_ratio)
         self.milestones = tuple(int(m) for m in milestones)
         self.gamma = float(gamma)
+        self.cycles = int(cycles)
+        if self.cycles < 1 or self.total_steps % self.cycles:
+            raise ValueError(f"{self.cycles} cycles do not divide {self.total_steps} steps")
+        self.cycle_steps = self.total_steps // self.cycles
 
     def _decayed(self, step):
         if self.decay == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
+            span = max(self.cycle_steps - self.warmup_steps, 1)
             progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
             cosine = 0.5 * (1.0 + ops.cos(math.pi * progress))
             return self.peak * (self.min_ratio + (1.0 - self.min_ratio) * cosine)
@@ -54,6 +61,8 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
+        if self.cycles > 1:
+            step = ops.mod(step, float(self.cycle_steps))
         decayed = self._decayed(step)
         if self.warmup_steps <= 0:
             return decayed
@@ -63,11 +72,13 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "decay": self.decay, "min_ratio": self.min_ratio, "milestones": list(self.milestones),
-                "gamma": self.gamma}
+                "gamma": self.gamma, "cycles": self.cycles}
 
 
 def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
-    """The schedule of a :class:`TrainConfig`: epochs (warm-up, milestones) turned into steps."""
+    """The schedule of a :class:`TrainConfig`: epochs (warm-up and milestones, within a cycle) turned into steps."""
+    if train.epochs % train.cycles:
+        raise ValueError(f"train.cycles={train.cycles} does not divide train.epochs={train.epochs}")
     return WarmupDecay(
         peak=train.learning_rate,
         total_steps=train.epochs * steps_per_epoch,
@@ -76,6 +87,7 @@ def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
         min_ratio=train.min_lr_ratio,
         milestones=tuple(m * steps_per_epoch for m in train.step_milestones),
         gamma=train.step_gamma,
+        cycles=train.cycles,
     )
 
 

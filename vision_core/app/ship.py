@@ -152,16 +152,16 @@ def score_forms(task, model, config, files: dict[str, Path], out_path: str | Pat
 
 
 def compare_metrics(metrics: dict[str, dict[str, Any]], reference: str) -> list[dict[str, Any]]:
-    """One row per form: its scalar metrics and each one's ``<metric>_delta`` to ``reference``'s."""
+    """One row per form: its scalar metrics and each float one's ``<metric>_delta`` to ``reference``'s
+    (integers are counts, such as the images scored: kept without a delta)."""
     rows = []
     for form, values in metrics.items():
         row: dict[str, Any] = {"form": form}
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 row[key] = value
-                base = metrics[reference].get(key)
-                if isinstance(base, (int, float)):
-                    row[f"{key}_delta"] = value - base
+                if isinstance(value, float) and isinstance(metrics[reference].get(key), float):
+                    row[f"{key}_delta"] = value - metrics[reference][key]
         rows.append(row)
     return rows
 

@@ -38,7 +38,7 @@ from vision_core.app.schedules import build_optimizer, build_schedule
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
 from vision_core.training_state import load_training_state
-from vision_core.weights import assign_by_path, load_npz
+from vision_core.weights import assign_by_path, load_npz, variables_by_path
 
 log = logging.getLogger("vision_core")
 
@@ -90,6 +90,20 @@ def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
     return state
 
 
+def initialise(model, weights_file: str | Path) -> None:
+    """Copy the variables of ``weights_file`` into ``model`` by path (``train.init_weights``); log how many."""
+    path = Path(weights_file)
+    if not path.is_file():
+        raise AppError(f"{path}: init weights not found")
+    try:
+        weights = load_npz(path)
+        untouched = assign_by_path(model, weights, strict=False)
+    except ValueError as error:
+        raise AppError(f"{path}: {error}") from None
+    total = len(variables_by_path(model))
+    log.info("initialised %d of %d variables from %s", total - len(untouched), total, path)
+
+
 def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train ``task`` with ``config`` into ``run_dir``; returns the final metrics (also ``metrics.json``).
 
@@ -112,7 +126,12 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
     train_set, val_set = task.datasets(config)
     steps = steps_per_epoch(train_set, settings.steps_per_epoch)
     model, schedule = build_for_training(task, config, strategy, steps)
-    state = resume_state(run_dir, model, train_set) if resume else RunState()
+    if resume:
+        state = resume_state(run_dir, model, train_set)
+    else:
+        state = RunState()
+        if settings.init_weights:
+            initialise(model, settings.init_weights)
     if state.epoch >= settings.epochs:
         raise AppError(f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; "
                        "raise --epochs to continue")

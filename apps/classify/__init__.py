@@ -1,0 +1,1 @@
+"""Image classification: ``python -m apps.classify COMMAND`` (see ``--help``)."""

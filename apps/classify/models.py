@@ -1,0 +1,39 @@
+"""The classifier of the classify app: any registered backbone with its ImageNet-style head.
+
+:func:`build_classifier` takes JSON-friendly keyword arguments (the fields of
+:class:`apps.classify.config.ModelConfig` and the class count), so the QAT job rebuilds it
+in the tf_keras flavour. Input: ``(B, S, S, C)`` float32 images ``(pixels - 127.5) / 127.5``;
+output: ``logits`` float32 ``[B, num_classes]``.
+"""
+
+from __future__ import annotations
+
+from vision_core.backbones import build_backbone
+from vision_core.backbones.revcol import first_column_twin
+from vision_core.layers.normalization import set_batch_norm_momentum
+
+
+def build_classifier(num_classes: int, backbone: str = "resnet18", input_size: int = 64, channels: int = 3,
+                     backbone_alpha: float = 1.0, bn_momentum: float | None = None,
+                     layer_scale_init: float | None = None, first_column_only: bool = False):
+    """``backbone`` with a ``num_classes`` head (see the module docstring).
+
+    ``backbone_alpha``: MobileNetV2's width multiplier; ``layer_scale_init``: RevCol's ConvNeXt
+    layer scales at the start; ``first_column_only``: RevCol cut to its first column, whose
+    weights copy into the full model by variable path (the shapes recipes' warm start).
+    """
+    options: dict = {}
+    if backbone == "mobilenet_v2":
+        options["alpha"] = backbone_alpha
+    if layer_scale_init is not None:
+        options["layer_scale_init"] = layer_scale_init
+    shape = (input_size, input_size, channels)
+    if first_column_only:
+        if not backbone.startswith("revcol"):
+            raise ValueError(f"first_column_only is a RevCol option; {backbone!r} has no columns")
+        model = first_column_twin(backbone, shape, num_classes, **options)
+    else:
+        model = build_backbone(backbone, shape, num_classes=num_classes, **options)
+    if bn_momentum is not None:
+        set_batch_norm_momentum(model, bn_momentum)
+    return model

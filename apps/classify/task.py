@@ -1,0 +1,195 @@
+"""The classify app as the shared CLI, trainer and shipping see it (:class:`vision_core.app.task.Task`).
+
+Data: ``dataset.data`` (class folders or a CSV, :func:`load_classification_dataset`) or, when
+it is empty, the built-in shapes written to ``dataset.demo_dir/<size>px`` on first use.
+Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``.
+Every form of a model (the Keras model of a run, a ``.keras``, ``.tflite`` or ``.onnx``
+export) is scored by the same evaluator (:func:`classification_metrics`: top-1, top-5,
+per-class accuracy, confusion matrix) through a runner that returns class scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vision_core.app.errors import AppError
+from vision_core.app.task import Task
+from vision_core.backend import keras
+
+from apps.classify.config import PRESETS, ClassifyConfig
+
+log = logging.getLogger("vision_core")
+MEAN, STD = 127.5, 127.5  # pixels -> [-1, 1], as the shapes and the detection app
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    description = ("Image classification on any registered backbone, from class folders or a CSV (or the built-in "
+                   "shapes) to int8 TFLite with metadata, ONNX and TF Serving SavedModels.")
+    presets = PRESETS
+    headline_metric = "top1"
+    headline_mode = "max"
+
+    def __init__(self):
+        self._splits: dict[tuple, Any] = {}
+        self._val_images: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    # data -----------------------------------------------------------------------------------------------------
+    def splits(self, config: ClassifyConfig):
+        """``(train, val)`` :class:`ClassificationDataset` of the config (the shapes when ``data`` is empty)."""
+        from vision_core.data.classification import load_classification_dataset, write_shapes_dataset
+
+        settings = config.dataset
+        key = (settings.data, settings.val, settings.class_names, settings.demo_dir, settings.demo_train,
+               settings.demo_val, config.model.input_size)
+        if key in self._splits:
+            return self._splits[key]
+        names = list(settings.class_names) or None
+        try:
+            if settings.data is None:
+                size = config.model.input_size
+                data = write_shapes_dataset(Path(settings.demo_dir) / f"{size}px", train=settings.demo_train,
+                                            val=settings.demo_val, size=size)
+            else:
+                data = settings.data
+            train = load_classification_dataset(data, "train", names)
+            val = load_classification_dataset(settings.val or data, "val", names or list(train.class_names))
+        except (OSError, ValueError) as error:
+            raise AppError(str(error)) from None
+        for split in (train, val):
+            if not len(split):
+                raise AppError(f"{split.source}: the {split.split} split has no images")
+        self._splits[key] = (train, val)
+        return train, val
+
+    def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
+        return self.splits(config)[0].class_names
+
+    def _pipeline(self, split, config: ClassifyConfig, batch_size: int, shuffle: bool, augment: bool = False):
+        from vision_core.data.classification import make_classification_dataset
+
+        dataset = make_classification_dataset(split, config.model.input_size, batch_size, shuffle=shuffle,
+                                              augment=augment, seed=config.train.seed, channels=config.model.channels,
+                                              mean=MEAN, std=STD)
+        # an unreadable image is skipped mid-epoch; repeating keeps every epoch at its known number of batches
+        return dataset.repeat().take(math.ceil(len(split) / batch_size))
+
+    def datasets(self, config: ClassifyConfig):
+        train, val = self.splits(config)
+        batch = config.train.batch_size
+        return (self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment),
+                self._pipeline(val, config, batch, shuffle=False))
+
+    def representative_data(self, config: ClassifyConfig, batches: int = 8):
+        """Training images in a seeded shuffle (class folders list one class after another)."""
+        train, _ = self.splits(config)
+        for images, _labels in self._pipeline(train, config, config.train.batch_size, shuffle=True).take(batches):
+            yield np.asarray(images, np.float32)
+
+    def check_data(self, config: ClassifyConfig) -> dict[str, Any]:
+        from vision_core.data.classification import check_classification_dataset, check_split_overlap
+
+        train, val = self.splits(config)
+        report: dict[str, Any] = {}
+        problems = 0
+        for dataset in (train, val):
+            checked = check_classification_dataset(dataset, config.dataset.min_per_class, config.dataset.workers)
+            log.info("%s\n", checked.table())
+            report[dataset.split] = checked.to_dict()
+            problems += sum(issue.count for issue in checked.errors)
+        overlap = check_split_overlap(train, val, config.dataset.workers)
+        report["in_both_splits"] = [str(issue) for issue in overlap]
+        report["problems"] = problems + len(overlap)
+        return report
+
+    # model ----------------------------------------------------------------------------------------------------
+    def model_kwargs(self, config: ClassifyConfig) -> dict[str, Any]:
+        import dataclasses
+
+        return {"num_classes": len(self.class_names(config)), **dataclasses.asdict(config.model)}
+
+    def build_model(self, config: ClassifyConfig):
+        from apps.classify.models import build_classifier
+
+        try:
+            return build_classifier(**self.model_kwargs(config))
+        except (KeyError, ValueError) as error:
+            raise AppError(str(error)) from None
+
+    def compile_args(self, config: ClassifyConfig) -> dict[str, Any]:
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metrics": ["accuracy"]}
+
+    # evaluation and prediction -------------------------------------------------------------------------------
+    def runner(self, model):
+        """A classifier runner of a Keras model or an exported file (``.keras``, ``.tflite``, ``.onnx``)."""
+        from vision_core.classification.runners import load_classifier_runner
+
+        try:
+            return load_classifier_runner(model, mean=MEAN, std=STD)
+        except (OSError, ValueError) as error:
+            raise AppError(str(error)) from None
+
+    def val_images(self, config: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
+        """``(images float32 [N, S, S, C], labels [N])`` of the validation split, read once."""
+        from vision_core.data.classification import load_images
+
+        _, val = self.splits(config)
+        key = (val.source, len(val), config.model.input_size, config.model.channels)
+        if key not in self._val_images:
+            self._val_images[key] = load_images(val, config.model.input_size, config.model.channels, MEAN, STD)
+        return self._val_images[key]
+
+    def scores(self, model, config: ClassifyConfig) -> np.ndarray:
+        """Class scores ``[N, K]`` of ``model`` on the validation images."""
+        images, _ = self.val_images(config)
+        return self.runner(model)(images)
+
+    def evaluate(self, model, config: ClassifyConfig) -> dict[str, Any]:
+        from vision_core.classification.evaluate import classification_metrics
+
+        _, labels = self.val_images(config)
+        return classification_metrics(self.scores(model, config), labels, self.class_names(config))
+
+    def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
+        """Rows of top-1 / top-5 per form with their deltas to the first, and the share of validation images
+        whose top-1 class agrees with the first form's (int8 flips, which accuracy alone can hide)."""
+        from vision_core.app.ship import compare_metrics
+        from vision_core.classification.evaluate import classification_metrics, top1_agreement
+
+        _, labels = self.val_images(config)
+        scores = {name: self.scores(model, config) for name, model in forms.items()}
+        reference = next(iter(scores))
+        metrics = {name: classification_metrics(s, labels, self.class_names(config)) for name, s in scores.items()}
+        rows = compare_metrics(metrics, reference)
+        for row in rows:
+            row["agreement"] = top1_agreement(scores[reference], scores[row["form"]])
+        return rows
+
+    def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:
+        from vision_core.classification.predict import predict_images
+
+        return predict_images(self.runner(model), sources, out_dir, self.class_names(config), config.model.input_size,
+                              MEAN, STD, config.model.channels)
+
+    # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
+    def model_info(self, config: ClassifyConfig, name: str):
+        from tflite.metadata import ModelInfo
+
+        return ModelInfo("classification", name, list(self.class_names(config)), mean=[MEAN], std=[STD],
+                         description=self.description)
+
+    def qat_builder(self, config: ClassifyConfig):
+        return "apps.classify.models:build_classifier", self.model_kwargs(config)
+
+    def qat_loss(self, config: ClassifyConfig):
+        return "sparse_categorical_crossentropy_from_logits", {}
+
+    def qat_data(self, config: ClassifyConfig, count: int) -> dict[str, np.ndarray]:
+        """The default fine-tune images and labels, and the validation images (``eval_x``): the job keeps the
+        QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""
+        return {**super().qat_data(config, count), "eval_x": self.val_images(config)[0]}
