@@ -1,0 +1,179 @@
+"""Validate a classification split up front (``classify data check``), naming every bad file.
+
+:func:`check_classification_dataset` decodes every image with OpenCV (so corrupt and truncated
+files are found before a long run, not halfway through it) and counts samples per class;
+:func:`check_split_overlap` names images that two splits share, by resolved path or by file
+content (SHA-256), which would score a model on its own training images. Problems are
+:class:`ClassificationIssue` entries, collected in a :class:`ClassificationReport` that prints
+as a table, serialises to JSON, and is ``ok`` when no error was found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vision_core.data.classification.types import ClassificationDataset
+from vision_core.data.detection.images import UnreadableImageError, read_image
+from vision_core.data.detection.types import ERROR, WARNING, Issue
+
+# Every kind of problem the checks report, with its severity.
+CLASSIFICATION_ISSUE_KINDS = {
+    "missing_image": ERROR,       # the image file does not exist
+    "unreadable_image": ERROR,    # OpenCV cannot decode it (corrupt, truncated, not an image)
+    "too_few_samples": ERROR,     # a class with fewer than min_per_class images
+    "duplicate_image": WARNING,   # one path listed more than once in the split
+    "split_overlap": WARNING,     # an image of this split is also in the other one (same path or bytes)
+}
+
+
+class ClassificationIssue(Issue):
+    """One problem: its ``kind`` (a key of :data:`CLASSIFICATION_ISSUE_KINDS`), the file or class, and what is wrong."""
+
+    def __post_init__(self):
+        if self.kind not in CLASSIFICATION_ISSUE_KINDS:
+            raise ValueError(f"unknown issue kind {self.kind!r}: expected one of "
+                             f"{', '.join(CLASSIFICATION_ISSUE_KINDS)}")
+
+    @property
+    def severity(self) -> str:
+        return CLASSIFICATION_ISSUE_KINDS[self.kind]
+
+
+@dataclass
+class ClassificationReport:
+    """What :func:`check_classification_dataset` found: totals and every :class:`ClassificationIssue`."""
+
+    source: str
+    split: str
+    num_images: int
+    images_per_class: dict[str, int]
+    issues: list[ClassificationIssue] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Problems per kind, in :data:`CLASSIFICATION_ISSUE_KINDS` order."""
+        totals = Counter()
+        for issue in self.issues:
+            totals[issue.kind] += issue.count
+        return {kind: totals[kind] for kind in CLASSIFICATION_ISSUE_KINDS if totals[kind]}
+
+    @property
+    def errors(self) -> list[ClassificationIssue]:
+        return [i for i in self.issues if i.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[ClassificationIssue]:
+        return [i for i in self.issues if i.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "source": self.source, "split": self.split, "images": self.num_images,
+                "images_per_class": self.images_per_class, "counts": self.counts,
+                "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues]}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def table(self, max_listed: int = 10) -> str:
+        """A readable summary: totals, a count per kind, then up to ``max_listed`` problems of each kind."""
+        classes = ", ".join(f"{name} {count}" for name, count in self.images_per_class.items())
+        lines = [f"classification dataset, split {self.split!r}: {self.source}",
+                 f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})", ""]
+        counts = self.counts
+        if counts:
+            lines.append(f"{'problem':<22}{'severity':<10}{'count':>7}")
+            lines += [f"{kind:<22}{CLASSIFICATION_ISSUE_KINDS[kind]:<10}{count:>7}" for kind, count in counts.items()]
+            lines.append("")
+        for kind in counts:
+            listed = [i for i in self.issues if i.kind == kind]
+            lines.append(f"{kind} ({len(listed)} {'entry' if len(listed) == 1 else 'entries'}):")
+            lines += [f"  {issue.path}: {issue.message}" for issue in listed[:max_listed]]
+            if len(listed) > max_listed:
+                lines.append(f"  ... and {len(listed) - max_listed} more (see the JSON report)")
+        errors, warnings = sum(i.count for i in self.errors), sum(i.count for i in self.warnings)
+        lines.append(f"{'OK' if self.ok else 'FAILED'}: {errors} error(s), {warnings} warning(s)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def check_classification_dataset(dataset: ClassificationDataset, min_per_class: int = 2,
+                                 workers: int = 2) -> ClassificationReport:
+    """Decode every image of ``dataset`` and count its classes into a :class:`ClassificationReport`.
+
+    Args:
+        dataset: paths and int64 labels [N] into ``dataset.class_names``.
+        min_per_class: a class with fewer images is an error (``too_few_samples``), an empty
+            class included; 0 turns the count check off.
+        workers: threads decoding images (OpenCV releases the GIL while decoding).
+
+    Returns:
+        The report; ``report.ok`` is False when any error was found.
+    """
+    issues = []
+    for path, count in Counter(os.path.normpath(p) for p in dataset.paths).items():
+        if count > 1:
+            issues.append(ClassificationIssue("duplicate_image", path, f"listed {count} times in {dataset.source}"))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        issues += [issue for issue in pool.map(_check_image, dataset.paths) if issue is not None]
+    per_class = dataset.counts()
+    for name, count in per_class.items():
+        if count < min_per_class:
+            issues.append(ClassificationIssue("too_few_samples", f"class {name!r}",
+                                              f"{count} image(s) in {dataset.source}, fewer than {min_per_class}"))
+    return ClassificationReport(source=dataset.source, split=dataset.split, num_images=len(dataset),
+                                images_per_class=per_class, issues=issues)
+
+
+def _check_image(path: Path) -> ClassificationIssue | None:
+    try:
+        read_image(path)
+    except FileNotFoundError:
+        return ClassificationIssue("missing_image", str(path), "file not found")
+    except UnreadableImageError:
+        return ClassificationIssue("unreadable_image", str(path), "cannot be decoded (corrupt, truncated or "
+                                                                  "not an image)")
+    return None
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 hex digest of a file's bytes, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def check_split_overlap(train: ClassificationDataset, val: ClassificationDataset,
+                        workers: int = 2) -> list[ClassificationIssue]:
+    """``split_overlap`` warnings, one per image of ``val`` that is also in ``train``.
+
+    An image is shared when its resolved path (symlinks followed) is a train image's, or when
+    its bytes are (SHA-256; copies under another name). Each issue names the val image and the
+    train image it repeats. Append them to a report: ``report.issues += check_split_overlap(...)``.
+    """
+    train_paths = {Path(p).resolve(): p for p in train.paths}
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        train_digests = dict(zip(pool.map(file_digest, train.paths), train.paths))
+        val_digests = list(pool.map(file_digest, val.paths))
+    train_digests.pop(None, None)
+    issues = []
+    for path, digest in zip(val.paths, val_digests):
+        same = train_paths.get(Path(path).resolve())
+        if same is not None:
+            issues.append(ClassificationIssue("split_overlap", str(path), f"is also {train.split} image {same}"))
+        elif digest is not None and digest in train_digests:
+            issues.append(ClassificationIssue("split_overlap", str(path),
+                                              f"has the same bytes as {train.split} image {train_digests[digest]}"))
+    return issues
