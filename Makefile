@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo backbone-demo test report clean
+.PHONY: demo test report clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-verify.txt
 	command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Python 3.11 is required" >&2; exit 1; }
@@ -21,9 +21,6 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m apps.detect qat --run $(DEMO_RUN)
 	$(VENV)/bin/python -m apps.detect export --run $(DEMO_RUN) --format all
 	$(VENV)/bin/python -m apps.detect eval --run $(DEMO_RUN) --model $(DEMO_RUN)/exports/detect_int8_qat.tflite
-
-backbone-demo: $(STAMP)
-	$(VENV)/bin/python -m vision_core.backbones demo
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -ra -n 2 --dist loadgroup

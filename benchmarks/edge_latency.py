@@ -51,7 +51,7 @@ from tflite.peak import ConvShape, add_peak, conv_model
 from tflite.runtime import TFLiteModel
 from vision_core.atomic import write_atomic
 from vision_core.backbones import build_backbone
-from vision_core.backbones.int8_check import shapes_data
+from vision_core.quant.int8_check import shapes_data
 from vision_core.backend import keras, tf
 from vision_core.quant.convert import convert
 from vision_core.weights import copy_weights

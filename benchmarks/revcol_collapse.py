@@ -27,9 +27,9 @@ import numpy as np
 
 from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
-from vision_core.backbones.int8_check import shapes_data
+from vision_core.quant.int8_check import shapes_data
 from vision_core.backbones.revcol import CONFIGS, LN_EPSILON, RevColConfig, convnext_block, revcol
-from vision_core.backbones.shapes_training import warmup_cosine
+from vision_core.app.schedules import WarmupDecay
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.layers.normalization import LayerNorm
 
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
         targets = [labels] * 4 + [x] * 3
     else:
         model, losses, weights, targets = classifier, ce, None, labels
-    schedule = warmup_cosine(args.epochs * (len(x) // BATCH_SIZE), args.lr)
+    steps = args.epochs * (len(x) // BATCH_SIZE)
+    schedule = WarmupDecay(args.lr, steps, warmup_steps=steps // 10)  # the shapes recipes' warm-up, cosine to 0
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
                   loss_weights=weights, jit_compile=False)
     probe = CollapseProbe(classifier, config, held_out, held_out_labels, vars(args), args.out)

@@ -2,21 +2,20 @@
 
 import numpy as np
 
-from vision_core.backbones.int8_check import (HELD_OUT_IMAGES, agreement_table, calibration_batches, held_out_shapes,
-                                              meets_target)
+from vision_core.quant.int8_check import agreement_table, meets_target, shapes_data
 
 
-def _result(name, epochs, float_accuracy, qat_int8, cosines, logit_error=None, cycles=None):
+def _result(name, epochs, float_accuracy, qat_int8, cosines, probability_error=None, cycles=None):
     """A ``benchmarks/backbone_int8.py`` result; ``qat_int8`` = (accuracy, agreement); other forms equal float."""
     def form(label, accuracy, agreement):
-        return {"form": label, "accuracy": accuracy, "accuracy_delta": accuracy - float_accuracy,
+        return {"form": label, "top1": accuracy, "top1_delta": accuracy - float_accuracy,
                 "agreement": agreement}
 
     result = {"backbone": name, "epochs": epochs, "ptq_int8_feature_cosine": cosines,
             "forms": [form("float", float_accuracy, 1.0), form("ptq_int8.tflite", float_accuracy, 1.0),
                       form("qat_keras", float_accuracy, 1.0), form("qat_int8.tflite", *qat_int8)]}
-    if logit_error is not None:
-        result["forms"][-1]["logit_rms_error"] = logit_error
+    if probability_error is not None:
+        result["forms"][-1]["probability_rms_error"] = probability_error
     if cycles is not None:
         result["cycles"] = cycles
     return result
@@ -33,30 +32,22 @@ def test_the_target_holds_at_its_bounds_and_fails_past_either():
 
 
 def test_table_lists_every_form_the_lowest_cosine_and_the_verdict():
-    results = [_result("resnet18", 3, 1.0, (1.0, 1.0), COSINES, logit_error=0.0412),
+    results = [_result("resnet18", 3, 1.0, (1.0, 1.0), COSINES, probability_error=0.0412),
                _result("mobilenet_v2", 6, 0.9750, (0.9725, 0.9875), {**COSINES, "C3": 0.9943}),  # older: no error
-               _result("revcol_s", 3, 0.9900, (0.9900, 0.9950), COSINES, logit_error=0.25, cycles=2)]
+               _result("revcol_s", 3, 0.9900, (0.9900, 0.9950), COSINES, probability_error=0.25, cycles=2)]
     assert agreement_table(results) == "\n".join([
-        "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 logit error | min PTQ cosine "
+        "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 probability error | min PTQ cosine "
         "| target |",
         "|---|---|---|---|---|---|---|---|---|",
-        "| resnet18 | 3 | 100.00 | 100.00 (100.00) | 100.00 (100.00) | 100.00 (100.00) | 0.041 | 0.9987 | met |",
+        "| resnet18 | 3 | 100.00 | 100.00 (100.00) | 100.00 (100.00) | 100.00 (100.00) | 0.0412 | 0.9987 | met |",
         "| mobilenet_v2 | 6 | 97.50 | 97.50 (100.00) | 97.50 (100.00) | 97.25 (98.75) | - | 0.9943 (C3) | missed |",
-        "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.250 | 0.9987 | met |",
+        "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.2500 | 0.9987 | met |",
     ])
 
 
-def test_calibration_takes_the_first_128_training_images_in_batches_of_16():
-    x = np.arange(200 * 2, dtype=np.float32).reshape(200, 2)
-    batches = calibration_batches(x)
-    assert [len(b) for b in batches] == [16] * 8
-    np.testing.assert_array_equal(np.concatenate(batches), x[:128])
-
-
 def test_a_larger_held_out_set_starts_with_the_400_every_row_is_scored_on():
-    x400, y400 = held_out_shapes(16)
-    x1000, y1000 = held_out_shapes(16, 1000)
-    assert HELD_OUT_IMAGES == 400
+    x400, y400 = shapes_data(400, 16, seed=99)  # the shapes' val seed (vision_core.data.classification.shapes)
+    x1000, y1000 = shapes_data(1000, 16, seed=99)
     assert x400.shape == (400, 16, 16, 3) and x1000.shape == (1000, 16, 16, 3)
     np.testing.assert_array_equal(x1000[:400], x400)
     np.testing.assert_array_equal(y1000[:400], y400)

@@ -25,7 +25,7 @@ import pytest
 
 from tflite.audit import require_int8
 from vision_core.backbones import FEATURE_NAMES, build_backbone
-from vision_core.backbones.int8_check import ptq_feature_agreement, shapes_data, train_briefly, write_qat_spec
+from vision_core.quant.int8_check import ptq_feature_agreement, shapes_data, train_briefly, write_qat_spec
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
 from vision_core.weights import load_npz, weights_by_path

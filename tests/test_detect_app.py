@@ -43,8 +43,9 @@ def run(tmp_path_factory):
     run_cli("train", "--project", root / "runs", "--name", "tiny", "--epochs", "2", *common)
     run_dir = root / "runs" / "tiny"
     run_cli("qat", "--run", run_dir, "--steps", "3")
-    run_cli("export", "--run", run_dir, "--format", "all")
-    return {"root": root, "dir": run_dir, "demo": demo, "exports": run_dir / "exports"}
+    run_cli("export", "--run", run_dir, "--format", "all", "--saved-models", root / "saved_models")
+    return {"root": root, "dir": run_dir, "demo": demo, "exports": run_dir / "exports",
+            "saved_models": root / "saved_models"}
 
 
 def test_train_writes_the_run_folder(run):
@@ -62,14 +63,21 @@ def test_train_writes_the_run_folder(run):
 def test_qat_reports_float_and_int8_scores_from_one_evaluator(run):
     report = json.loads((run["dir"] / "qat" / "report.json").read_text())
     assert report["steps"] == 3 and len(report["job"]["losses"]) == 3
-    assert set(report["float"]) == set(report["qat_int8_tflite"]) == {"mAP", "mAP50", "mAP75", "AR100"}
-    assert report["delta_mAP50"] == pytest.approx(report["qat_int8_tflite"]["mAP50"] - report["float"]["mAP50"])
+    float_row, qat_row = report["forms"]
+    assert (float_row["form"], qat_row["form"]) == ("float keras", "qat_int8.tflite")
+    assert {"mAP", "mAP50", "mAP75", "AR100"} <= set(float_row) & set(qat_row)
+    assert report["delta_mAP50"] == pytest.approx(qat_row["mAP50"] - float_row["mAP50"])
 
 
 def test_export_writes_every_form_and_the_int8_files_are_all_int8(run):
     exports = run["exports"]
-    assert {p.name for p in exports.iterdir()} >= {"detect_float32.tflite", "detect_int8.tflite",
-                                                  "detect_int8_qat.tflite", "detect.onnx", "detect_int8.onnx"}
+    assert {p.name for p in exports.iterdir()} == {"detect_float32.tflite", "detect_int8.tflite",
+                                                  "detect_int8_qat.tflite", "detect.onnx", "detect_int8.onnx",
+                                                  "forms.json"}
+    rows = json.loads((exports / "forms.json").read_text())
+    assert [row["form"] for row in rows] == ["float keras", "detect_float32.tflite", "detect_int8.tflite",
+                                             "detect_int8_qat.tflite", "detect.onnx", "detect_int8.onnx"]
+    assert rows[1]["num_images"] == 8 and abs(rows[1]["mAP50_delta"]) < 0.01  # float TFLite = Keras
     for name in ("detect_int8.tflite", "detect_int8_qat.tflite"):
         ops = {r.op for r in require_int8(str(exports / name))}
         assert "TFLite_Detection_PostProcess" in ops
@@ -107,7 +115,7 @@ def test_float_forms_find_what_keras_finds(run):
 def test_saved_model_signatures_agree_on_tensors_and_encoded_images(run):
     import tensorflow as tf
 
-    versions = sorted((ROOT / "saved_models" / "detect_tiny").iterdir())
+    versions = sorted((run["saved_models"] / "detect_tiny").iterdir())
     loaded = tf.saved_model.load(str(versions[-1]))
     image = cv2.resize(cv2.cvtColor(cv2.imread(str(next((run["demo"] / "val" / "images").iterdir()))),
                                     cv2.COLOR_BGR2RGB), (96, 96), interpolation=cv2.INTER_LINEAR)
@@ -117,7 +125,7 @@ def test_saved_model_signatures_agree_on_tensors_and_encoded_images(run):
     assert set(from_bytes) == set(from_tensor) == {"boxes", "classes", "scores", "num_detections"}
     for name in from_tensor:
         np.testing.assert_allclose(from_bytes[name].numpy(), from_tensor[name].numpy(), atol=1e-5)
-    assert "detect_tiny" in (ROOT / "saved_models" / "models.config").read_text()
+    assert "detect_tiny" in (run["saved_models"] / "models.config").read_text()
 
 
 def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_find(run):

@@ -15,7 +15,7 @@ import pytest
 from tflite.audit import require_int8
 from tflite.runtime import TFLiteModel
 from vision_core.backbones import build_backbone
-from vision_core.backbones.int8_check import shapes_data
+from vision_core.quant.int8_check import shapes_data
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.backend import keras
 from vision_core.fused_adam import FusedAdam

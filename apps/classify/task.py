@@ -20,6 +20,7 @@ import numpy as np
 from vision_core.app.errors import AppError
 from vision_core.app.task import Task
 from vision_core.backend import keras
+from vision_core.data.synthetic import SHAPE_CLASSES
 
 from apps.classify.config import PRESETS, ClassifyConfig
 
@@ -52,6 +53,7 @@ class ClassifyTask(Task):
         names = list(settings.class_names) or None
         try:
             if settings.data is None:
+                names = list(SHAPE_CLASSES)  # the suite's label order, not the folders' sorted one
                 size = config.model.input_size
                 data = write_shapes_dataset(Path(settings.demo_dir) / f"{size}px", train=settings.demo_train,
                                             val=settings.demo_val, size=size)

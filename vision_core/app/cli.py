@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vision_core.app import runs, ship
-from vision_core.app.config import apply_overrides, flag_names, leaves, load_yaml, parse_text, resolve, type_name
+from vision_core.app.config import flag_names, leaves, parse_text, resolve, type_name
 from vision_core.app.errors import AppError
 
 log = logging.getLogger("vision_core")
@@ -161,10 +161,7 @@ def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
     if args.preset:
         raise AppError(f"--preset {args.preset}: a run's config comes from {run_dir / runs.CONFIG}; "
                        "use --config/--set/flags to change it")
-    first = task.presets[next(iter(task.presets))]
-    path = run_dir / runs.CONFIG
-    base = apply_overrides(first, load_yaml(path), str(path))
-    return resolve({"run": base}, "run", args.config, args.assignments, _flags(args))
+    return resolve({"run": runs.run_config(task, run_dir)}, "run", args.config, args.assignments, _flags(args))
 
 
 def _train(task, args) -> dict:

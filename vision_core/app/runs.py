@@ -89,6 +89,14 @@ def load_model(task, config, weights_file: str | Path):
     return model
 
 
+def run_config(task, run_dir: str | Path):
+    """The config a run was trained with: its ``config.yaml`` over the task's first preset."""
+    from vision_core.app.config import apply_overrides, load_yaml
+
+    path = existing_run(run_dir) / CONFIG
+    return apply_overrides(task.presets[next(iter(task.presets))], load_yaml(path), str(path))
+
+
 def safe_name(name: str) -> str:
     """``name`` if it is a valid single folder name; :class:`AppError` otherwise."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):

@@ -58,6 +58,8 @@ class Task(abc.ABC):
         export_formats: the forms ``export --format`` offers (:data:`vision_core.app.ship.FORMS`).
         tflite_options: keyword options of every TFLite conversion of the task
             (:func:`vision_core.export.tflite_export.export_tflite`; detection: custom ops allowed).
+        int8_onnx_min_cosine: the lowest cosine between the int8 ONNX file's outputs and the int8
+            TFLite file's on a calibration image that export accepts (None: no such check).
     """
 
     name: ClassVar[str]
@@ -67,6 +69,7 @@ class Task(abc.ABC):
     headline_mode: ClassVar[str] = "max"
     export_formats: ClassVar[tuple[str, ...]] = FORMS
     tflite_options: ClassVar[dict[str, Any]] = {}
+    int8_onnx_min_cosine: ClassVar[float | None] = 0.999  # the QDQ graph follows the int8 TFLite (cos >= 0.9997)
 
     @abc.abstractmethod
     def build_model(self, config) -> keras.Model:

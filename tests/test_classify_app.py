@@ -1,0 +1,129 @@
+"""The classify app: recipes as presets, and train -> qat -> export -> eval -> predict on the shapes and on
+class folders and CSVs, every form scored by one evaluator."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from apps.classify.config import PRESETS
+from apps.classify.task import ClassifyTask
+from tflite.audit import require_int8
+from tflite.metadata import read_metadata
+from vision_core.app.cli import main
+from vision_core.app.schedules import build_schedule
+from vision_core.backbones import list_backbones
+from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
+
+
+def run_cli(*argv) -> int:
+    """``python -m apps.classify argv`` in this process; its exit status."""
+    return main(ClassifyTask(), [str(a) for a in argv])
+
+
+def test_every_backbone_has_its_shapes_recipe_as_a_preset():
+    assert next(iter(PRESETS)) == "shapes_resnet18"
+    assert {f"shapes_{name}" for name in list_backbones()} <= set(PRESETS)
+    recipes = {name: (p.train.epochs, p.train.cycles, p.train.learning_rate, p.model.layer_scale_init)
+               for name, p in PRESETS.items()}
+    assert recipes["shapes_resnet18"] == (3, 1, 2e-3, None)
+    assert recipes["shapes_resnet50"] == (6, 1, 1e-3, None)
+    assert recipes["shapes_resnet101"] == (10, 1, 1e-3, None)
+    assert recipes["shapes_mobilenet_v2"] == (6, 1, 2e-3, None)
+    assert recipes["shapes_vovnet57"] == (6, 2, 2e-3, None)
+    assert recipes["shapes_revcol_s"] == (6, 2, 1e-4, 1.0)
+    assert recipes["shapes_revcol_t_column0"] == (6, 1, 3e-4, 1.0) and PRESETS["shapes_revcol_t_column0"].model.first_column_only
+    shapes = PRESETS["shapes_resnet18"]
+    assert (shapes.train.optimizer, shapes.train.batch_size, shapes.model.bn_momentum) == ("adam", 32, 0.9)
+    assert (shapes.qat.fine_tune_target, shapes.qat.fine_tune_lr, shapes.qat.steps) == ("distillation", 1e-6, 100)
+
+
+def test_a_recipe_with_two_cycles_warms_up_and_decays_to_zero_twice():
+    schedule = build_schedule(PRESETS["shapes_vovnet57"].train, steps_per_epoch=10)  # 6 epochs: 2 cycles of 30
+    rates = [float(schedule(step)) for step in range(60)]
+    assert rates[:30] == pytest.approx(rates[30:])
+    assert rates[0] == pytest.approx(2e-3 / 3) and rates[2] == pytest.approx(2e-3)  # warm-up: 3 steps
+    assert rates[29] == pytest.approx(2e-3 * (1 + np.cos(np.pi * 26 / 27)) / 2, rel=1e-4)  # float32
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classify")
+    common = ["--demo-dir", root / "shapes", "--demo-train", 800, "--demo-val", 64, "--input-size", 32,
+              "--steps", 4, "--calibration-images", 32]
+    assert run_cli("train", "--project", root / "runs", "--name", "tiny", "--epochs", 3, *common) == 0
+    run = root / "runs" / "tiny"
+    assert run_cli("qat", "--run", run) == 0
+    assert run_cli("export", "--run", run, "--saved-models", root / "saved_models") == 0
+    return {"root": root, "run": run}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("classify_app")
+def test_the_shapes_run_ships_every_form_scored_by_one_evaluator(shapes_run):
+    run, root = shapes_run["run"], shapes_run["root"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["headline_metric"] == "top1" and metrics["metrics"]["samples"] == 64
+    assert list(metrics["metrics"]["per_class_accuracy"]) == list(SHAPE_CLASSES)
+    assert np.sum(metrics["metrics"]["confusion_matrix"]) == 64
+    assert metrics["headline"] > 0.5  # 3 epochs on 800 images learn the shapes well past chance (0.25)
+    qat = json.loads((run / "qat" / "report.json").read_text())
+    assert len(qat["job"]["losses"]) == 4 and qat["job"]["frozen_batch_norms"] > 0
+    rows = {row["form"]: row for row in json.loads((run / "exports" / "forms.json").read_text())}
+    assert list(rows) == ["float keras", "classify_float32.tflite", "classify_float16.tflite", "classify_int8.tflite",
+                          "classify_int16x8.tflite", "classify_int8_qat.tflite", "classify.onnx",
+                          "classify_int8.onnx"]
+    assert rows["classify_float32.tflite"]["agreement"] == 1.0 and rows["classify.onnx"]["agreement"] == 1.0
+    for name in ("classify_int8.tflite", "classify_int8_qat.tflite"):
+        require_int8(str(run / "exports" / name))
+        assert read_metadata(run / "exports" / name).labels == list(SHAPE_CLASSES)
+        assert rows[name]["agreement"] >= 0.75  # a 75-step model has near-ties; the table measures trained ones
+    assert (root / "saved_models" / "classify_tiny" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("classify_app")
+def test_eval_of_an_exported_file_and_predict_on_images(shapes_run, tmp_path, capsys):
+    run = shapes_run["run"]
+    model = run / "exports" / "classify_int8_qat.tflite"
+    assert run_cli("eval", "--run", run, "--model", model) == 0
+    result = json.loads((run / "eval_classify_int8_qat.tflite.json").read_text())
+    rows = {row["form"]: row for row in json.loads((run / "exports" / "forms.json").read_text())}
+    assert result["metrics"]["top1"] == rows["classify_int8_qat.tflite"]["top1"]
+    images, labels = classification_set(3, 32, seed=5)
+    for i, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    capsys.readouterr()
+    assert run_cli("predict", "--run", run, "--model", model, tmp_path, "--out", tmp_path / "out") == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len(predictions) == 3
+
+
+def _write_folders(root, per_class: int, seed: int):
+    images, labels = classification_set(per_class * 8, 32, seed=seed)
+    for split, part in (("train", slice(0, per_class * 6)), ("val", slice(per_class * 6, None))):
+        for i, (image, label) in enumerate(zip(images[part], labels[part])):
+            folder = root / split / SHAPE_CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+@pytest.mark.slow
+def test_class_folders_and_a_csv_train_and_a_bad_csv_is_named_by_data_check(tmp_path, capsys):
+    _write_folders(tmp_path / "folders", per_class=4, seed=3)
+    tiny = ["--input-size", 32, "--epochs", 1, "--batch-size", 8, "--project", tmp_path / "runs"]
+    assert run_cli("train", "--data", tmp_path / "folders", *tiny, "--name", "folders") == 0
+    config = (tmp_path / "runs" / "folders" / "config.yaml").read_text()
+    assert str(tmp_path / "folders") in config
+    rows = ["path,label,split"] + [f"{p.relative_to(tmp_path / 'folders')},{p.parent.name},{p.parts[-3]}"
+                                   for p in sorted((tmp_path / "folders").rglob("*.png"))]
+    (tmp_path / "folders" / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert run_cli("train", "--data", tmp_path / "folders" / "labels.csv", *tiny, "--name", "csv") == 0
+    (tmp_path / "folders" / "bad.csv").write_text("\n".join(rows + ["train/circle/missing.png,circle,train"]) + "\n")
+    capsys.readouterr()
+    assert run_cli("data", "check", "--data", tmp_path / "folders" / "bad.csv", "--input-size", 32) == 1
+    assert "missing.png" in capsys.readouterr().out
