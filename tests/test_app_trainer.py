@@ -14,6 +14,7 @@ from vision_core.app import runs
 from vision_core.app.cli import main
 from vision_core.app.config import TrainConfig, setting
 from vision_core.app.distribute import dtype_policy, is_chief, make_strategy
+from vision_core.app.errors import AppError
 from vision_core.app.schedules import WarmupDecay, build_schedule
 from vision_core.app.task import Task
 from vision_core.backend import keras, tf
@@ -130,6 +131,19 @@ def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, c
     assert "curve" not in printed["metrics"] and printed["metrics"]["per_class"] == {"a": 1.0}
     assert printed["metrics"]["pr_curve"] == {"iou": 0.5} and printed["metrics"]["skipped"] == {}
     assert printed["metrics"]["accuracy"] == written["metrics"]["accuracy"]
+
+
+class UnstartableToyTask(ToyTask):
+    def validate(self, config):
+        raise AppError(f"data_seed {config.data.data_seed}: no such dataset")
+
+
+def test_a_start_that_fails_validation_exits_2_and_leaves_no_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(UnstartableToyTask(), ["train", "--project", str(tmp_path), "--name", "quick"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "python -m apps.toy train: error: data_seed 7: no such dataset\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_training_a_finished_run_further_needs_more_epochs(toy_run, capsys):

@@ -102,6 +102,11 @@ class DetectTask(Task):
         self._splits[key] = (train, val)
         return train, val
 
+    def validate(self, config: DetectConfig) -> None:
+        """Read both splits (cached for training): a missing file, an unreadable annotation or no ``--val`` for
+        one annotation file fails here, before a run folder is made."""
+        self.splits(config)
+
     def num_classes(self, config: DetectConfig) -> int:
         return self.splits(config)[0].num_classes
 

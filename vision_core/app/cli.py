@@ -166,7 +166,9 @@ def _train(task, args) -> dict:
         run_dir = runs.latest_run(args.project) if args.resume is True else runs.existing_run(args.resume)
         config = resolve_config(task, args, run_dir)
     else:
-        config = resolve_config(task, args)
+        run_dir, config = None, resolve_config(task, args)
+    task.validate(config)  # before a new run folder exists: a start that fails leaves nothing behind
+    if run_dir is None:
         run_dir = runs.new_run_dir(args.project, runs.safe_name(args.name) if args.name else None, args.exist_ok)
     log.info("run folder: %s", run_dir)
     result = train(task, config, run_dir, resume=bool(args.resume))

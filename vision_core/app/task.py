@@ -73,6 +73,14 @@ class Task(abc.ABC):
         Returns the task's metrics, including :attr:`headline_metric`.
         """
 
+    def validate(self, config) -> None:
+        """Check what the settings point at before ``train`` makes a run folder; raise
+        :class:`~vision_core.app.errors.AppError` naming the problem (a missing file, an unreadable split).
+
+        Default: nothing (types and section bounds are checked when the config is resolved). It should
+        build nothing heavy; what it loads may be cached for :meth:`datasets`.
+        """
+
     def predict(self, model, sources: list[str], config, out_dir: Path) -> dict[str, Any]:
         """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs to ``out_dir``."""
         raise NotSupported(f"task {self.name!r} does not implement predict")
