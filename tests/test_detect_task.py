@@ -1,4 +1,6 @@
-"""The detect app's task without training: settings checked before a run starts."""
+"""The detect app's task without training: data checks and settings checked before a run starts."""
+
+import json
 
 import pytest
 
@@ -13,6 +15,19 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("detect_task") / "demo"
     write_demo_dataset(root, train=4, val=2, size=64)
     return root
+
+
+def test_data_check_of_one_annotation_file_checks_it_alone(tmp_path, capsys):
+    data = write_demo_dataset(tmp_path / "demo", train=3, val=1, size=64)["train"]
+    missing = json.loads(data.read_text())["images"][0]["file_name"]
+    (data.parent / missing).unlink()
+    capsys.readouterr()
+    assert main(DetectTask(), ["data", "check", "--data", str(data)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report) == ["problems", "train"] and report["problems"] == 1
+    assert (report["train"]["source"], report["train"]["images"]) == (str(data), 3)
+    assert [(issue["kind"], issue["path"]) for issue in report["train"]["issues"]] == [
+        ("missing_image", str(data.parent / missing))]
 
 
 def test_training_on_one_annotation_file_asks_for_val_and_leaves_no_run_folder(demo, tmp_path, capsys):

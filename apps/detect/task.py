@@ -70,6 +70,15 @@ class DetectTask(Task):
     # data -----------------------------------------------------------------------------------------------------
     def splits(self, config: DetectConfig):
         """``(train, val)`` :class:`DetectionDataset` of the config (the demo dataset when ``data`` is empty)."""
+        train, val = self._read_splits(config)
+        if val is None:
+            raise ConfigError(f"--data {config.dataset.data} is one annotation file: give the validation "
+                              "split with --val (and --val-images if its images live elsewhere)")
+        return train, val
+
+    def _read_splits(self, config: DetectConfig):
+        """``(train, val)`` as :meth:`splits`, read once per dataset setting; ``val`` is None when ``data`` is
+        one COCO annotation file and ``val`` is not given (``data check`` checks that file alone)."""
         from vision_core.data.detection import load_detection_dataset, write_demo_dataset
 
         settings = config.dataset
@@ -88,16 +97,15 @@ class DetectTask(Task):
                 val = load_detection_dataset(root, split="val")
             else:
                 train = load_detection_dataset(settings.data, settings.images, "train", names)
-                if settings.val is None and Path(settings.data).suffix.lower() == ".json":
-                    raise ConfigError(f"--data {settings.data} is one annotation file: give the validation "
-                                      "split with --val (and --val-images if its images live elsewhere)")
-                val = load_detection_dataset(settings.val or settings.data, settings.val_images, "val", names)
+                one_file = settings.val is None and Path(settings.data).suffix.lower() == ".json"
+                val = None if one_file else load_detection_dataset(settings.val or settings.data,
+                                                                   settings.val_images, "val", names)
         except (OSError, ValueError) as error:
             raise AppError(str(error)) from None
-        if train.class_names != val.class_names:
+        if val is not None and train.class_names != val.class_names:
             raise AppError(f"train classes {list(train.class_names)} differ from val classes {list(val.class_names)}")
         for split in (train, val):
-            if not len(split):
+            if split is not None and not len(split):
                 raise AppError(f"{split.source}: the {split.split} split has no images")
         self._splits[key] = (train, val)
         return train, val
@@ -140,11 +148,16 @@ class DetectTask(Task):
         return train_set.map(_keras_targets), val_set.map(_keras_targets)
 
     def check_data(self, config: DetectConfig) -> dict[str, Any]:
+        """Every image and box of both splits (:func:`check_dataset`), by split, and the error count; one
+        annotation file given without ``--val`` is checked alone, as the ``train`` split."""
         from vision_core.data.detection import check_dataset
 
         report: dict[str, Any] = {}
         problems = 0
-        for dataset in self.splits(config):
+        train, val = self._read_splits(config)
+        if val is None:
+            log.info("%s: checked alone; train needs the validation split too (--val)", train.source)
+        for dataset in (train, val) if val is not None else (train,):
             checked = check_dataset(dataset, workers=config.dataset.workers)
             log.info("%s\n", checked.table())
             report[dataset.split] = checked.to_dict()
