@@ -27,6 +27,8 @@ from apps.detect.config import PRESETS, DetectConfig
 from apps.detect.losses import BoxLoss, ClassLoss
 from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
 
+GALLERY_IMAGES = 16  # validation images drawn by ``plots`` (a 4 x 4 grid)
+DRAWN_MIN_SCORE = 0.3  # drawn detections score at least this (or the post-process threshold, if higher)
 log = logging.getLogger("vision_core")
 EXPORT_FORMATS = ("saved_model", "tflite", "int8", "onnx")
 SAVED_MODELS = "saved_models"
@@ -198,11 +200,30 @@ class DetectTask(Task):
         _, val = self.splits(config)
         return evaluate(self.runner(model, config), val)
 
+    def plots(self, model, config: DetectConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
+        """``pr_curve<suffix>.png`` (:func:`plot_pr_curves` of ``metrics``) and ``gallery<suffix>.png`` (the model's
+        detections on the first :data:`GALLERY_IMAGES` val images, ground truth in white) in ``out_dir``."""
+        from vision_core.detection.evaluate import run_detector
+        from vision_core.detection.plots import plot_pr_curves, save_gallery
+
+        out_dir = Path(out_dir)
+        written = {"pr_curve": plot_pr_curves(metrics, out_dir / f"pr_curve{suffix}.png")}
+        _, val = self.splits(config)
+        shown = dataclasses.replace(val, records=val.records[:GALLERY_IMAGES])
+        detections = run_detector(self.runner(model, config), shown, progress=False)
+        lowest = max(config.postprocess.score_threshold, DRAWN_MIN_SCORE)
+        try:
+            written["gallery"] = save_gallery(shown, detections.by_image, out_dir / f"gallery{suffix}.png",
+                                              count=GALLERY_IMAGES, score_threshold=lowest)
+        except ValueError as error:  # no image of the gallery could be read: the curves still stand
+            log.warning("gallery not drawn: %s", error)
+        return written
+
     def predict(self, model, sources: list[str], config: DetectConfig, out_dir: Path) -> dict[str, Any]:
         from vision_core.detection.predict import predict
 
         report = predict(self.runner(model, config), sources, out_dir, class_names=self.class_names(config),
-                         score_threshold=max(config.postprocess.score_threshold, 0.3))
+                         score_threshold=max(config.postprocess.score_threshold, DRAWN_MIN_SCORE))
         return {"json": str(report.json_path), "out_dir": str(out_dir), **report.counts()}
 
 
