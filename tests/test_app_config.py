@@ -92,6 +92,66 @@ def test_bad_direct_flag_value_names_the_flag():
         resolve_config(ToyTask(), parsed(["train", "--epochs", "many"]))
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.epochs", "0", "train.epochs=0: must be at least 1"),
+    ("train.epochs", "-1", "train.epochs=-1: must be at least 1"),
+    ("train.batch_size", "0", "train.batch_size=0: must be at least 1"),
+    ("train.learning_rate", "0", "train.learning_rate=0.0: must be greater than 0"),
+    ("train.learning_rate", "-1e-3", "train.learning_rate=-0.001: must be greater than 0"),
+    ("train.warmup_epochs", "-0.5", "train.warmup_epochs=-0.5: must be 0 or more"),
+    ("train.eval_interval", "-1", "train.eval_interval=-1: must be 0 (Keras validation only) or more"),
+    ("train.steps_per_epoch", "0",
+     "train.steps_per_epoch=0: must be null (one pass over the training set) or at least 1"),
+])
+def test_train_values_out_of_bounds_name_key_value_and_bound(key, value, expected):
+    with pytest.raises(ConfigError) as error:
+        resolve(ToyTask.presets, assignments=[f"{key}={value}"])
+    assert str(error.value) == expected
+
+
+def test_train_values_on_their_bounds_are_accepted():
+    config = resolve(ToyTask.presets, assignments=["train.epochs=1", "train.batch_size=1", "train.warmup_epochs=0",
+                                                   "train.eval_interval=0", "train.steps_per_epoch=1"])
+    assert (config.train.epochs, config.train.eval_interval, config.train.steps_per_epoch) == (1, 0, 1)
+
+
+def test_bounds_hold_for_the_resolved_config_not_for_each_source(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 0\n")
+    assert resolve(ToyTask.presets, yaml_path=path, flags={"train.epochs": 5}).train.epochs == 5
+    with pytest.raises(ConfigError, match=r"^train\.epochs=0: must be at least 1$"):
+        resolve(ToyTask.presets, yaml_path=path)
+
+
+@dataclasses.dataclass
+class Window:
+    low: int = 0
+    high: int = 10
+
+    def check(self):
+        if self.high <= self.low:
+            yield "high", f"must be above low ({self.low})"
+
+
+@dataclasses.dataclass
+class Windowed:
+    window: Window = dataclasses.field(default_factory=Window)
+
+
+def test_any_section_declares_its_bounds_with_a_check_method():
+    assert resolve({"default": Windowed()}, assignments=["window.high=3"]).window.high == 3
+    with pytest.raises(ConfigError, match=r"^window\.high=2: must be above low \(4\)$"):
+        resolve({"default": Windowed()}, assignments=["window.low=4", "window.high=2"])
+
+
+def test_a_run_config_out_of_bounds_exits_2_before_making_a_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(ToyTask(), ["train", "--project", str(tmp_path), "--epochs", "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "python -m apps.toy train: error: train.epochs=0: must be at least 1\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_yaml_errors_name_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found"):
         load_yaml(tmp_path / "missing.yaml")

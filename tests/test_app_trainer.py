@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ from vision_core.app import runs
 from vision_core.app.cli import main
 from vision_core.app.config import TrainConfig, setting
 from vision_core.app.distribute import dtype_policy, is_chief, make_strategy
+from vision_core.app.errors import AppError
 from vision_core.app.schedules import WarmupDecay, build_schedule
 from vision_core.app.task import Task
 from vision_core.backend import keras, tf
-from vision_core.weights import load_npz
+from vision_core.weights import load_npz, weights_by_path
 
 
 def lr(schedule, step: int) -> float:
@@ -112,6 +114,7 @@ def test_eval_command_scores_the_best_weights_as_training_did(toy_run, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["metrics"] == json.loads((toy_run / "metrics.json").read_text())["metrics"]
     assert printed.pop("written") == str(toy_run / "eval.json")
+    assert printed.pop("plots") == {}                                      # the toy task draws none
     assert json.loads((toy_run / "eval.json").read_text()) == printed
 
 
@@ -130,6 +133,78 @@ def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, c
     assert "curve" not in printed["metrics"] and printed["metrics"]["per_class"] == {"a": 1.0}
     assert printed["metrics"]["pr_curve"] == {"iou": 0.5} and printed["metrics"]["skipped"] == {}
     assert printed["metrics"]["accuracy"] == written["metrics"]["accuracy"]
+
+
+class PlottingToyTask(ToyTask):
+    """Plots one file holding the headline it was given, and records what each plots call saw; each
+    evaluation scores lower than the one before (so a run's first evaluated epoch is its best)."""
+
+    def __init__(self):
+        super().__init__()
+        self.evaluations, self.plotted = 0, []
+
+    def evaluate(self, model, config):
+        if isinstance(model, Path):                                        # eval --model FILE
+            model = keras.saving.load_model(model)
+        self.evaluations += 1
+        return {**super().evaluate(model, config), "accuracy": 1 / self.evaluations}
+
+    def plots(self, model, config, metrics, out_dir, suffix=""):
+        path = out_dir / f"headline{suffix}.txt"
+        path.write_text(str(metrics["accuracy"]))
+        self.plotted.append({"out_dir": out_dir, "suffix": suffix, "model": model})
+        return {"headline": path}
+
+
+def test_eval_draws_the_tasks_plots_into_the_run_folder(toy_run, capsys):
+    task = PlottingToyTask()
+    capsys.readouterr()
+    assert main(task, ["eval", "--run", str(toy_run)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["plots"] == {"headline": str(toy_run / "headline.txt")}
+    assert (toy_run / "headline.txt").read_text() == str(printed["metrics"]["accuracy"])
+    assert task.plotted[0]["out_dir"] == toy_run and task.plotted[0]["suffix"] == ""
+
+
+def test_eval_of_a_model_file_names_its_plots_after_the_file(toy_run, tmp_path, capsys):
+    model_file = tmp_path / "toy.keras"
+    runs.load_model(ToyTask(), ToyTask.presets["small"], runs.weights_path(toy_run, "best")).save(model_file)
+    task = PlottingToyTask()
+    capsys.readouterr()
+    assert main(task, ["eval", "--run", str(toy_run), "--model", str(model_file)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["plots"] == {"headline": str(toy_run / "headline_toy.keras.txt")}
+    assert task.plotted[0]["model"] == model_file
+
+
+def test_training_ends_with_the_tasks_plots_of_the_best_weights(tmp_path, capsys):
+    task = PlottingToyTask()
+    capsys.readouterr()
+    assert main(task, ["train", "--project", str(tmp_path), "--epochs", "2"]) == 0
+    run = tmp_path / "exp"
+    out = capsys.readouterr().out                                          # Keras's epoch lines, then the result
+    assert json.loads(out[out.rindex('{\n  "run"'):])["plots"] == {"headline": str(run / "headline.txt")}
+    assert task.evaluations == 2 and json.loads((run / "metrics.json").read_text())["best_epoch"] == 1
+    (plotted,) = task.plotted
+    assert plotted["out_dir"] == run and (run / "headline.txt").read_text() == "1.0"
+    # the model drawn holds epoch 1's (best) weights, not the last epoch's it ended training with
+    best, last = load_npz(runs.weights_path(run, "best")), load_npz(runs.weights_path(run, "last"))
+    drawn = weights_by_path(plotted["model"])
+    assert all(np.array_equal(drawn[name], best[name]) for name in best)
+    assert not all(np.array_equal(drawn[name], last[name]) for name in last)
+
+
+class UnstartableToyTask(ToyTask):
+    def validate(self, config):
+        raise AppError(f"data_seed {config.data.data_seed}: no such dataset")
+
+
+def test_a_start_that_fails_validation_exits_2_and_leaves_no_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(UnstartableToyTask(), ["train", "--project", str(tmp_path), "--name", "quick"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "python -m apps.toy train: error: data_seed 7: no such dataset\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_training_a_finished_run_further_needs_more_epochs(toy_run, capsys):

@@ -51,7 +51,7 @@ def run(tmp_path_factory):
 def test_train_writes_the_run_folder(run):
     names = {p.relative_to(run["dir"]).as_posix() for p in run["dir"].rglob("*") if p.is_file()}
     assert {"config.yaml", "metrics.json", "results.csv", "weights/best.weights.npz",
-            "weights/last.weights.npz"} <= names
+            "weights/last.weights.npz", "pr_curve.png", "gallery.png"} <= names
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["headline_metric"] == "mAP50"
     assert set(metrics["metrics"]) >= {"mAP", "mAP50", "mAP75", "AR100", "per_class"}
@@ -91,6 +91,7 @@ def test_eval_scores_every_exported_form_with_the_same_evaluator(run, form):
     run_cli("eval", "--run", run["dir"], "--model", run["exports"] / form)
     result = json.loads((run["dir"] / f"eval_{form}.json").read_text())
     assert result["model"] == str(run["exports"] / form)
+    assert (run["dir"] / f"pr_curve_{form}.png").is_file() and (run["dir"] / f"gallery_{form}.png").is_file()
     assert result["metrics"]["num_images"] == 8 and 0.0 <= result["metrics"]["mAP50"] <= 1.0
 
 

@@ -27,6 +27,8 @@ from apps.detect.config import PRESETS, DetectConfig
 from apps.detect.losses import BoxLoss, ClassLoss
 from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
 
+GALLERY_IMAGES = 16  # validation images drawn by ``plots`` (a 4 x 4 grid)
+DRAWN_MIN_SCORE = 0.3  # drawn detections score at least this (or the post-process threshold, if higher)
 log = logging.getLogger("vision_core")
 
 
@@ -58,6 +60,15 @@ class DetectTask(Task):
     # data -----------------------------------------------------------------------------------------------------
     def splits(self, config: DetectConfig):
         """``(train, val)`` :class:`DetectionDataset` of the config (the demo dataset when ``data`` is empty)."""
+        train, val = self._read_splits(config)
+        if val is None:
+            raise ConfigError(f"--data {config.dataset.data} is one annotation file: give the validation "
+                              "split with --val (and --val-images if its images live elsewhere)")
+        return train, val
+
+    def _read_splits(self, config: DetectConfig):
+        """``(train, val)`` as :meth:`splits`, read once per dataset setting; ``val`` is None when ``data`` is
+        one COCO annotation file and ``val`` is not given (``data check`` checks that file alone)."""
         from vision_core.data.detection import load_detection_dataset, write_demo_dataset
 
         settings = config.dataset
@@ -76,19 +87,23 @@ class DetectTask(Task):
                 val = load_detection_dataset(root, split="val")
             else:
                 train = load_detection_dataset(settings.data, settings.images, "train", names)
-                if settings.val is None and Path(settings.data).suffix.lower() == ".json":
-                    raise ConfigError(f"--data {settings.data} is one annotation file: give the validation "
-                                      "split with --val (and --val-images if its images live elsewhere)")
-                val = load_detection_dataset(settings.val or settings.data, settings.val_images, "val", names)
+                one_file = settings.val is None and Path(settings.data).suffix.lower() == ".json"
+                val = None if one_file else load_detection_dataset(settings.val or settings.data,
+                                                                   settings.val_images, "val", names)
         except (OSError, ValueError) as error:
             raise AppError(str(error)) from None
-        if train.class_names != val.class_names:
+        if val is not None and train.class_names != val.class_names:
             raise AppError(f"train classes {list(train.class_names)} differ from val classes {list(val.class_names)}")
         for split in (train, val):
-            if not len(split):
+            if split is not None and not len(split):
                 raise AppError(f"{split.source}: the {split.split} split has no images")
         self._splits[key] = (train, val)
         return train, val
+
+    def validate(self, config: DetectConfig) -> None:
+        """Read both splits (cached for training): a missing file, an unreadable annotation or no ``--val`` for
+        one annotation file fails here, before a run folder is made."""
+        self.splits(config)
 
     def num_classes(self, config: DetectConfig) -> int:
         return self.splits(config)[0].num_classes
@@ -123,11 +138,16 @@ class DetectTask(Task):
         return train_set.map(_keras_targets), val_set.map(_keras_targets)
 
     def check_data(self, config: DetectConfig) -> dict[str, Any]:
+        """Every image and box of both splits (:func:`check_dataset`), by split, and the error count; one
+        annotation file given without ``--val`` is checked alone, as the ``train`` split."""
         from vision_core.data.detection import check_dataset
 
         report: dict[str, Any] = {}
         problems = 0
-        for dataset in self.splits(config):
+        train, val = self._read_splits(config)
+        if val is None:
+            log.info("%s: checked alone; train needs the validation split too (--val)", train.source)
+        for dataset in (train, val) if val is not None else (train,):
             checked = check_dataset(dataset, workers=config.dataset.workers)
             log.info("%s\n", checked.table())
             report[dataset.split] = checked.to_dict()
@@ -163,11 +183,30 @@ class DetectTask(Task):
         _, val = self.splits(config)
         return evaluate(self.runner(model, config), val)
 
+    def plots(self, model, config: DetectConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
+        """``pr_curve<suffix>.png`` (:func:`plot_pr_curves` of ``metrics``) and ``gallery<suffix>.png`` (the model's
+        detections on the first :data:`GALLERY_IMAGES` val images, ground truth in white) in ``out_dir``."""
+        from vision_core.detection.evaluate import run_detector
+        from vision_core.detection.plots import plot_pr_curves, save_gallery
+
+        out_dir = Path(out_dir)
+        written = {"pr_curve": plot_pr_curves(metrics, out_dir / f"pr_curve{suffix}.png")}
+        _, val = self.splits(config)
+        shown = dataclasses.replace(val, records=val.records[:GALLERY_IMAGES])
+        detections = run_detector(self.runner(model, config), shown, progress=False)
+        lowest = max(config.postprocess.score_threshold, DRAWN_MIN_SCORE)
+        try:
+            written["gallery"] = save_gallery(shown, detections.by_image, out_dir / f"gallery{suffix}.png",
+                                              count=GALLERY_IMAGES, score_threshold=lowest)
+        except ValueError as error:  # no image of the gallery could be read: the curves still stand
+            log.warning("gallery not drawn: %s", error)
+        return written
+
     def predict(self, model, sources: list[str], config: DetectConfig, out_dir: Path) -> dict[str, Any]:
         from vision_core.detection.predict import predict
 
         report = predict(self.runner(model, config), sources, out_dir, class_names=self.class_names(config),
-                         score_threshold=max(config.postprocess.score_threshold, 0.3))
+                         score_threshold=max(config.postprocess.score_threshold, DRAWN_MIN_SCORE))
         return {"json": str(report.json_path), "out_dir": str(out_dir), **report.counts()}
 
 

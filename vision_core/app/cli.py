@@ -41,7 +41,7 @@ log = logging.getLogger("vision_core")
 CONFIG_DEST = "config:"
 COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
-    "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to <run>/eval.json, or eval_<file>.json for --model; prints them without curves)",
+    "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to <run>/eval.json, or eval_<file>.json for --model, and the task's plots beside it; prints the metrics without curves)",
     "predict": "run a run's weights on images, videos or folders and write drawn outputs",
     "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run -> <run>/qat/qat_int8.tflite",
     "export": "write a run's shipped forms (TFLite float32/fp16/int8/int16x8 with metadata, SavedModel, ONNX) to "
@@ -171,11 +171,13 @@ def _train(task, args) -> dict:
         run_dir = runs.latest_run(args.project) if args.resume is True else runs.existing_run(args.resume)
         config = resolve_config(task, args, run_dir)
     else:
-        config = resolve_config(task, args)
+        run_dir, config = None, resolve_config(task, args)
+    task.validate(config)  # before a new run folder exists: a start that fails leaves nothing behind
+    if run_dir is None:
         run_dir = runs.new_run_dir(args.project, runs.safe_name(args.name) if args.name else None, args.exist_ok)
     log.info("run folder: %s", run_dir)
     result = train(task, config, run_dir, resume=bool(args.resume))
-    return {k: result[k] for k in ("run", "epochs", "best_epoch", "headline_metric", "headline")}
+    return {k: result[k] for k in ("run", "epochs", "best_epoch", "headline_metric", "headline", "plots")}
 
 
 def _trained(task, args):
@@ -196,7 +198,9 @@ def _eval(task, args) -> dict:
     result = {"model" if args.model is not None else "weights": source, "metrics": task.evaluate(model, config)}
     path = run_dir / ("eval.json" if args.model is None else f"eval_{args.model.name}.json")
     write_atomic(path, json.dumps(result, indent=2, default=float).encode())
-    return {**result, "metrics": _without_sequences(result["metrics"]), "written": str(path)}
+    plots = task.plots(model, config, result["metrics"], run_dir, "" if args.model is None else f"_{args.model.name}")
+    return {**result, "metrics": _without_sequences(result["metrics"]), "written": str(path),
+            "plots": {name: str(plot) for name, plot in plots.items()}}
 
 
 def _without_sequences(metrics: dict) -> dict:

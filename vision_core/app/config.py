@@ -10,6 +10,10 @@ later sources winning::
 Values from YAML and flags are checked against the field's annotation (``int``, ``float``,
 ``str``, ``bool``, ``Literal[...]``, ``X | None``, ``tuple[X, ...]`` / ``list[X]``); a bad key
 or value raises :class:`ConfigError` naming the key, the value and where it came from.
+A section may also bound its values: a ``check()`` method yielding ``(field, requirement)``
+for each value out of bounds (``TrainConfig.check``: ``epochs`` at least 1, ...). Bounds hold
+for the resolved config, not for each source in turn, so :func:`resolve` checks every
+section once all sources are applied (:func:`check_config`).
 The resolved config is written back as YAML (:func:`save_config`), and that file loaded
 with ``--config`` on top of the same dataclass reproduces the config exactly.
 """
@@ -21,7 +25,7 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,7 +214,24 @@ def resolve(presets: Mapping[str, Any], preset: str | None = None, yaml_path: st
     names = flag_names(config)
     for key, value in (flags or {}).items():
         config = apply_overrides(config, {key: value}, f"--{names.get(key, key)}")
+    check_config(config)
     return config
+
+
+def check_config(config: Any, prefix: str = "") -> None:
+    """:class:`ConfigError` for the first value out of its section's bounds, naming the dotted key and value.
+
+    Every section (the root included) that defines ``check()`` is asked, depth first; ``check()``
+    yields ``(field name, requirement)`` for each of its values out of bounds (e.g.
+    ``("epochs", "must be at least 1")``).
+    """
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{prefix}{field.name}.")
+    check = getattr(config, "check", None)
+    for name, requirement in check() if check else ():
+        raise ConfigError(f"{prefix}{name}={getattr(config, name)!r}: {requirement}")
 
 
 def flag_names(config: Any) -> dict[str, str]:
@@ -272,6 +293,22 @@ class TrainConfig:
     init_weights: str | None = setting(None, "a .weights.npz (e.g. another run's weights/best.weights.npz) copied "
                                              "into the model by variable path before training; variables it "
                                              "lacks keep their initialisation, a shape mismatch is an error")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        """``(field, requirement)`` of each value out of bounds (see :func:`check_config`)."""
+        if self.epochs < 1:
+            yield "epochs", "must be at least 1"
+        if self.batch_size < 1:
+            yield "batch_size", "must be at least 1"
+        if not self.learning_rate > 0:
+            yield "learning_rate", "must be greater than 0"
+        if not self.warmup_epochs >= 0:
+            yield "warmup_epochs", "must be 0 or more"
+        if self.eval_interval < 0:
+            yield "eval_interval", "must be 0 (Keras validation only) or more"
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            yield "steps_per_epoch", "must be null (one pass over the training set) or at least 1"
+
 
 
 @dataclasses.dataclass

@@ -9,6 +9,8 @@ Layout (everything a run leaves behind, as Ultralytics does)::
     results.csv                 one row per epoch: loss, lr, validation and evaluator metrics
     results.png                 training curves (loss, lr, metrics vs epoch)
     metrics.json                final metrics of the best weights
+    <plot>.png                  the task's plots of them (Task.plots; detection: pr_curve.png, gallery.png),
+                                redrawn by eval; eval --model FILE writes <plot>_<FILE>.png
     tensorboard/                TensorBoard event files
 
 Weights are stored by variable path (:mod:`vision_core.weights`), written atomically.

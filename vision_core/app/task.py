@@ -95,6 +95,24 @@ class Task(abc.ABC):
         Returns the task's metrics, including :attr:`headline_metric`.
         """
 
+    def validate(self, config) -> None:
+        """Check what the settings point at before ``train`` makes a run folder; raise
+        :class:`~vision_core.app.errors.AppError` naming the problem (a missing file, an unreadable split).
+
+        Default: nothing (types and section bounds are checked when the config is resolved). It should
+        build nothing heavy; what it loads may be cached for :meth:`datasets`.
+        """
+
+    def plots(self, model, config, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
+        """Pictures of an evaluation written to ``out_dir``: ``{plot name: path}``; default none.
+
+        ``metrics`` is :meth:`evaluate`'s dict for ``model`` (a Keras model, or an exported form's
+        path). Each file is named ``<plot name><suffix>.png``: ``eval --model FILE`` passes
+        ``_<FILE's name>`` so scoring several forms into one run folder keeps every picture.
+        Called by ``eval`` and at the end of ``train`` (the best weights, into the run folder).
+        """
+        return {}
+
     def predict(self, model, sources: list[str], config, out_dir: Path) -> dict[str, Any]:
         """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs to ``out_dir``."""
         raise NotSupported(f"task {self.name!r} does not implement predict")

@@ -7,8 +7,8 @@
 state including the step that positions the learning-rate schedule, seed-generator
 states, Python/NumPy RNG) and replay the skipped epochs' shuffle order; fit with the
 callbacks of :mod:`.callbacks`, TensorBoard and Keras's progress bar; finally score the
-best weights with the task's evaluator into ``metrics.json``. See :mod:`.runs` for the
-folder layout.
+best weights with the task's evaluator into ``metrics.json`` and draw the task's plots of
+them. See :mod:`.runs` for the folder layout.
 
 Epochs are fed as one stream, ``range(first, epochs).flat_map(lambda _: train_set)``, so
 each epoch is exactly one fresh iterator of the task's training set (Keras's own
@@ -159,18 +159,20 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
 
 
 def finish(task, config, model, run_dir: Path, state: RunState, scored: dict[int, dict]) -> dict[str, Any]:
-    """Score the best (else last) weights with the task's evaluator; write ``metrics.json``.
+    """Score the best (else last) weights with the task's evaluator; write ``metrics.json``, then the
+    task's plots of those weights (:meth:`Task.plots`) into the run folder.
 
     ``scored`` holds the evaluator's metrics by epoch from this process; when the best epoch is
     among them they are the best weights' score already (the checkpoint holds the weights the
     evaluator saw, EMA included) and are reused. A resumed run whose best epoch came before the
-    restart scores the best weights again.
+    restart scores the best weights again. Returns ``metrics.json``'s content plus ``plots``
+    (``{name: path}``).
     """
     which = "best" if runs.weights_path(run_dir, "best").is_file() else "last"
+    assign_by_path(model, load_npz(runs.weights_path(run_dir, which)))
     if which == "best" and state.best_epoch in scored:
         metrics = scored[state.best_epoch]
     else:
-        assign_by_path(model, load_npz(runs.weights_path(run_dir, which)))
         metrics = task.evaluate(model, config)
     result = {"run": str(run_dir), "weights": which, "epochs": state.epoch, "best_epoch": state.best_epoch,
               "headline_metric": task.headline_metric, "headline": metrics.get(task.headline_metric),
@@ -178,4 +180,5 @@ def finish(task, config, model, run_dir: Path, state: RunState, scored: dict[int
     write_atomic(run_dir / runs.METRICS, json.dumps(result, indent=2, default=float).encode())
     log.info("%s: %s = %s (%s weights, epoch %s)", run_dir, task.headline_metric, result["headline"], which,
              state.best_epoch)
-    return result
+    plots = task.plots(model, config, metrics, run_dir)
+    return {**result, "plots": {name: str(path) for name, path in plots.items()}}
