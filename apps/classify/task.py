@@ -69,6 +69,11 @@ class ClassifyTask(Task):
         self._splits[key] = (train, val)
         return train, val
 
+    def validate(self, config: ClassifyConfig) -> None:
+        """Read both splits' file lists (cached): a missing folder or CSV, or a bad row, stops ``train`` before
+        its run folder is made."""
+        self.splits(config)
+
     def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
         return self.splits(config)[0].class_names
 
@@ -156,6 +161,14 @@ class ClassifyTask(Task):
 
         _, labels = self.val_images(config)
         return classification_metrics(self.scores(model, config), labels, self.class_names(config))
+
+    def plots(self, model, config: ClassifyConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
+        """The confusion matrix of the evaluation (rows: true class, columns: predicted)."""
+        from vision_core.classification.plots import plot_confusion_matrix
+
+        path = plot_confusion_matrix(metrics["confusion_matrix"], self.class_names(config),
+                                     Path(out_dir) / f"confusion_matrix{suffix}.png")
+        return {"confusion_matrix": path}
 
     def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
         """Rows of top-1 / top-5 per form with their deltas to the first, and the share of validation images
