@@ -38,14 +38,14 @@ from apps.classify.task import ClassifyTask
 from vision_core.app import runs
 from vision_core.app.config import resolve
 from vision_core.app.trainer import train
-from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
 from vision_core.classification.predict import to_probabilities
 from vision_core.classification.runners import ClassifierRunner
 from vision_core.quant.int8_check import agreement_table, ptq_feature_agreement
 from vision_core.quant.qat_job import RANGE_STATISTICS
 from vision_core.quant.report import logit_rms_error
-from vision_core.weights import load_npz, weights_by_path
+from vision_core.storage.atomic import write_atomic
+from vision_core.storage.weights import load_npz, weights_by_path
 
 
 class StoredScores(ClassifierRunner):

@@ -25,11 +25,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tflite.audit import require_int8
-from vision_core.atomic import write_atomic
 from vision_core.backbones import list_backbones
-from vision_core.quant.int8_check import ptq_feature_agreement, shapes_data, train_briefly, write_qat_spec
 from vision_core.quant import qat_job
-from vision_core.weights import weights_by_path
+from vision_core.quant.int8_check import (
+    ptq_feature_agreement,
+    shapes_data,
+    train_briefly,
+    write_qat_spec,
+)
+from vision_core.storage.atomic import write_atomic
+from vision_core.storage.weights import weights_by_path
 
 
 def qat_conversion(classifier, name: str, size: int, x, labels, probe) -> dict:

@@ -4,7 +4,7 @@ Two measurements, each alternating the two gradients so load drift hits both ali
 
 * ``shapes``: one input gradient of a 3x3 or 1x1 stride-1 SAME convolution (batch, size,
   channels below), TensorFlow's ``Conv2DBackpropInput`` kernel against
-  :func:`vision_core.conv_backprop.input_gradient`, each a traced function; median of
+  :func:`vision_core.training.conv_backprop.input_gradient`, each a traced function; median of
   ``--repeats`` calls, after one untimed call, and the largest difference between the two.
 * ``models``: the gradient of the classification loss of each backbone (``--backbones``,
   64 px input, batch 32, training mode) with respect to all its weights, traced, once with
@@ -22,12 +22,12 @@ import statistics
 import time
 
 import numpy as np
-
 from machine import machine_info
-from vision_core import conv_backprop
-from vision_core.atomic import write_atomic
-from vision_core.backend import keras, tf
+
 from vision_core.backbones.registry import build_backbone
+from vision_core.backend import keras, tf
+from vision_core.storage.atomic import write_atomic
+from vision_core.training import conv_backprop
 
 # (batch, height = width, channels in = out, kernel size): deep-stage maps of the tests' 32-64 px
 # models, then the ResNet stages at 224 px

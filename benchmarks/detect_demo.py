@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from machine import machine_info
-from vision_core.atomic import write_atomic
+
+from vision_core.storage.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "detect_demo.json"

@@ -44,19 +44,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import machine_info
-from tflite.audit import op_summary, require_int8
-from tflite.bench import benchmark, random_input
-from tflite.runtime import TFLiteModel
-from vision_core.atomic import write_atomic
-from vision_core.backend import keras, tf
-from vision_core.data.detection.demo import draw_detection_scene
-from vision_core.detection.export_tail import convert_detector
 
 from apps.detect.config import PRESETS
 from apps.detect.models import build_detector, detector_anchors
 from apps.detect.task import postprocess_config, with_postprocess_op
+from tflite.audit import op_summary, require_int8
+from tflite.bench import benchmark, random_input
+from tflite.runtime import TFLiteModel
+from vision_core.backend import keras
+from vision_core.data.detection.demo import draw_detection_scene
+from vision_core.detection.export_tail import convert_detector
+from vision_core.storage.atomic import write_atomic
 
 MODELS = ("ssdlite_mobilenet_v2", "retinanet_resnet50_rcnet", "retinanet_resnet50_fpn")
 COMPARE_THREADS = 2

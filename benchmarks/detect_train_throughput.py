@@ -48,16 +48,15 @@ import time
 import traceback
 
 import numpy as np
-
 from machine import machine_info
-from vision_core.atomic import write_atomic
-from vision_core.backend import keras, keras_cv, tf
-from vision_core.data.detection.demo import DEMO_CLASSES, draw_detection_scene
-from vision_core.detection.boxes import AnchorEncoder
 
 from apps.detect.config import PRESETS
 from apps.detect.models import build_detector, detector_anchors
 from apps.detect.task import DetectTask, _keras_targets
+from vision_core.backend import keras, keras_cv, tf
+from vision_core.data.detection.demo import DEMO_CLASSES, draw_detection_scene
+from vision_core.detection.boxes import AnchorEncoder
+from vision_core.storage.atomic import write_atomic
 
 PRESET = "retinanet_resnet50_fpn"
 RESNET50_V1 = {"stackwise_filters": [64, 128, 256, 512], "stackwise_blocks": [3, 4, 6, 3],

@@ -33,28 +33,27 @@ import os
 import sys
 import time
 from collections import defaultdict
-from importlib.metadata import version
 
 import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
-from tqdm import tqdm
-
 from machine import machine_info
 from no_amx import deny_amx
+from tqdm import tqdm
+
 from tflite.audit import audit_ops, op_summary
 from tflite.bench import benchmark, latencies_ms, random_input
 from tflite.macs import count_macs
 from tflite.model_file import FILE_IDENTIFIER
 from tflite.peak import ConvShape, add_peak, conv_model
 from tflite.runtime import TFLiteModel
-from vision_core.atomic import write_atomic
 from vision_core.backbones import build_backbone
-from vision_core.quant.int8_check import shapes_data
-from vision_core.backend import keras, tf
+from vision_core.backend import keras
 from vision_core.quant.convert import convert
-from vision_core.weights import copy_weights
+from vision_core.quant.int8_check import shapes_data
+from vision_core.storage.atomic import write_atomic
+from vision_core.storage.weights import copy_weights
 
 SIZE = 224
 SPEEDUP_THREADS = 2

@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from machine import machine_info
 from tqdm import tqdm
 
 from apps.classify.task import ClassifyTask
-from machine import machine_info
 from vision_core.app import runs
 from vision_core.app.ship import calibration_batches
-from vision_core.atomic import write_atomic
 from vision_core.quant.convert import convert
 from vision_core.quant.report import logit_rms_error
+from vision_core.storage.atomic import write_atomic
 
 THRESHOLDS = (0.1, 0.3, 1.0)
 

@@ -25,13 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_core.atomic import write_atomic
-from vision_core.backend import keras, tf
-from vision_core.quant.int8_check import shapes_data
-from vision_core.backbones.revcol import CONFIGS, LN_EPSILON, RevColConfig, convnext_block, revcol
 from vision_core.app.schedules import WarmupDecay
+from vision_core.backbones.revcol import (
+    CONFIGS,
+    LN_EPSILON,
+    RevColConfig,
+    convnext_block,
+    revcol,
+)
+from vision_core.backend import keras, tf
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.layers.normalization import LayerNorm
+from vision_core.quant.int8_check import shapes_data
+from vision_core.storage.atomic import write_atomic
 
 PROBE_EVERY = 25
 BATCH_SIZE = 32

@@ -6,13 +6,23 @@ import dataclasses
 
 import pytest
 import yaml
-
 from toy_task import ToyConfig, ToyTask
+
 from vision_core.app import runs
 from vision_core.app.cli import COMMANDS, build_parser, main, resolve_config
-from vision_core.app.config import (ConfigError, TrainConfig, apply_overrides, flag_names, leaves, load_yaml,
-                                    parse_text, resolve, save_config)
-from vision_core.app.errors import AppError
+from vision_core.app.config import (
+    ConfigError,
+    QATConfig,
+    TrainConfig,
+    apply_overrides,
+    flag_names,
+    leaves,
+    load_yaml,
+    parse_text,
+    resolve,
+    save_config,
+)
+from vision_core.errors import AppError
 
 
 def parsed(argv: list[str]):
@@ -22,7 +32,8 @@ def parsed(argv: list[str]):
 def test_leaves_are_dotted_paths_in_field_order():
     paths = [leaf.path for leaf in leaves(ToyConfig())]
     assert paths[:5] == ["width", "dropout", "data.train_samples", "data.val_samples", "data.data_seed"]
-    assert paths[5:] == [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
+    train = [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
+    assert paths[5:] == train + [f"qat.{f.name}" for f in dataclasses.fields(QATConfig)]
 
 
 @dataclasses.dataclass
@@ -201,8 +212,9 @@ def test_command_help_lists_every_option_with_its_default(command, capsys):
     run_options = {"train": ["--project PROJECT", "(default: runs/toy)", "--name NAME", "(default: exp)",
                              "--exist-ok", "--resume [RUN]"],
                    "predict": ["--out OUT", "(default: <run>/predict)", "sources"],
-                   "qat": ["--steps STEPS", "(default: 100)"],
-                   "export": ["--format", "(default: all)"],
+                   "qat": ["--steps INT", "[qat.steps: int] (default: 3)"],
+                   "export": ["--format", "(default: all)", "--saved-models SAVED_MODELS", "(default: saved_models)",
+                              "--score, --no-score"],
                    "bench": ["--runs RUNS", "(default: 50)", "--warmup WARMUP", "--threads"],
                    "data": ["--run RUN", "(default: none: the config options alone)"]}
     if command not in ("train", "data"):

@@ -6,17 +6,17 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from toy_task import ToyTask, images
+
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from tflite.runtime import TFLiteModel
 from vision_core.app import runs
 from vision_core.app.cli import main
-from vision_core.app.errors import AppError
 from vision_core.app.ship import expand_forms
 from vision_core.backend import tf
+from vision_core.errors import AppError
 
 
 def test_format_groups_expand_in_a_fixed_order_and_unknown_forms_are_named():

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
-from vision_core.weights import load_npz
+
+from vision_core.storage.weights import load_npz
 
 
 def free_ports(count: int) -> list[int]:

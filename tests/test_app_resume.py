@@ -8,9 +8,9 @@ import signal
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_python
-from vision_core.weights import load_npz
+
+from vision_core.storage.weights import load_npz
 
 TOY = ["-m", "toy_task", "train", "--epochs", "5", "--dropout", "0.3"]
 ENV = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from toy_task import SIZE, ToyTask, images
-from vision_core.app.errors import NotSupported
+
 from vision_core.app.task import Task
+from vision_core.errors import NotSupported
 
 
 def test_toy_task_is_a_task_with_headline_in_its_evaluation():

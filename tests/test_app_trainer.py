@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from toy_task import ToyTask
+
 from vision_core.app import runs
 from vision_core.app.cli import main
 from vision_core.app.config import TrainConfig, setting
 from vision_core.app.distribute import dtype_policy, is_chief, make_strategy
-from vision_core.app.errors import AppError
 from vision_core.app.schedules import WarmupDecay, build_schedule
 from vision_core.app.task import Task
 from vision_core.backend import keras, tf
-from vision_core.weights import load_npz, weights_by_path
+from vision_core.errors import AppError
+from vision_core.storage.weights import load_npz, weights_by_path
 
 
 def lr(schedule, step: int) -> float:

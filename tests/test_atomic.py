@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from vision_core.atomic import copy_atomic, write_atomic, write_dir_atomic
+from vision_core.storage.atomic import copy_atomic, write_atomic, write_dir_atomic
 
 
 def test_write_creates_the_folder_and_leaves_only_the_file(tmp_path):

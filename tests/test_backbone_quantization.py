@@ -22,14 +22,19 @@ eSE and identity), ese-VoVNet-19 and -57, and EMOv2-2M and -5M. This keeps the s
 
 import numpy as np
 import pytest
+from test_backbones import REQUIRED
 
 from tflite.audit import require_int8
 from vision_core.backbones import FEATURE_NAMES, build_backbone
-from vision_core.quant.int8_check import ptq_feature_agreement, shapes_data, train_briefly, write_qat_spec
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.quant import qat_job
-from vision_core.weights import load_npz, weights_by_path
-from test_backbones import REQUIRED
+from vision_core.quant.int8_check import (
+    ptq_feature_agreement,
+    shapes_data,
+    train_briefly,
+    write_qat_spec,
+)
+from vision_core.storage.weights import load_npz, weights_by_path
 
 pytestmark = pytest.mark.slow
 SIZE = 64

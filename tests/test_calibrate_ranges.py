@@ -3,7 +3,6 @@ min/max over all of them as post-training int8 calibrates."""
 
 import numpy as np
 import pytest
-
 from conftest import last_json_line, run_python
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from vision_core.data.classification import (ClassificationDataset, check_classification_dataset, check_split_overlap,
-                                             load_classification_dataset, load_images, make_classification_dataset,
-                                             write_shapes_dataset)
+from vision_core.data.classification import (
+    ClassificationDataset,
+    check_classification_dataset,
+    check_split_overlap,
+    load_classification_dataset,
+    load_images,
+    make_classification_dataset,
+    write_shapes_dataset,
+)
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
 
 

@@ -12,9 +12,17 @@ from onnx import TensorProto, helper
 from vision_core.backend import keras
 from vision_core.classification.evaluate import classification_metrics, top1_agreement
 from vision_core.classification.plots import plot_confusion_matrix
-from vision_core.classification.runners import (KerasClassifierRunner, ONNXClassifierRunner, TFLiteClassifierRunner,
-                                                load_classifier_runner, scores_on)
-from vision_core.data.classification import ClassificationDataset, make_classification_dataset
+from vision_core.classification.runners import (
+    KerasClassifierRunner,
+    ONNXClassifierRunner,
+    TFLiteClassifierRunner,
+    load_classifier_runner,
+    scores_on,
+)
+from vision_core.data.classification import (
+    ClassificationDataset,
+    make_classification_dataset,
+)
 from vision_core.data.synthetic import normalize
 from vision_core.quant.convert import convert
 

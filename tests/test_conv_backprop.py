@@ -1,11 +1,11 @@
-"""The Conv2D input gradient that vision_core.conv_backprop registers equals TensorFlow's own kernels."""
+"""The Conv2D input gradient that vision_core.training.conv_backprop registers equals TensorFlow's own kernels."""
 
 import numpy as np
 import pytest
-
 from conftest import last_json_line, run_python
-from vision_core import conv_backprop
+
 from vision_core.backend import tf
+from vision_core.training import conv_backprop
 
 # (batch, height, width, in channels, out channels, kernel height, kernel width, padding)
 STRIDE_1 = [(2, 5, 7, 3, 4, 3, 3, "SAME"), (2, 5, 7, 3, 4, 3, 3, "VALID"), (1, 6, 6, 2, 5, 2, 2, "SAME"),
@@ -82,7 +82,7 @@ def test_dilated_or_unknown_size_convolutions_keep_tensorflows_gradient():
 def test_the_tf_keras_flavour_installs_it_too():
     result = run_python(
         "import json, numpy as np\n"
-        "from vision_core import conv_backprop\n"
+        "from vision_core.training import conv_backprop\n"
         "from vision_core.backend import keras, tf\n"
         "layer = keras.layers.Conv2D(4, 3, padding='same', use_bias=False)\n"
         "x = tf.constant(np.random.default_rng(0).normal(size=(1, 4, 4, 2)).astype('float32'))\n"

@@ -13,9 +13,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from apps.detect.task import DetectTask
-from conftest import ROOT
 from tflite.audit import require_int8
 from vision_core.app.cli import main
 from vision_core.detection.boxes import pairwise_iou
@@ -97,8 +97,8 @@ def test_eval_scores_every_exported_form_with_the_same_evaluator(run, form):
 
 def test_float_forms_find_what_keras_finds(run):
     """Float TFLite and ONNX (from the SavedModel) give the Keras detections on the same image."""
-    from vision_core.app.runs import load_model
     from vision_core.app.cli import build_parser, resolve_config
+    from vision_core.app.runs import load_model
 
     task = DetectTask()
     config = resolve_config(task, build_parser(task).parse_args(["eval", "--run", str(run["dir"])]), run["dir"])

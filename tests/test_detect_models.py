@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from apps.detect.config import PRESETS, ModelConfig
-from apps.detect.models import anchor_generator, build_detector, detector_anchors, uses_softmax
+from apps.detect.models import (
+    anchor_generator,
+    build_detector,
+    detector_anchors,
+    uses_softmax,
+)
 from apps.detect.models.heads import PRIOR_PROBABILITY
 from tflite.audit import require_int8
 from vision_core.detection.export_tail import postprocess_options
 from vision_core.quant import qat_job
-from vision_core.weights import load_npz, weights_by_path
+from vision_core.storage.weights import load_npz, weights_by_path
 
 TINY = {
     "ssd": ModelConfig(architecture="ssd", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),

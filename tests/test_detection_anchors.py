@@ -5,7 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes, feature_size
+from vision_core.detection.anchors import (
+    RetinaNetAnchors,
+    SSDDefaultBoxes,
+    feature_size,
+)
 
 
 def _centres(boxes):

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 
 from vision_core.backend import tf
-from vision_core.detection.boxes import (BOX_SCALES, IGNORE, IGNORED, NEGATIVE, POSITIVE, AnchorEncoder,
-                                         convert_format, decode_boxes, encode_boxes, match_anchors,
-                                         pairwise_iou, to_normalized, to_pixels)
+from vision_core.detection.boxes import (
+    BOX_SCALES,
+    IGNORE,
+    IGNORED,
+    NEGATIVE,
+    POSITIVE,
+    AnchorEncoder,
+    convert_format,
+    decode_boxes,
+    encode_boxes,
+    match_anchors,
+    pairwise_iou,
+    to_normalized,
+    to_pixels,
+)
 
 BOX_XYXY = [10.0, 20.0, 30.0, 60.0]
 SAME_BOX = {"xyxy": BOX_XYXY, "xywh": [10.0, 20.0, 20.0, 40.0], "cxcywh": [20.0, 40.0, 20.0, 40.0],

@@ -9,8 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from vision_core.data.detection import (DetectionDataset, DetectionRecord, UnreadableImageError, check_dataset,
-                                        load_detection_dataset, read_coco, read_image, read_voc, read_yolo)
+from vision_core.data.detection import (
+    DetectionDataset,
+    DetectionRecord,
+    UnreadableImageError,
+    check_dataset,
+    load_detection_dataset,
+    read_coco,
+    read_image,
+    read_voc,
+    read_yolo,
+)
 
 
 def write_image(path, height=48, width=64):

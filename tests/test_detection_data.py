@@ -12,11 +12,28 @@ import cv2
 import numpy as np
 import pytest
 
-from vision_core.data.detection import (DEMO_CLASSES, AnnotationFormatError, DetectionDataset, DetectionRecord,
-                                        check_dataset, coco_results, detect_format, load_detection_dataset,
-                                        draw_detection_scene, read_coco, read_voc, read_yolo, write_coco,
-                                        write_demo_dataset)
-from vision_core.data.detection.augment import apply_transform, boxes_to_image, train_transform, val_transform
+from vision_core.data.detection import (
+    DEMO_CLASSES,
+    AnnotationFormatError,
+    DetectionDataset,
+    DetectionRecord,
+    check_dataset,
+    coco_results,
+    detect_format,
+    draw_detection_scene,
+    load_detection_dataset,
+    read_coco,
+    read_voc,
+    read_yolo,
+    write_coco,
+    write_demo_dataset,
+)
+from vision_core.data.detection.augment import (
+    apply_transform,
+    boxes_to_image,
+    train_transform,
+    val_transform,
+)
 
 
 def write_image(path, height, width, value=90):

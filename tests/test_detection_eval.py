@@ -24,7 +24,12 @@ from vision_core.detection.evaluate import DatasetDetections, coco_evaluate, eva
 from vision_core.detection.export_tail import convert_detector, with_postprocess
 from vision_core.detection.nms import PostProcessConfig
 from vision_core.detection.plots import plot_pr_curves, save_gallery
-from vision_core.detection.runners import KerasRunner, ONNXRunner, TFLiteRunner, load_runner
+from vision_core.detection.runners import (
+    KerasRunner,
+    ONNXRunner,
+    TFLiteRunner,
+    load_runner,
+)
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
 

@@ -5,8 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from vision_core.detection.losses import (box_regression_loss, focal_loss, hard_negatives,
-                                          multibox_confidence_loss, multibox_loss)
+from vision_core.detection.losses import (
+    box_regression_loss,
+    focal_loss,
+    hard_negatives,
+    multibox_confidence_loss,
+    multibox_loss,
+)
 
 LN2 = math.log(2)
 

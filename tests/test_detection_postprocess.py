@@ -9,10 +9,20 @@ from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors
 from vision_core.detection.boxes import convert_format, to_normalized, to_pixels
-from vision_core.detection.export_tail import (DetectionPostProcess, convert_detector, postprocess_options,
-                                               require_int8_detector, with_postprocess)
-from vision_core.detection.nms import (POSTPROCESS_OP, PostProcessConfig, decode_detections, multiclass_nms,
-                                       op_anchors)
+from vision_core.detection.export_tail import (
+    DetectionPostProcess,
+    convert_detector,
+    postprocess_options,
+    require_int8_detector,
+    with_postprocess,
+)
+from vision_core.detection.nms import (
+    POSTPROCESS_OP,
+    PostProcessConfig,
+    decode_detections,
+    multiclass_nms,
+    op_anchors,
+)
 
 # Hand-made NMS case, xyxy pixels; box 1 overlaps box 0 with IoU 90 / 110.
 BOXES = [[[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [40, 40, 50, 50]]]

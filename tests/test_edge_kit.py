@@ -5,14 +5,24 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import last_json_line, run_python
+from tiny_models import (
+    DETECTOR_BOXES,
+    DETECTOR_CLASSES,
+    DETECTOR_SCORES,
+    LABELS,
+    TINY_CLASSIFIER_MACS,
+    calibration,
+    classifier_info,
+    constant_detector,
+    shapes,
+    tiny_classifier,
+)
+
 from tflite.cli import main
 from tflite.macs import count_macs
 from tflite.metadata import ModelInfo
 from tflite.predict import Predictor, read_image
-from tiny_models import (DETECTOR_BOXES, DETECTOR_CLASSES, DETECTOR_SCORES, LABELS, TINY_CLASSIFIER_MACS,
-                         calibration, classifier_info, constant_detector, shapes, tiny_classifier)
 from vision_core.export.tflite_export import export_tflite
 from vision_core.quant.convert import convert
 

@@ -7,7 +7,6 @@ scales next to anything else (a 3x3 conv, two readers, an add, a conv's activati
 """
 
 import pytest
-
 from conftest import last_json_line, run_python
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vision_core.backend import keras, tf
-from vision_core.fused_adam import FusedAdam
+from vision_core.training.fused_adam import FusedAdam
 
 
 def _model():

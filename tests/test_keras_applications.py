@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from vision_core.backend import keras
 from vision_core.backbones import build_backbone
-from vision_core.backbones.pretrained import imagenet_file_name, load_keras_applications_weights
+from vision_core.backbones.pretrained import (
+    imagenet_file_name,
+    load_keras_applications_weights,
+)
+from vision_core.backend import keras
 
 CASES = [
     ("resnet50", {"variant": "keras"}, keras.applications.ResNet50, {}),

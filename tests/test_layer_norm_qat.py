@@ -7,7 +7,6 @@ tensor with its producer's range.
 """
 
 import pytest
-
 from conftest import last_json_line, run_python
 
 pytestmark = pytest.mark.slow

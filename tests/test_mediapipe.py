@@ -6,11 +6,19 @@ API is used, never its metadata writers.
 
 import numpy as np
 import pytest
+from tiny_models import (
+    DETECTOR_SCORES,
+    LABELS,
+    calibration,
+    classifier_info,
+    constant_detector,
+    shapes,
+    tiny_classifier,
+    tiny_segmenter,
+)
 
 from tflite.metadata import ModelInfo
 from tflite.predict import Predictor
-from tiny_models import (DETECTOR_SCORES, LABELS, calibration, classifier_info, constant_detector, shapes,
-                         tiny_classifier, tiny_segmenter)
 from vision_core.export.tflite_export import export_tflite
 
 mediapipe = pytest.importorskip("mediapipe")

@@ -15,16 +15,22 @@ import pytest
 from tflite.audit import require_int8
 from tflite.runtime import TFLiteModel
 from vision_core.backbones import build_backbone
-from vision_core.quant.int8_check import shapes_data
-from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.backend import keras
-from vision_core.fused_adam import FusedAdam
-from vision_core.necks import PYRAMID_LEVELS, PYRAMID_STRIDES, build_neck, build_pyramid, list_necks
+from vision_core.data.synthetic import SHAPE_CLASSES
+from vision_core.necks import (
+    PYRAMID_LEVELS,
+    PYRAMID_STRIDES,
+    build_neck,
+    build_pyramid,
+    list_necks,
+)
 from vision_core.necks.cross_scale_shift import SHIFT_DIVISOR, pool_factor
 from vision_core.quant import qat_job
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
-from vision_core.weights import assign_by_path, load_npz, weights_by_path
+from vision_core.quant.int8_check import shapes_data
+from vision_core.storage.weights import assign_by_path, load_npz, weights_by_path
+from vision_core.training.fused_adam import FusedAdam
 
 NECKS = ["fpn", "rcnet"]
 RESNET18 = (128, 256, 512)  # channels of C3, C4, C5

@@ -9,14 +9,14 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 from tiny_models import shapes, tiny_bn_classifier, tiny_classifier
+
 from vision_core.backend import keras
-from vision_core.quant.int8_check import write_qat_spec
 from vision_core.data.synthetic import normalize
 from vision_core.quant import qat_job
-from vision_core.weights import load_npz, weights_by_path
+from vision_core.quant.int8_check import write_qat_spec
+from vision_core.storage.weights import load_npz, weights_by_path
 
 pytestmark = pytest.mark.slow
 

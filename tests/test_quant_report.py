@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from vision_core.quant.report import classification_evaluator, compare, format_table, logit_rms_error, top1_agreement
+from vision_core.quant.report import (
+    classification_evaluator,
+    compare,
+    format_table,
+    logit_rms_error,
+    top1_agreement,
+)
 
 LABELS = np.array([0, 1, 2, 3])
 FLOAT = {"predictions": np.eye(4)}                                    # all four right

@@ -7,9 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+)
 from tiny_models import SIZE, tiny_classifier
+
 from vision_core.backend import keras, tf
 from vision_core.data.synthetic import classification_set, normalize
 from vision_core.export.saved_model import MINUS_ONE_TO_ONE, export_saved_model

@@ -1,6 +1,11 @@
 import numpy as np
 
-from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, draw_scene, normalize
+from vision_core.data.synthetic import (
+    SHAPE_CLASSES,
+    classification_set,
+    draw_scene,
+    normalize,
+)
 
 
 def test_same_seed_gives_the_same_images():

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import last_json_line, run_python
+from tiny_models import SIZE, calibration, classifier_info, shapes, tiny_classifier
 
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from tflite.predict import Predictor
 from tflite.runtime import TFLiteModel
-from conftest import last_json_line, run_python
-from tiny_models import SIZE, calibration, classifier_info, shapes, tiny_classifier
 from vision_core.backend import keras
 from vision_core.data.synthetic import normalize
 from vision_core.export.tflite_export import ends_in_softmax, export_tflite

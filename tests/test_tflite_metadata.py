@@ -6,13 +6,27 @@ import zipfile
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
+from tiny_models import (
+    LABELS,
+    SIZE,
+    classifier_info,
+    constant_detector,
+    tiny_classifier,
+    tiny_segmenter,
+)
 
 from tflite.errors import EdgeKitError
-from tflite.metadata import (INFO_FILE, LABELS_FILE, MetadataError, ModelInfo, add_metadata, read_metadata,
-                             read_model_metadata)
+from tflite.metadata import (
+    INFO_FILE,
+    LABELS_FILE,
+    MetadataError,
+    ModelInfo,
+    add_metadata,
+    read_metadata,
+    read_model_metadata,
+)
 from tflite.model_file import io_tensors
 from tflite.runtime import TFLiteModel
-from tiny_models import LABELS, SIZE, classifier_info, constant_detector, tiny_classifier, tiny_segmenter
 from vision_core.quant.convert import convert
 
 

@@ -13,7 +13,13 @@ from tflite.audit import audit_ops
 from tflite.bench import benchmark
 from tflite.cli import main
 from tflite.macs import count_macs
-from tflite.peak import PEAK_SHAPE, ConvShape, activation_quantization, add_peak, conv_model
+from tflite.peak import (
+    PEAK_SHAPE,
+    ConvShape,
+    activation_quantization,
+    add_peak,
+    conv_model,
+)
 from tflite.runtime import TFLiteModel
 
 TINY = ConvShape(height=4, width=4, in_channels=2, out_channels=3, kernel=1)

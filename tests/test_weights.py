@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from vision_core.backend import keras
-from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
+from vision_core.storage.weights import (
+    assign_by_path,
+    load_npz,
+    save_npz,
+    weights_by_path,
+)
 
 
 def _model(width=4):

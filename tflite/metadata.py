@@ -38,9 +38,19 @@ from dataclasses import dataclass, field
 
 from tflite.errors import EdgeKitError
 from tflite.macs import count_macs
-from tflite.metadata_schema import (MODEL_METADATA_IDENTIFIER, SEGMENTER_OPTIONS_IDENTIFIER, decode,
-                                    encode)
-from tflite.model_file import TensorInfo, io_tensors, load_model, metadata_buffer, with_metadata_buffer
+from tflite.metadata_schema import (
+    MODEL_METADATA_IDENTIFIER,
+    SEGMENTER_OPTIONS_IDENTIFIER,
+    decode,
+    encode,
+)
+from tflite.model_file import (
+    TensorInfo,
+    io_tensors,
+    load_model,
+    metadata_buffer,
+    with_metadata_buffer,
+)
 
 METADATA_NAME = "TFLITE_METADATA"
 SEGMENTER_METADATA_NAME = "SEGMENTER_METADATA"

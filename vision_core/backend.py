@@ -14,7 +14,7 @@ flavour therefore clears that variable before TensorFlow is imported, and refuse
 load TF-MOT. ``keras-cv`` fails to import after TF-MOT, so it is only offered in the
 Keras 3 flavour.
 
-Both flavours also get :mod:`vision_core.conv_backprop`'s faster ``Conv2D`` input gradient.
+Both flavours also get :mod:`vision_core.training.conv_backprop`'s faster ``Conv2D`` input gradient.
 
 Everything else in the suite takes ``keras`` (and ``tf``) from here::
 
@@ -40,12 +40,12 @@ if FLAVOUR == TF_KERAS:
 else:
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
 
-import tensorflow as tf  # noqa: E402  (the environment above must be set first)
+import tensorflow as tf  # noqa: E402, F401  (the environment above must be set first; re-exported)
 
 if FLAVOUR == TF_KERAS:
-    import tf_keras as keras  # noqa: E402
+    import tf_keras as keras  # noqa: E402, F401  (re-exported)
 else:
-    import keras  # noqa: E402
+    import keras  # noqa: E402, F401  (re-exported)
 
 
 def is_keras3() -> bool:
@@ -84,4 +84,4 @@ def flavour_environment(flavour: str) -> dict[str, str]:
 
 
 # Last, so it finds this module complete: importing it registers the faster Conv2D input gradient.
-import vision_core.conv_backprop  # noqa: E402, F401
+import vision_core.training.conv_backprop  # noqa: E402, F401

@@ -10,21 +10,20 @@ per-class accuracy, confusion matrix) through a runner that returns class scores
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vision_core.app.errors import AppError
+from apps.classify.config import PRESETS, ClassifyConfig
 from vision_core.app.task import Task
 from vision_core.backend import keras
 from vision_core.data.synthetic import SHAPE_CLASSES
+from vision_core.errors import AppError
+from vision_core.logs import get_logger
 
-from apps.classify.config import PRESETS, ClassifyConfig
-
-log = logging.getLogger("vision_core")
+log = get_logger()
 MEAN, STD = 127.5, 127.5  # pixels -> [-1, 1], as the shapes and the detection app
 
 
@@ -43,7 +42,10 @@ class ClassifyTask(Task):
     # data -----------------------------------------------------------------------------------------------------
     def splits(self, config: ClassifyConfig):
         """``(train, val)`` :class:`ClassificationDataset` of the config (the shapes when ``data`` is empty)."""
-        from vision_core.data.classification import load_classification_dataset, write_shapes_dataset
+        from vision_core.data.classification import (
+            load_classification_dataset,
+            write_shapes_dataset,
+        )
 
         settings = config.dataset
         key = (settings.data, settings.val, settings.class_names, settings.demo_dir, settings.demo_train,
@@ -99,7 +101,10 @@ class ClassifyTask(Task):
             yield np.asarray(images, np.float32)
 
     def check_data(self, config: ClassifyConfig) -> dict[str, Any]:
-        from vision_core.data.classification import check_classification_dataset, check_split_overlap
+        from vision_core.data.classification import (
+            check_classification_dataset,
+            check_split_overlap,
+        )
 
         train, val = self.splits(config)
         report: dict[str, Any] = {}
@@ -174,7 +179,10 @@ class ClassifyTask(Task):
         """Rows of top-1 / top-5 per form with their deltas to the first, and the share of validation images
         whose top-1 class agrees with the first form's (int8 flips, which accuracy alone can hide)."""
         from vision_core.app.ship import compare_metrics
-        from vision_core.classification.evaluate import classification_metrics, top1_agreement
+        from vision_core.classification.evaluate import (
+            classification_metrics,
+            top1_agreement,
+        )
 
         _, labels = self.val_images(config)
         scores = {name: self.scores(model, config) for name, model in forms.items()}

@@ -15,7 +15,11 @@ is normalised by the positive anchors of the batch.
 from __future__ import annotations
 
 from vision_core.backend import tf
-from vision_core.detection.losses import box_regression_loss, focal_loss, multibox_confidence_loss
+from vision_core.detection.losses import (
+    box_regression_loss,
+    focal_loss,
+    multibox_confidence_loss,
+)
 
 BOX_TARGET_COLUMNS = 4
 

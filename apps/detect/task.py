@@ -12,24 +12,23 @@ boxes back to the original image (xyxy absolute pixels).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vision_core.app.errors import AppError, ConfigError
-from vision_core.app.task import Task
-from vision_core.backend import tf
-
 from apps.detect.config import PRESETS, DetectConfig
 from apps.detect.losses import BoxLoss, ClassLoss
 from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
+from vision_core.app.task import Task
+from vision_core.backend import tf
+from vision_core.errors import AppError, ConfigError
+from vision_core.logs import get_logger
 
 GALLERY_IMAGES = 16  # validation images drawn by ``plots`` (a 4 x 4 grid)
 DRAWN_MIN_SCORE = 0.3  # drawn detections score at least this (or the post-process threshold, if higher)
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 
 def postprocess_config(config: DetectConfig, num_classes: int):
@@ -69,7 +68,10 @@ class DetectTask(Task):
     def _read_splits(self, config: DetectConfig):
         """``(train, val)`` as :meth:`splits`, read once per dataset setting; ``val`` is None when ``data`` is
         one COCO annotation file and ``val`` is not given (``data check`` checks that file alone)."""
-        from vision_core.data.detection import load_detection_dataset, write_demo_dataset
+        from vision_core.data.detection import (
+            load_detection_dataset,
+            write_demo_dataset,
+        )
 
         settings = config.dataset
         key = (settings.data, settings.images, settings.val, settings.val_images, settings.class_names,
@@ -169,7 +171,11 @@ class DetectTask(Task):
     def runner(self, model, config: DetectConfig):
         """A :class:`DetectorRunner` of ``model``: a Keras detector (raw or with the post-process), a runner, or a
         path of a ``.keras``, ``.tflite`` or ``.onnx`` export."""
-        from vision_core.detection.runners import DetectorRunner, KerasRunner, load_runner
+        from vision_core.detection.runners import (
+            DetectorRunner,
+            KerasRunner,
+            load_runner,
+        )
 
         if isinstance(model, DetectorRunner):
             return model

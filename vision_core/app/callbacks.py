@@ -20,10 +20,10 @@ import numpy as np
 
 from vision_core.app import runs
 from vision_core.app.plots import plot_history
-from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
-from vision_core.training_state import save_training_state
-from vision_core.weights import save_npz, weights_by_path
+from vision_core.storage.atomic import write_atomic
+from vision_core.storage.training_state import save_training_state
+from vision_core.storage.weights import save_npz, weights_by_path
 
 
 @dataclasses.dataclass

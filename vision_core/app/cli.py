@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 from vision_core.app import runs, ship
 from vision_core.app.config import flag_names, leaves, parse_text, resolve, type_name
-from vision_core.app.errors import AppError
+from vision_core.errors import AppError
+from vision_core.logs import get_logger, log_to_console
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 CONFIG_DEST = "config:"
 COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
@@ -191,7 +191,7 @@ def _trained(task, args):
 
 
 def _eval(task, args) -> dict:
-    from vision_core.atomic import write_atomic
+    from vision_core.storage.atomic import write_atomic
 
     run_dir, config, model = _trained(task, args)
     source = str(args.model) if args.model is not None else str(runs.resolve_weights(run_dir, args.weights))
@@ -234,7 +234,7 @@ def _export(task, args) -> dict:
 
 def _bench(task, args) -> dict:
     from vision_core.app.bench import bench_run
-    from vision_core.atomic import write_atomic
+    from vision_core.storage.atomic import write_atomic
 
     run_dir, config, model = _trained(task, args)
     result = bench_run(task, model, config, run_dir, runs=args.runs, warmup=args.warmup, threads=tuple(args.threads))
@@ -258,7 +258,7 @@ def main(task, argv: list[str] | None = None) -> int:
     """
     parser = build_parser(task)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_console()
     try:
         result = HANDLERS[args.command](task, args)
     except AppError as error:

@@ -31,9 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
-from vision_core.app.errors import ConfigError
-from vision_core.atomic import write_atomic
-
+from vision_core.errors import ConfigError
+from vision_core.storage.atomic import write_atomic
 
 EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 

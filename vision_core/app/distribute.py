@@ -15,12 +15,12 @@ Keras 3.15's ``fit`` does not run under MultiWorkerMirroredStrategy as shipped
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 from vision_core.backend import keras, tf
+from vision_core.logs import get_logger
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the Agg backend must be chosen first)
 
-from vision_core.atomic import write_atomic  # noqa: E402
+from vision_core.storage.atomic import write_atomic  # noqa: E402
 
 
 def curve_panels(history: list[dict]) -> dict[str, list[str]]:

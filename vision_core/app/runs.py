@@ -13,7 +13,7 @@ Layout (everything a run leaves behind, as Ultralytics does)::
                                 redrawn by eval; eval --model FILE writes <plot>_<FILE>.png
     tensorboard/                TensorBoard event files
 
-Weights are stored by variable path (:mod:`vision_core.weights`), written atomically.
+Weights are stored by variable path (:mod:`vision_core.storage.weights`), written atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vision_core.app.errors import AppError
+from vision_core.errors import AppError
 
 CONFIG = "config.yaml"
 WEIGHTS = "weights"
@@ -81,7 +81,7 @@ def resolve_weights(run_dir: Path, weights: str) -> Path:
 
 def load_model(task, config, weights_file: str | Path):
     """``task.build_model(config)`` with the weights of ``weights_file`` assigned by variable path."""
-    from vision_core.weights import assign_by_path, load_npz
+    from vision_core.storage.weights import assign_by_path, load_npz
 
     model = task.build_model(config)
     try:

@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vision_core.app.errors import AppError
-from vision_core.atomic import copy_atomic, write_atomic
+from vision_core.errors import AppError
+from vision_core.logs import get_logger
+from vision_core.storage.atomic import copy_atomic, write_atomic
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 TFLITE_FORMS = ("float32", "float16", "int8", "int16x8")
 FORMS = (*TFLITE_FORMS, "saved_model", "onnx")
 GROUPS = {"tflite": TFLITE_FORMS, "all": FORMS}
@@ -87,11 +87,15 @@ def calibration_batches(task, config) -> list[np.ndarray]:
 def export_run(task, model, config, run_dir: str | Path, formats: list[str],
                saved_models: str | Path = "saved_models") -> dict[str, Path]:
     """Write the forms in ``formats`` (groups allowed) of the run's ``model``; ``{form: path}``."""
-    from vision_core.export.onnx_export import check_onnx, export_onnx_from_saved_model, export_onnx_from_tflite
+    from tflite.runtime import TFLiteModel
+    from vision_core.export.onnx_export import (
+        check_onnx,
+        export_onnx_from_saved_model,
+        export_onnx_from_tflite,
+    )
     from vision_core.export.saved_model import Normalization, export_saved_model
     from vision_core.export.serving_config import write_models_config
     from vision_core.export.tflite_export import export_tflite
-    from tflite.runtime import TFLiteModel
 
     run_dir = Path(run_dir)
     out_dir = run_dir / "exports"
@@ -187,7 +191,7 @@ def run_qat(task, model, config, run_dir: str | Path) -> dict[str, Any]:
     ``<run>/qat/qat_int8.tflite``; score it and the float model with the task's evaluator into
     ``<run>/qat/report.json``. Returns the report without the job's details."""
     from vision_core.quant.qat_job import QATJobSpec, launch
-    from vision_core.weights import weights_by_path
+    from vision_core.storage.weights import weights_by_path
 
     settings, run_dir = config.qat, Path(run_dir)
     builder, kwargs = task.qat_builder(config)

@@ -39,9 +39,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vision_core.app.errors import NotSupported
 from vision_core.app.ship import FORMS
 from vision_core.backend import keras, tf
+from vision_core.errors import NotSupported
 
 
 class Task(abc.ABC):
@@ -97,7 +97,7 @@ class Task(abc.ABC):
 
     def validate(self, config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise
-        :class:`~vision_core.app.errors.AppError` naming the problem (a missing file, an unreadable split).
+        :class:`~vision_core.errors.AppError` naming the problem (a missing file, an unreadable split).
 
         Default: nothing (types and section bounds are checked when the config is resolved). It should
         build nothing heavy; what it loads may be cached for :meth:`datasets`.

@@ -22,25 +22,37 @@ repeated and a resumed run sees a fresh data order.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from vision_core.app import runs
-from vision_core.app.callbacks import (Checkpointer, EMAValidation, NaNGuard, RunLog, RunState, TaskEvaluation,
-                                       TensorBoardScalars)
+from vision_core.app.callbacks import (
+    Checkpointer,
+    EMAValidation,
+    NaNGuard,
+    RunLog,
+    RunState,
+    TaskEvaluation,
+    TensorBoardScalars,
+)
 from vision_core.app.config import save_config, to_dict
-from vision_core.app.distribute import (is_chief, make_strategy, prebuild_for_multi_worker, set_dtype_policy,
-                                        worker_index)
-from vision_core.app.errors import AppError, TrainingDiverged
+from vision_core.app.distribute import (
+    is_chief,
+    make_strategy,
+    prebuild_for_multi_worker,
+    set_dtype_policy,
+    worker_index,
+)
 from vision_core.app.schedules import build_optimizer, build_schedule
-from vision_core.atomic import write_atomic
 from vision_core.backend import keras, tf
-from vision_core.training_state import load_training_state
-from vision_core.weights import assign_by_path, load_npz, variables_by_path
+from vision_core.errors import AppError, TrainingDiverged
+from vision_core.logs import get_logger
+from vision_core.storage.atomic import write_atomic
+from vision_core.storage.training_state import load_training_state
+from vision_core.storage.weights import assign_by_path, load_npz, variables_by_path
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 
 def epoch_stream(train_set: tf.data.Dataset, first_epoch: int, epochs: int,

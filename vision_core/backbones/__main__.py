@@ -7,10 +7,11 @@ Training, QAT and export of a classifier on any backbone are the classify app's
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from tqdm import tqdm
+
+from vision_core.logs import log_to_console
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log_to_console()
 
     from vision_core.backbones.registry import list_backbones
 

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vision_core.backend import keras
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import FEATURE_NAMES, register_backbone
+from vision_core.backend import keras
 from vision_core.layers.conv import apply_activation, conv_bn_act, dwconv_bn_act
 from vision_core.layers.normalization import LayerNorm, PreNormBatchNorm
 from vision_core.layers.window_attention import WindowAttention

@@ -10,9 +10,9 @@ Features: C2 = ``block_2_add`` (stride 4), C3 = ``block_5_add`` (8), C4 = ``bloc
 
 from __future__ import annotations
 
-from vision_core.backend import keras
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import register_backbone
+from vision_core.backend import keras
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.999

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vision_core.backend import keras
 from vision_core.backbones.registry import FEATURE_NAMES
+from vision_core.backend import keras
 
 
 def feature_model(inputs, features: dict, name: str):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from vision_core.backend import keras
-from vision_core.weights import assign_by_path, weights_by_path
+from vision_core.storage.weights import assign_by_path, weights_by_path
 
 _APPLICATIONS = {
     "resnet50": "ResNet50",

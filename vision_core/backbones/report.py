@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vision_core.backend import tf
 from vision_core.backbones.registry import build_backbone, list_backbones
+from vision_core.backend import tf
 
 # Reference parameter counts (millions) and MACs (billions) at 224x224 with 1000 classes.
 REFERENCES: dict[str, tuple[float | None, float | None, str]] = {
@@ -46,7 +46,9 @@ def count_parameters(model) -> int:
 
 def count_macs(model) -> int:
     """Multiply-accumulates of one image through ``model`` (conv, dense, matmul)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vision_core.backend import keras
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import register_backbone
+from vision_core.backend import keras
 from vision_core.layers.conv import BN_EPSILON, BN_MOMENTUM
 
 KERAS_BN_EPSILON = 1.001e-5

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vision_core.backend import keras, tf
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import FEATURE_NAMES, register_backbone
+from vision_core.backend import keras, tf
 from vision_core.layers.normalization import LayerNorm
 from vision_core.layers.quantizable import QuantizableLayer, custom_layer, serializable
 

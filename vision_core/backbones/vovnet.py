@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vision_core.backend import keras
 from vision_core.backbones.outputs import classifier_model, feature_model
 from vision_core.backbones.registry import register_backbone
+from vision_core.backend import keras
 from vision_core.layers.conv import conv_bn_act
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vision_core.atomic import write_atomic
+from vision_core.storage.atomic import write_atomic
 
 MAX_ANNOTATED_CLASSES = 30  # above this many classes the counts no longer fit in their cells
 

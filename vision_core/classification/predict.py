@@ -21,7 +21,6 @@ that cannot be read is logged with its name and reason, counted, and skipped.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,13 +31,14 @@ from tqdm import tqdm
 
 from tflite.draw import draw_prediction
 from tflite.predict import Prediction
-from vision_core.atomic import write_atomic
 from vision_core.backend import tf
 from vision_core.data.classification.pipeline import preprocess_image_file
 from vision_core.data.classification.types import IMAGE_SUFFIXES
 from vision_core.data.detection.images import UnreadableImageError, read_image
+from vision_core.logs import get_logger
+from vision_core.storage.atomic import write_atomic
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 RESULTS_FILE = "predictions.json"
 PROBABILITY_TOLERANCE = 0.05  # uint8 probabilities (scale 1/256) leave a row's sum off 1 by up to K/512

@@ -30,7 +30,11 @@ from dataclasses import dataclass
 import albumentations as A
 import numpy as np
 
-from vision_core.data.detection.augment import RESIZE_MODES, boxes_to_image, resize_to_input
+from vision_core.data.detection.augment import (
+    RESIZE_MODES,
+    boxes_to_image,
+    resize_to_input,
+)
 from vision_core.data.detection.pipeline import to_minus_one_one
 
 

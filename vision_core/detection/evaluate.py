@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -41,8 +40,9 @@ from tqdm import tqdm
 from vision_core.data.detection.coco import coco_dict, coco_results
 from vision_core.data.detection.types import DetectionDataset
 from vision_core.detection.detector_io import Detections
+from vision_core.logs import get_logger
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 PR_CURVE_IOU = 0.5
 _MAX_DETECTIONS = 100  # COCO's largest maxDets, the one every metric here uses

@@ -23,9 +23,12 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tflite.audit import OpRecord, require_int8
 from vision_core.backend import keras
-from vision_core.detection.nms import POSTPROCESS_OP, PostProcessConfig, tflite_detection_postprocess
+from vision_core.detection.nms import (
+    POSTPROCESS_OP,
+    PostProcessConfig,
+    tflite_detection_postprocess,
+)
 from vision_core.quant.convert import INPUT_NAME, convert
-
 
 
 class DetectionPostProcess(keras.layers.Layer):

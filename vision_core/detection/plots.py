@@ -11,7 +11,6 @@ directly (no pyplot state). Files are PNG, written atomically.
 from __future__ import annotations
 
 import io
-import logging
 import math
 import os
 from collections.abc import Mapping
@@ -24,11 +23,12 @@ from matplotlib.figure import Figure
 
 from tflite.draw import draw_prediction
 from tflite.predict import Prediction
-from vision_core.atomic import write_atomic
 from vision_core.data.detection.types import DetectionDataset
 from vision_core.detection.detector_io import Detections
+from vision_core.logs import get_logger
+from vision_core.storage.atomic import write_atomic
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 GROUND_TRUTH_COLOUR = (255, 255, 255)  # white, the same in BGR and RGB; no colour of the edge kit's palette
 TILE_BACKGROUND = 40

@@ -18,7 +18,6 @@ listed file of another type) is logged with its name and reason, counted, and sk
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,13 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from vision_core.atomic import write_atomic
 from vision_core.data.detection.images import IMAGE_EXTENSIONS, read_image
 from vision_core.detection.detector_io import Detections
 from vision_core.detection.plots import class_name, draw_detections
+from vision_core.logs import get_logger
+from vision_core.storage.atomic import write_atomic
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 RESULTS_FILE = "predictions.json"

@@ -33,8 +33,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from tflite.runtime import TFLiteModel
-from vision_core.atomic import write_atomic
 from vision_core.quant.agreement import output_agreement
+from vision_core.storage.atomic import write_atomic
 
 DEFAULT_OPSET = 17
 _TENSOR_SUFFIX = re.compile(r":\d+$")

@@ -25,7 +25,7 @@ import posixpath
 import re
 from pathlib import Path
 
-from vision_core.atomic import write_atomic
+from vision_core.storage.atomic import write_atomic
 
 CONFIG_NAME = "models.config"
 DEFAULT_BASE_PATH = "/models"

@@ -24,9 +24,9 @@ import numpy as np
 
 from tflite.metadata import PIXEL_RANGE, ModelInfo, add_metadata
 from tflite.runtime import TFLiteModel
-from vision_core.atomic import write_atomic
 from vision_core.backend import keras
 from vision_core.quant.convert import convert
+from vision_core.storage.atomic import write_atomic
 
 DEFAULT_IO_DTYPE = {"int8": "uint8", "int16x8": "float32"}
 

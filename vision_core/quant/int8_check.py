@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from tflite.runtime import TFLiteModel
-from vision_core.backend import keras
 from vision_core.backbones.registry import build_backbone
+from vision_core.backend import keras
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set, normalize
-from vision_core.fused_adam import FusedAdam
 from vision_core.quant.agreement import output_agreement
 from vision_core.quant.convert import convert
 from vision_core.quant.qat_job import QATJobSpec
-from vision_core.weights import assign_by_path, weights_by_path
+from vision_core.storage.weights import assign_by_path, weights_by_path
+from vision_core.training.fused_adam import FusedAdam
 
 # The target of every backbone classifier: QAT int8 top-1 agreement with float >= 99 %, accuracy within 1 point.
 AGREEMENT_TARGET = 0.99
@@ -46,7 +46,7 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     function of a large graph (measured on EMOv2-5M, 24 s vs 78 s for 6 steps). Adam at
     3e-4: at 1e-3 RevCol-S diverges (loss 2.2 -> 4.7 -> 2.4 in 6 steps), at 1e-4 EMOv2 stays so
     close to its initialisation that its int8 C3 falls to cosine 0.97 (0.9996 at 3e-4).
-    The Adam is :class:`~vision_core.fused_adam.FusedAdam`: eagerly, Keras' own spends over
+    The Adam is :class:`~vision_core.training.fused_adam.FusedAdam`: eagerly, Keras' own spends over
     half of a RevCol-B step in its per-variable updates.
     """
     keras.utils.set_random_seed(seed)

@@ -84,8 +84,8 @@ class QATJobSpec:
 
     def write(self, folder: str | Path, weights: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> Path:
         """Write the float ``weights``, the ``data`` arrays and ``spec.json`` into ``folder``; the spec's path."""
-        from vision_core.atomic import write_atomic
-        from vision_core.weights import save_npz
+        from vision_core.storage.atomic import write_atomic
+        from vision_core.storage.weights import save_npz
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -188,13 +188,23 @@ def run(spec_path: str | Path) -> dict:
     """The child's work (tf_keras flavour): twin check, QAT, fine-tune, int8 conversion."""
     from tflite.audit import op_summary, require_int8
     from tflite.metadata import ModelInfo
-    from vision_core.atomic import write_atomic
     from vision_core.backend import is_keras3
     from vision_core.quant.convert import convert
     from vision_core.quant.fold import fold_for_int8
-    from vision_core.quant.qat import (calibrate_ranges, freeze_batch_norms, quantize_model, set_input_range,
-                                       tie_same_scale_ranges)
-    from vision_core.weights import assign_by_path, load_npz, save_npz, weights_by_path
+    from vision_core.quant.qat import (
+        calibrate_ranges,
+        freeze_batch_norms,
+        quantize_model,
+        set_input_range,
+        tie_same_scale_ranges,
+    )
+    from vision_core.storage.atomic import write_atomic
+    from vision_core.storage.weights import (
+        assign_by_path,
+        load_npz,
+        save_npz,
+        weights_by_path,
+    )
 
     if is_keras3():
         raise RuntimeError("the QAT job must run in the tf_keras flavour (use qat_job.launch)")

@@ -23,14 +23,13 @@ import dataclasses
 
 import numpy as np
 
+from apps.detect.config import ModelConfig
+from apps.detect.models import retinanet as retinanet_module
+from apps.detect.models import ssd as ssd_module
 from vision_core.backbones import build_backbone
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes
 from vision_core.layers.normalization import set_batch_norm_momentum
-
-from apps.detect.config import ModelConfig
-from apps.detect.models import retinanet as retinanet_module
-from apps.detect.models import ssd as ssd_module
 
 ARCHITECTURES = ("ssd", "ssdlite", "retinanet")
 

@@ -9,9 +9,8 @@ Backbone features ``C3..C5`` -> a neck of :mod:`vision_core.necks` (``fpn`` or `
 
 from __future__ import annotations
 
-from vision_core.necks import build_neck
-
 from apps.detect.models.heads import retinanet_head
+from vision_core.necks import build_neck
 
 
 def retinanet(backbone, num_classes: int, anchors_per_location: int, *, neck: str = "fpn", neck_channels: int = 256,

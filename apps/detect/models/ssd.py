@@ -14,9 +14,8 @@ Class logits ``[B, A, K + 1]``, column 0 background (softmax, MultiBox loss).
 
 from __future__ import annotations
 
-from vision_core.layers.conv import conv_bn_act, dwconv_bn_act
-
 from apps.detect.models.heads import ssd_head
+from vision_core.layers.conv import conv_bn_act, dwconv_bn_act
 
 EXTRA_CHANNELS = (512, 256, 256, 128, 128, 128)
 

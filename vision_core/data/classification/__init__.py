@@ -13,9 +13,13 @@ A split is a :class:`ClassificationDataset`: class names, absolute image paths, 
 The ``pipeline`` names load on first use, so reading and checking data never loads TensorFlow.
 """
 
-from vision_core.data.classification.checks import (CLASSIFICATION_ISSUE_KINDS, ClassificationIssue,
-                                                    ClassificationReport, check_classification_dataset,
-                                                    check_split_overlap)
+from vision_core.data.classification.checks import (
+    CLASSIFICATION_ISSUE_KINDS,
+    ClassificationIssue,
+    ClassificationReport,
+    check_classification_dataset,
+    check_split_overlap,
+)
 from vision_core.data.classification.readers import load_classification_dataset
 from vision_core.data.classification.shapes import write_shapes_dataset
 from vision_core.data.classification.types import IMAGE_SUFFIXES, ClassificationDataset

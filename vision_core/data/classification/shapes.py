@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from vision_core.atomic import write_dir_atomic
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
+from vision_core.storage.atomic import write_dir_atomic
 
 SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1

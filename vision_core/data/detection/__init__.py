@@ -19,12 +19,32 @@ never loads albumentations or TensorFlow.
 """
 
 from vision_core.data.detection.checks import DatasetReport, check_dataset
-from vision_core.data.detection.coco import coco_dict, coco_results, read_coco, write_coco
-from vision_core.data.detection.demo import DEMO_CLASSES, draw_detection_scene, write_demo_dataset
+from vision_core.data.detection.coco import (
+                                             coco_dict,
+                                             coco_results,
+                                             read_coco,
+                                             write_coco,
+)
+from vision_core.data.detection.demo import (
+                                             DEMO_CLASSES,
+                                             draw_detection_scene,
+                                             write_demo_dataset,
+)
 from vision_core.data.detection.formats import detect_format, load_detection_dataset
-from vision_core.data.detection.images import UnreadableImageError, image_size, read_image
-from vision_core.data.detection.types import (BOX_FORMAT, ISSUE_KINDS, AnnotationFormatError, DetectionDataset,
-                                             DetectionRecord, DetectionSample, Issue)
+from vision_core.data.detection.images import (
+                                             UnreadableImageError,
+                                             image_size,
+                                             read_image,
+)
+from vision_core.data.detection.types import (
+                                             BOX_FORMAT,
+                                             ISSUE_KINDS,
+                                             AnnotationFormatError,
+                                             DetectionDataset,
+                                             DetectionRecord,
+                                             DetectionSample,
+                                             Issue,
+)
 from vision_core.data.detection.voc import read_voc
 from vision_core.data.detection.yolo import read_yolo
 

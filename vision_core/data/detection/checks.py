@@ -20,8 +20,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vision_core.data.detection.images import UnreadableImageError, read_image
-from vision_core.data.detection.types import (ERROR, ISSUE_KINDS, WARNING, DetectionDataset, DetectionRecord, Issue,
-                                             inside_root)
+from vision_core.data.detection.types import (
+    ERROR,
+    ISSUE_KINDS,
+    WARNING,
+    DetectionDataset,
+    DetectionRecord,
+    Issue,
+    inside_root,
+)
 
 
 @dataclass

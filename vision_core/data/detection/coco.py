@@ -21,10 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_core.atomic import write_atomic
 from vision_core.data.detection.images import image_size
-from vision_core.data.detection.types import (AnnotationFormatError, DetectionDataset, DetectionRecord, Issue,
-                                             resolve_image_path)
+from vision_core.data.detection.types import (
+    AnnotationFormatError,
+    DetectionDataset,
+    DetectionRecord,
+    Issue,
+    resolve_image_path,
+)
+from vision_core.storage.atomic import write_atomic
 
 
 def read_coco(annotations: str | os.PathLike, images: str | os.PathLike | None = None,

@@ -18,7 +18,6 @@ COCO JSON per split, atomically, and reuses a folder whose manifest matches.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -30,8 +29,9 @@ import numpy as np
 from vision_core.data.detection.coco import write_coco
 from vision_core.data.detection.types import DetectionDataset, DetectionRecord
 from vision_core.data.synthetic import SHAPE_CLASSES
+from vision_core.logs import get_logger
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 DEMO_CLASSES = SHAPE_CLASSES + ("star", "ring")
 MANIFEST = "manifest.json"

@@ -19,7 +19,6 @@ unknown class) are clipped or dropped, and all of it is counted in :class:`Pipel
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,8 +29,9 @@ from vision_core.backend import tf
 from vision_core.data.detection.augment import apply_transform
 from vision_core.data.detection.images import read_image
 from vision_core.data.detection.types import DetectionDataset, inside_root
+from vision_core.logs import get_logger
 
-log = logging.getLogger("vision_core")
+log = get_logger()
 
 PAD = -1
 

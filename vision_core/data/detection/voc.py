@@ -23,8 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from vision_core.data.detection.images import IMAGE_EXTENSIONS
-from vision_core.data.detection.types import (AnnotationFormatError, DetectionDataset, DetectionRecord, Issue,
-                                             resolve_image_path)
+from vision_core.data.detection.types import (
+    AnnotationFormatError,
+    DetectionDataset,
+    DetectionRecord,
+    Issue,
+    resolve_image_path,
+)
 
 
 def read_voc(root: str | os.PathLike, images: str | os.PathLike | None = None, split: str = "train",

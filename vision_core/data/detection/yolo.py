@@ -26,8 +26,13 @@ import numpy as np
 import yaml
 
 from vision_core.data.detection.images import IMAGE_EXTENSIONS, image_size
-from vision_core.data.detection.types import (AnnotationFormatError, DetectionDataset, DetectionRecord, Issue,
-                                             resolve_image_path)
+from vision_core.data.detection.types import (
+    AnnotationFormatError,
+    DetectionDataset,
+    DetectionRecord,
+    Issue,
+    resolve_image_path,
+)
 
 
 def read_yolo(data: str | os.PathLike, split: str = "train",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_core.weights import load_npz, save_npz
+from vision_core.storage.weights import load_npz, save_npz
 
 
 def save_training_state(path: str | os.PathLike, model, meta: dict) -> Path:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vision_core.atomic import write_atomic
 from vision_core.backend import is_keras3
-
+from vision_core.storage.atomic import write_atomic
 
 # tf_keras names some weights differently from Keras 3; paths use the Keras 3 names.
 _TF_KERAS_RENAMES = {("DepthwiseConv2D", "depthwise_kernel"): "kernel"}

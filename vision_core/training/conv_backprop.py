@@ -23,10 +23,10 @@ after it has set up TensorFlow's environment (this module takes ``tf`` from it).
 
 from __future__ import annotations
 
-from vision_core.backend import tf
-
 # After the backend, which sets TensorFlow's environment before TensorFlow is first imported.
 from tensorflow.python.framework import ops  # noqa: E402, I001
+
+from vision_core.backend import tf
 
 _REGISTRY = ops._gradient_registry._registry  # noqa: SLF001  (no public way to replace a gradient)
 OP_TYPE = "Conv2D"

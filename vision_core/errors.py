@@ -1,4 +1,4 @@
-"""User-facing errors of the app framework: the CLI prints the message and exits 2, no traceback."""
+"""The suite's user-facing errors, all AppError: a command line prints the message and exits 2, no traceback."""
 
 from __future__ import annotations
 
