@@ -22,7 +22,10 @@ demo: $(STAMP)
 	$(VENV)/bin/python -m apps.detect export --run $(DEMO_RUN) --format all
 	$(VENV)/bin/python -m apps.detect eval --run $(DEMO_RUN) --model $(DEMO_RUN)/exports/detect_int8_qat.tflite
 
+# Lint and format check (ruff, configured in pyproject.toml), then the suite.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -ra -n 2 --dist loadgroup
 
 report: $(STAMP)

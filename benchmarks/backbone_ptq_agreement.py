@@ -42,8 +42,11 @@ def qat_conversion(classifier, name: str, size: int, x, labels, probe) -> dict:
     with tempfile.TemporaryDirectory(prefix="backbone_qat_") as tmp:
         spec = write_qat_spec(Path(tmp), classifier, name, size, x, labels, probe[:4], steps=0)
         result = qat_job.launch(spec, timeout=4 * 3600)
-    return {"qat_int8_op_types": sorted({op for op, _, _ in result["ops"]}),
-            "qat_calibrated_ranges": result["calibrated_ranges"], "qat_seconds": result["seconds"]}
+    return {
+        "qat_int8_op_types": sorted({op for op, _, _ in result["ops"]}),
+        "qat_calibrated_ranges": result["calibrated_ranges"],
+        "qat_seconds": result["seconds"],
+    }
 
 
 def measure(name: str, size: int, steps: int, qat: bool) -> dict:
@@ -71,8 +74,9 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="backbones (default: all)")
     parser.add_argument("--size", type=int, default=64, help="input size (default: 64)")
     parser.add_argument("--steps", type=int, default=5, help="Adam steps before conversion (default: 5)")
-    parser.add_argument("--qat", action="store_true",
-                        help="also quantize with TF-MOT and convert the QAT classifier to all-int8")
+    parser.add_argument(
+        "--qat", action="store_true", help="also quantize with TF-MOT and convert the QAT classifier to all-int8"
+    )
     parser.add_argument("--out", default="benchmarks/results/backbone_ptq_agreement.json", help="JSON output file")
     args = parser.parse_args()
     out = Path(args.out)

@@ -31,8 +31,17 @@ from vision_core.training import conv_backprop
 
 # (batch, height = width, channels in = out, kernel size): deep-stage maps of the tests' 32-64 px
 # models, then the ResNet stages at 224 px
-SHAPES = [(32, 2, 512, 3), (32, 4, 256, 3), (32, 8, 128, 3), (32, 16, 64, 3), (8, 7, 512, 3), (8, 14, 256, 3),
-          (8, 28, 128, 3), (8, 56, 64, 3), (8, 14, 1024, 1)]
+SHAPES = [
+    (32, 2, 512, 3),
+    (32, 4, 256, 3),
+    (32, 8, 128, 3),
+    (32, 16, 64, 3),
+    (8, 7, 512, 3),
+    (8, 14, 256, 3),
+    (8, 28, 128, 3),
+    (8, 56, 64, 3),
+    (8, 14, 1024, 1),
+]
 
 
 def median_ms(function, *args, repeats: int) -> float:
@@ -59,15 +68,28 @@ def measure_shape(batch: int, size: int, channels: int, kernel_size: int, repeat
     rng = np.random.default_rng(0)
     kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, channels, channels)).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(batch, size, size, channels)).astype(np.float32))
-    kernels = tf.function(lambda g: tf.raw_ops.Conv2DBackpropInput(
-        input_sizes=[batch, size, size, channels], filter=kernel, out_backprop=g, strides=[1, 1, 1, 1],
-        padding="SAME"))
+    kernels = tf.function(
+        lambda g: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=[batch, size, size, channels],
+            filter=kernel,
+            out_backprop=g,
+            strides=[1, 1, 1, 1],
+            padding="SAME",
+        )
+    )
     ours = tf.function(lambda g: conv_backprop.input_gradient(g, kernel, "SAME"))
     difference = float(np.abs(kernels(upstream).numpy() - ours(upstream).numpy()).max())
-    times = alternate(lambda: median_ms(kernels, upstream, repeats=repeats),
-                      lambda: median_ms(ours, upstream, repeats=repeats))
-    return {"batch": batch, "size": size, "channels": channels, "kernel_size": kernel_size, **times,
-            "max_abs_difference": difference}
+    times = alternate(
+        lambda: median_ms(kernels, upstream, repeats=repeats), lambda: median_ms(ours, upstream, repeats=repeats)
+    )
+    return {
+        "batch": batch,
+        "size": size,
+        "channels": channels,
+        "kernel_size": kernel_size,
+        **times,
+        "max_abs_difference": difference,
+    }
 
 
 def measure_backbone(name: str, repeats: int, size: int = 64, batch: int = 32) -> dict:
@@ -92,8 +114,12 @@ def measure_backbone(name: str, repeats: int, size: int = 64, batch: int = 32) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbones", nargs="*", default=["resnet18", "resnet50", "vovnet39", "mobilenet_v2"],
-                        help="backbones whose whole training gradient is timed (default: %(default)s)")
+    parser.add_argument(
+        "--backbones",
+        nargs="*",
+        default=["resnet18", "resnet50", "vovnet39", "mobilenet_v2"],
+        help="backbones whose whole training gradient is timed (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default: 5)")
     parser.add_argument("--out", default="benchmarks/results/conv_backprop.json", help="JSON output file")
     args = parser.parse_args()

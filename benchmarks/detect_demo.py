@@ -39,8 +39,9 @@ QAT_POINTS_TARGET = 1.0
 def detect(*args: str) -> tuple[float, str]:
     """Run ``python -m apps.detect args`` from the repository root; ``(seconds, stdout)``; raises on failure."""
     start = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", "apps.detect", *args], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=None)
+    process = subprocess.run(
+        [sys.executable, "-m", "apps.detect", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=None
+    )
     seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"apps.detect {' '.join(args)} failed with exit {process.returncode}")
@@ -53,8 +54,12 @@ def headline(metrics: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", type=Path, default=Path("/tmp/detect-demo-benchmark"),
-                        help="folder for the run (default: /tmp/detect-demo-benchmark)")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path("/tmp/detect-demo-benchmark"),
+        help="folder for the run (default: /tmp/detect-demo-benchmark)",
+    )
     parser.add_argument("--qat-steps", type=int, default=100, help="QAT fine-tune steps (default: 100)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
     parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 4")
@@ -64,13 +69,27 @@ def main(argv: list[str] | None = None) -> dict:
     demo_data = args.project / "detect-demo"
     if demo_data.exists():
         shutil.rmtree(demo_data)  # time the generation a newcomer's first run pays
-    seconds, _ = detect("train", "--project", str(args.project), "--name", "demo", "--exist-ok",
-                        "--demo-dir", str(demo_data), *args.train_flags)
+    seconds, _ = detect(
+        "train",
+        "--project",
+        str(args.project),
+        "--name",
+        "demo",
+        "--exist-ok",
+        "--demo-dir",
+        str(demo_data),
+        *args.train_flags,
+    )
     run = args.project / "demo"
     trained = json.loads((run / "metrics.json").read_text())
-    result["train"] = {"seconds": round(seconds, 1), "minutes": round(seconds / 60, 2),
-                       "epochs": trained["epochs"], "best_epoch": trained["best_epoch"],
-                       "float": headline(trained["metrics"]), "per_class": trained["metrics"]["per_class"]}
+    result["train"] = {
+        "seconds": round(seconds, 1),
+        "minutes": round(seconds / 60, 2),
+        "epochs": trained["epochs"],
+        "best_epoch": trained["best_epoch"],
+        "float": headline(trained["metrics"]),
+        "per_class": trained["metrics"]["per_class"],
+    }
     print(f"train: {seconds / 60:.1f} min, mAP50 {trained['metrics']['mAP50']:.4f}", flush=True)
 
     seconds, _ = detect("qat", "--run", str(run), "--steps", str(args.qat_steps))
@@ -78,16 +97,20 @@ def main(argv: list[str] | None = None) -> dict:
     seconds, _ = detect("export", "--run", str(run), "--format", "tflite", "int8")
     result["export_seconds"] = round(seconds, 1)
 
-    forms = {"float32_tflite": "detect_float32.tflite", "int8_ptq_tflite": "detect_int8.tflite",
-             "int8_qat_tflite": "detect_int8_qat.tflite"}
+    forms = {
+        "float32_tflite": "detect_float32.tflite",
+        "int8_ptq_tflite": "detect_int8.tflite",
+        "int8_qat_tflite": "detect_int8_qat.tflite",
+    }
     result["forms"] = {}
     for form, name in forms.items():
         detect("eval", "--run", str(run), "--model", str(run / "exports" / name))
         metrics = json.loads((run / f"eval_{name}.json").read_text())["metrics"]
         result["forms"][form] = headline(metrics)
     float_map50 = result["train"]["float"]["mAP50"]
-    result["delta_mAP50_points"] = {form: round(100 * (m["mAP50"] - float_map50), 2)
-                                    for form, m in result["forms"].items()}
+    result["delta_mAP50_points"] = {
+        form: round(100 * (m["mAP50"] - float_map50), 2) for form, m in result["forms"].items()
+    }
     result["targets"] = {
         "train_minutes <= 20": result["train"]["minutes"] <= TRAIN_MINUTES_TARGET,
         "float mAP50 >= 0.80": float_map50 >= MAP50_TARGET,

@@ -59,8 +59,12 @@ from vision_core.detection.boxes import AnchorEncoder
 from vision_core.storage.atomic import write_atomic
 
 PRESET = "retinanet_resnet50_fpn"
-RESNET50_V1 = {"stackwise_filters": [64, 128, 256, 512], "stackwise_blocks": [3, 4, 6, 3],
-               "stackwise_strides": [1, 2, 2, 2], "block_type": "block"}  # keras-cv's "resnet50" preset config
+RESNET50_V1 = {
+    "stackwise_filters": [64, 128, 256, 512],
+    "stackwise_blocks": [3, 4, 6, 3],
+    "stackwise_strides": [1, 2, 2, 2],
+    "block_type": "block",
+}  # keras-cv's "resnet50" preset config
 LEARNING_RATE = 0.01
 ENCODER_REPEATS = 5
 
@@ -69,13 +73,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-
-
 def optimizer(config):
     """The same SGD for both models: the preset's momentum, weight decay and clipnorm, constant LR."""
     train = config.train
-    return keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=train.momentum,
-                                weight_decay=train.weight_decay or None, clipnorm=train.clipnorm)
+    return keras.optimizers.SGD(
+        learning_rate=LEARNING_RATE,
+        momentum=train.momentum,
+        weight_decay=train.weight_decay or None,
+        clipnorm=train.clipnorm,
+    )
 
 
 def scenes(size: int, batch: int, num_classes: int, seed: int = 0):
@@ -97,8 +103,9 @@ def suite_setup(config, num_classes: int, images, boxes, classes):
     task = DetectTask()
     task.num_classes = lambda _config: num_classes  # compile_args asks the dataset; the batch is synthetic
     model.compile(optimizer=optimizer(config), jit_compile=False, **task.compile_args(config))
-    encoder = AnchorEncoder(detector_anchors(config.model), (size, size), num_classes,
-                            config.loss.positive_iou, config.loss.negative_iou)
+    encoder = AnchorEncoder(
+        detector_anchors(config.model), (size, size), num_classes, config.loss.positive_iou, config.loss.negative_iou
+    )
 
     def encode():
         encoded = [encoder(images[i], boxes[i], classes[i]) for i in range(len(images))]
@@ -120,7 +127,7 @@ def keras_cv_setup(config, num_classes: int, images, boxes, classes):
     padded_boxes = np.full((len(boxes), most, 4), -1.0, np.float32)
     padded_classes = np.full((len(boxes), most), -1.0, np.float32)
     for i, (b, c) in enumerate(zip(boxes, classes)):
-        padded_boxes[i, :len(b)], padded_classes[i, :len(c)] = b, c
+        padded_boxes[i, : len(b)], padded_classes[i, : len(c)] = b, c
     x = tf.constant(images)
     y = {"boxes": tf.constant(padded_boxes), "classes": tf.constant(padded_classes)}
     encode_graph = tf.function(lambda: model.label_encoder(x, y))
@@ -179,35 +186,56 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
     log("building the suite's RetinaNet-ResNet-50-FPN")
     suite_model, suite_x, suite_y, suite_encode = suite_setup(config, num_classes, images, boxes, classes)
     runs["suite"] = {"model": suite_model, "x": suite_x, "y": suite_y, "encode": suite_encode}
-    report = {"suite": {"name": suite_model.name, "model_fields": dataclasses.asdict(config.model),
-                        "params": int(suite_model.count_params()), "anchors": int(suite_y["class_logits"].shape[1]),
-                        "losses": "apps.detect.losses BoxLoss (smooth L1) + ClassLoss (focal, alpha "
-                                  f"{config.loss.focal_alpha}, gamma {config.loss.focal_gamma})",
-                        "positive_anchors": int(tf.reduce_sum(tf.cast(
-                            (suite_y["class_logits"] >= 0) & (suite_y["class_logits"] < num_classes), tf.int32)))}}
+    report = {
+        "suite": {
+            "name": suite_model.name,
+            "model_fields": dataclasses.asdict(config.model),
+            "params": int(suite_model.count_params()),
+            "anchors": int(suite_y["class_logits"].shape[1]),
+            "losses": "apps.detect.losses BoxLoss (smooth L1) + ClassLoss (focal, alpha "
+            f"{config.loss.focal_alpha}, gamma {config.loss.focal_gamma})",
+            "positive_anchors": int(
+                tf.reduce_sum(
+                    tf.cast((suite_y["class_logits"] >= 0) & (suite_y["class_logits"] < num_classes), tf.int32)
+                )
+            ),
+        }
+    }
     log(f"    {report['suite']['params']:,} params, {report['suite']['anchors']:,} anchors")
     log("building keras-cv's RetinaNet (ResNet-50 backbone, weights=None)")
     try:
-        kcv_model, kcv_x, kcv_y, kcv_encode, backbone_params = keras_cv_setup(config, num_classes, images, boxes,
-                                                                              classes)
+        kcv_model, kcv_x, kcv_y, kcv_encode, backbone_params = keras_cv_setup(
+            config, num_classes, images, boxes, classes
+        )
         runs["keras_cv"] = {"model": kcv_model, "x": kcv_x, "y": kcv_y, "encode": kcv_encode}
         report["keras_cv"] = {
-            "name": kcv_model.name, "class": "keras_cv.models.RetinaNet",
-            "backbone": {"class": "keras_cv.models.ResNetBackbone", **RESNET50_V1, "include_rescaling": False,
-                         "params": int(backbone_params)},
-            "params": int(kcv_model.count_params()), "anchors": anchor_count_keras_cv(kcv_model, size),
-            "bounding_box_format": "xyxy", "losses": "keras-cv 'focal' + 'smoothl1'",
+            "name": kcv_model.name,
+            "class": "keras_cv.models.RetinaNet",
+            "backbone": {
+                "class": "keras_cv.models.ResNetBackbone",
+                **RESNET50_V1,
+                "include_rescaling": False,
+                "params": int(backbone_params),
+            },
+            "params": int(kcv_model.count_params()),
+            "anchors": anchor_count_keras_cv(kcv_model, size),
+            "bounding_box_format": "xyxy",
+            "losses": "keras-cv 'focal' + 'smoothl1'",
             "workarounds": [
                 "keras_cv.models.ResNet50Backbone() fetches its preset config from Kaggle (kagglehub) even "
                 "without weights (offline: requests ConnectionError to api.kaggle.com); built ResNetBackbone with "
                 "the resnet50 preset's architecture instead (23,561,152 params, as the preset's metadata lists)",
                 "Keras 3 train_on_batch passes (x, y, sample_weight) to train_step and keras-cv 0.9's "
                 "RetinaNet.train_step unpacks exactly (x, y): 'ValueError: too many values to unpack (expected 2)'; "
-                "both models are stepped through their compiled train function fed (x, y), as fit() feeds it"]}
+                "both models are stepped through their compiled train function fed (x, y), as fit() feeds it",
+            ],
+        }
         log(f"    {report['keras_cv']['params']:,} params, {report['keras_cv']['anchors']:,} anchors")
     except Exception as error:  # record why, measure the suite alone
-        report["keras_cv"] = {"error": f"{type(error).__name__}: {error}",
-                              "traceback": traceback.format_exc().splitlines()[-12:]}
+        report["keras_cv"] = {
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc().splitlines()[-12:],
+        }
         log(f"    keras-cv RetinaNet failed to build: {report['keras_cv']['error']}")
 
     for name in list(runs):  # build the optimizer and the compiled losses the way fit() does (untimed)
@@ -226,7 +254,7 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
     times = {name: [] for name in runs}
     losses = {name: [] for name in runs}
     for step in range(warmup + steps):
-        for name in (list(runs) if step % 2 == 0 else list(runs)[::-1]):
+        for name in list(runs) if step % 2 == 0 else list(runs)[::-1]:
             run = runs[name]
             began = time.perf_counter()
             try:
@@ -240,8 +268,7 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
             losses[name].append(loss)
             if step >= warmup:
                 times[name].append(elapsed)
-            phase, index, of = (("warm-up", step + 1, warmup) if step < warmup
-                                else ("timed", step - warmup + 1, steps))
+            phase, index, of = ("warm-up", step + 1, warmup) if step < warmup else ("timed", step - warmup + 1, steps)
             log(f"{phase} step {index}/{of} {name}: {elapsed:.2f} s, loss {loss:.4f}")
 
     for name in runs:
@@ -249,19 +276,25 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
         encode_ms = time_encoder(runs[name]["encode"])
         step_s = float(np.median(seconds))
         entry = report[name]
-        entry.update({
-            "step_seconds": seconds.round(4).tolist(), "median_step_s": step_s,
-            "images_per_s": batch / step_s, "images_per_s_mean": batch * len(seconds) / float(seconds.sum()),
-            "losses": losses[name],
-            "target_encoding_ms_per_batch": encode_ms,
-            "target_encoding_in_step": name == "keras_cv",
-        })
+        entry.update(
+            {
+                "step_seconds": seconds.round(4).tolist(),
+                "median_step_s": step_s,
+                "images_per_s": batch / step_s,
+                "images_per_s_mean": batch * len(seconds) / float(seconds.sum()),
+                "losses": losses[name],
+                "target_encoding_ms_per_batch": encode_ms,
+                "target_encoding_in_step": name == "keras_cv",
+            }
+        )
         with_encoding = step_s + (0.0 if name == "keras_cv" else encode_ms / 1e3)
         without_encoding = step_s - (encode_ms / 1e3 if name == "keras_cv" else 0.0)
         entry["images_per_s_with_encoding"] = batch / with_encoding
         entry["images_per_s_without_encoding"] = batch / without_encoding if without_encoding > 0 else None
-        log(f"{name}: {entry['images_per_s']:.2f} images/s (median step {step_s:.2f} s), "
-            f"target encoding {encode_ms:.1f} ms/batch")
+        log(
+            f"{name}: {entry['images_per_s']:.2f} images/s (median step {step_s:.2f} s), "
+            f"target encoding {encode_ms:.1f} ms/batch"
+        )
 
     comparison = None
     if "keras_cv" in runs:
@@ -272,46 +305,84 @@ def measure(size: int, batch: int, steps: int, warmup: int, num_classes: int, se
             / kcv["images_per_s_with_encoding"],
             "suite_over_keras_cv_without_encoding_both": (
                 suite["images_per_s"] / kcv["images_per_s_without_encoding"]
-                if kcv["images_per_s_without_encoding"] else None),
+                if kcv["images_per_s_without_encoding"]
+                else None
+            ),
             "params_ratio": suite["params"] / kcv["params"],
         }
-        log(f"suite / keras-cv images/s: x{comparison['suite_over_keras_cv_images_per_s']:.3f} "
-            f"(encoding on both sides x{comparison['suite_over_keras_cv_with_encoding_both']:.3f})")
-    return {"machine": machine, "load_average_end": list(os.getloadavg()),
-            "note": "machine.load_average and load_average_end tell whether other jobs shared the CPU.",
-            "settings": {"preset": PRESET, "size": size, "batch": batch, "steps": steps, "warmup": warmup,
-                         "num_classes": num_classes, "seed": seed, "jit_compile": False,
-                         "optimizer": {"class": "SGD", "learning_rate": LEARNING_RATE,
-                                       "momentum": config.train.momentum, "weight_decay": config.train.weight_decay,
-                                       "clipnorm": config.train.clipnorm},
-                         "order": "alternating per step (A B, B A, ...)",
-                         "data": "one fixed in-memory batch of demo scenes, images x/127.5-1"},
-            "models": report, "comparison": comparison, "seconds": round(time.perf_counter() - start, 1)}
+        log(
+            f"suite / keras-cv images/s: x{comparison['suite_over_keras_cv_images_per_s']:.3f} "
+            f"(encoding on both sides x{comparison['suite_over_keras_cv_with_encoding_both']:.3f})"
+        )
+    return {
+        "machine": machine,
+        "load_average_end": list(os.getloadavg()),
+        "note": "machine.load_average and load_average_end tell whether other jobs shared the CPU.",
+        "settings": {
+            "preset": PRESET,
+            "size": size,
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "num_classes": num_classes,
+            "seed": seed,
+            "jit_compile": False,
+            "optimizer": {
+                "class": "SGD",
+                "learning_rate": LEARNING_RATE,
+                "momentum": config.train.momentum,
+                "weight_decay": config.train.weight_decay,
+                "clipnorm": config.train.clipnorm,
+            },
+            "order": "alternating per step (A B, B A, ...)",
+            "data": "one fixed in-memory batch of demo scenes, images x/127.5-1",
+        },
+        "models": report,
+        "comparison": comparison,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="Writes --out atomically; progress goes to stderr, a summary to stdout.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Writes --out atomically; progress goes to stderr, a summary to stdout.",
+    )
     parser.add_argument("--size", type=int, default=384, help="square input side in pixels (default: 384)")
     parser.add_argument("--batch", type=int, default=4, help="images per training step (default: 4)")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per model (default: 5)")
-    parser.add_argument("--warmup", type=int, default=2,
-                        help="untimed steps per model after an untimed build step (a one-batch fit) that traces "
-                             "(default: 2)")
-    parser.add_argument("--num-classes", type=int, default=len(DEMO_CLASSES),
-                        help=f"object classes (default: {len(DEMO_CLASSES)}, the demo dataset's)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="untimed steps per model after an untimed build step (a one-batch fit) that traces (default: 2)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=len(DEMO_CLASSES),
+        help=f"object classes (default: {len(DEMO_CLASSES)}, the demo dataset's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic batch (default: 0)")
-    parser.add_argument("--out", default="benchmarks/results/detect_train_throughput.json",
-                        help="JSON output file (default: benchmarks/results/detect_train_throughput.json)")
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results/detect_train_throughput.json",
+        help="JSON output file (default: benchmarks/results/detect_train_throughput.json)",
+    )
     args = parser.parse_args()
     if args.size < 32 or args.batch < 1 or args.steps < 1 or args.warmup < 1 or args.num_classes < 1:
         parser.error("need --size >= 32 and --batch, --steps, --warmup (tracing) and --num-classes >= 1")
     result = measure(args.size, args.batch, args.steps, args.warmup, args.num_classes, args.seed)
     path = write_atomic(args.out, json.dumps(result, indent=2).encode())
-    summary = {name: ({"images_per_s": round(m["images_per_s"], 3), "params": m["params"]} if "images_per_s" in m
-                      else {"error": m.get("error")}) for name, m in result["models"].items()}
-    print(json.dumps({"out": str(path), "models": summary, "comparison": result["comparison"]}, indent=2),
-          flush=True)
+    summary = {
+        name: (
+            {"images_per_s": round(m["images_per_s"], 3), "params": m["params"]}
+            if "images_per_s" in m
+            else {"error": m.get("error")}
+        )
+        for name, m in result["models"].items()
+    }
+    print(json.dumps({"out": str(path), "models": summary, "comparison": result["comparison"]}, indent=2), flush=True)
     return 0
 
 

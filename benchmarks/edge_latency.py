@@ -61,8 +61,6 @@ STEM_INPUT_CHANNELS = (3, 8, 16, 32, 64)
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if name.isupper()}
 
 
-
-
 def he_normal_weights(model, seed: int = 0):
     """Give every conv/dense kernel He-normal values (std ``sqrt(2 / fan_in)``); returns ``model``.
 
@@ -83,23 +81,32 @@ def he_normal_weights(model, seed: int = 0):
 def convert_models(calibration_images: int) -> tuple[dict[str, bytes], dict]:
     """The four TFLite models and how the two MobileNetV2 builds agree in float."""
     images, _ = shapes_data(calibration_images, SIZE, seed=3)
-    calibration = [images[i:i + 8] for i in range(0, len(images), 8)]
-    suite = he_normal_weights(build_backbone("mobilenet_v2", (SIZE, SIZE, 3), num_classes=1000,
-                                             classifier_activation="softmax"))
+    calibration = [images[i : i + 8] for i in range(0, len(images), 8)]
+    suite = he_normal_weights(
+        build_backbone("mobilenet_v2", (SIZE, SIZE, 3), num_classes=1000, classifier_activation="softmax")
+    )
     reference = keras.applications.MobileNetV2(weights=None)
     copy_weights(suite, reference)
     probe = images[:4]
     probabilities = {"suite": np.asarray(suite(probe)), "keras": np.asarray(reference(probe))}
     difference = np.abs(probabilities["suite"] - probabilities["keras"]).max()
-    agreement = {"max_abs_diff_float_probabilities": float(difference),
-                 "top1": {name: p.argmax(axis=1).tolist() for name, p in probabilities.items()},
-                 "params": {"suite": suite.count_params(), "keras": reference.count_params()}}
+    agreement = {
+        "max_abs_diff_float_probabilities": float(difference),
+        "top1": {name: p.argmax(axis=1).tolist() for name, p in probabilities.items()},
+        "params": {"suite": suite.count_params(), "keras": reference.count_params()},
+    }
     resnet = he_normal_weights(build_backbone("resnet50", (SIZE, SIZE, 3), num_classes=1000))
     models = {}
-    for name, model, mode in tqdm([("mobilenet_v2_suite_int8", suite, "int8"),
-                                   ("mobilenet_v2_keras_int8", reference, "int8"),
-                                   ("resnet50_float32", resnet, "float32"), ("resnet50_int8", resnet, "int8")],
-                                  desc="convert", file=sys.stderr):
+    for name, model, mode in tqdm(
+        [
+            ("mobilenet_v2_suite_int8", suite, "int8"),
+            ("mobilenet_v2_keras_int8", reference, "int8"),
+            ("resnet50_float32", resnet, "float32"),
+            ("resnet50_int8", resnet, "int8"),
+        ],
+        desc="convert",
+        file=sys.stderr,
+    ):
         models[name] = convert(model, mode, calibration if mode == "int8" else None)
     return models, agreement
 
@@ -122,11 +129,18 @@ def interleaved(models: dict[str, bytes], threads: tuple[int, ...], warmup: int,
             for name, runner in runners.items():
                 times[name][i] = latencies_ms(runner, inputs[name], 1)[0]
         first, second = times.values()
-        rows.append({"threads": count, "load_average": load_average,
-                     **{name: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90))}
-                        for name, t in times.items()},
-                     "ratio_of_p50": float(np.median(first) / np.median(second)),
-                     "paired_ratio": float(np.median(first / second))})
+        rows.append(
+            {
+                "threads": count,
+                "load_average": load_average,
+                **{
+                    name: {"p50_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90))}
+                    for name, t in times.items()
+                },
+                "ratio_of_p50": float(np.median(first) / np.median(second)),
+                "paired_ratio": float(np.median(first / second)),
+            }
+        )
     return rows
 
 
@@ -179,8 +193,11 @@ def where_time_goes(data: bytes, warmup: int, runs: int) -> dict:
         rng = np.random.default_rng(0)
         for detail in interpreter.get_input_details():
             info = np.iinfo(detail["dtype"]) if np.dtype(detail["dtype"]).kind in "iu" else None
-            value = (rng.integers(info.min, info.max, detail["shape"], endpoint=True) if info
-                     else rng.standard_normal(detail["shape"]))
+            value = (
+                rng.integers(info.min, info.max, detail["shape"], endpoint=True)
+                if info
+                else rng.standard_normal(detail["shape"])
+            )
             interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
         times = np.empty(warmup + runs)
         for i in range(len(times)):
@@ -193,11 +210,20 @@ def where_time_goes(data: bytes, warmup: int, runs: int) -> dict:
         entry["macs"] += count_macs(single)
     whole = benchmark(data, threads=(1,), warmup=warmup, runs=runs)["results"][0]["p50_ms"]
     kinds = sorted(by_kind.items(), key=lambda item: -item[1]["ms"])
-    return {"whole_model_p50_ms": whole, "sum_of_ops_ms": sum(e["ms"] for _, e in kinds),
-            "weights": weight_quantization(data),
-            "by_kind": [{"kind": kind, **entry, "share_of_ops_time": entry["ms"] / sum(e["ms"] for _, e in kinds),
-                         "gmacs_per_s": entry["macs"] / entry["ms"] / 1e6 if entry["macs"] else None}
-                        for kind, entry in kinds]}
+    return {
+        "whole_model_p50_ms": whole,
+        "sum_of_ops_ms": sum(e["ms"] for _, e in kinds),
+        "weights": weight_quantization(data),
+        "by_kind": [
+            {
+                "kind": kind,
+                **entry,
+                "share_of_ops_time": entry["ms"] / sum(e["ms"] for _, e in kinds),
+                "gmacs_per_s": entry["macs"] / entry["ms"] / 1e6 if entry["macs"] else None,
+            }
+            for kind, entry in kinds
+        ],
+    }
 
 
 def stem_channel_sweep(warmup: int, runs: int) -> list[dict]:
@@ -222,7 +248,10 @@ def weight_quantization(data: bytes) -> dict[str, int]:
     for op in subgraph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         if _OP_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in (
-                "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            "CONV_2D",
+            "DEPTHWISE_CONV_2D",
+            "FULLY_CONNECTED",
+        ):
             quantization = subgraph.tensors[op.inputs[1]].quantization
             scales = 0 if quantization is None or quantization.scale is None else len(quantization.scale)
             counts["per_channel" if scales > 1 else "per_tensor"] += 1
@@ -234,14 +263,21 @@ def measure(threads: tuple[int, ...], warmup: int, runs: int, calibration_images
     start = time.perf_counter()
     machine = machine_info()
     models, agreement = convert_models(calibration_images)
-    mobilenet = interleaved({"suite": models["mobilenet_v2_suite_int8"], "keras": models["mobilenet_v2_keras_int8"]},
-                            threads, warmup, runs)
-    resnet = interleaved({"float32": models["resnet50_float32"], "int8": models["resnet50_int8"]},
-                         threads, warmup=max(2, warmup // 5), runs=max(10, runs // 3))
+    mobilenet = interleaved(
+        {"suite": models["mobilenet_v2_suite_int8"], "keras": models["mobilenet_v2_keras_int8"]}, threads, warmup, runs
+    )
+    resnet = interleaved(
+        {"float32": models["resnet50_float32"], "int8": models["resnet50_int8"]},
+        threads,
+        warmup=max(2, warmup // 5),
+        runs=max(10, runs // 3),
+    )
     int8_models = ("resnet50_int8", "mobilenet_v2_suite_int8")
     peak = {name: add_peak(benchmark(models[name], threads=threads, warmup=warmup, runs=runs)) for name in int8_models}
-    breakdown = {name: where_time_goes(models[name], warmup, runs)
-                 for name in tqdm(int8_models, desc="where time goes", file=sys.stderr)}
+    breakdown = {
+        name: where_time_goes(models[name], warmup, runs)
+        for name in tqdm(int8_models, desc="where time goes", file=sys.stderr)
+    }
     breakdown["stem_input_channel_sweep"] = stem_channel_sweep(warmup, runs)
     speedup_row = next((row for row in resnet if row["threads"] == SPEEDUP_THREADS), resnet[-1])
     targets = {
@@ -249,16 +285,26 @@ def measure(threads: tuple[int, ...], warmup: int, runs: int, calibration_images
         "resnet50_int8_speedup": {**_target(speedup_row["ratio_of_p50"], 3.0), "threads": speedup_row["threads"]},
         "resnet50_int8_peak_ratio": _target(min(r["peak_ratio"] for r in peak["resnet50_int8"]["results"]), 0.65),
         "mobilenet_v2_int8_peak_ratio": _target(
-            min(r["peak_ratio"] for r in peak["mobilenet_v2_suite_int8"]["results"]), 0.35),
+            min(r["peak_ratio"] for r in peak["mobilenet_v2_suite_int8"]["results"]), 0.35
+        ),
     }
     return {
-        "machine": machine, "load_average_end": list(os.getloadavg()),
-        "settings": {"threads": list(threads), "warmup": warmup, "runs": runs, "calibration_images": calibration_images,
-                     "input_size": SIZE, "resnet50_runs": max(10, runs // 3)},
+        "machine": machine,
+        "load_average_end": list(os.getloadavg()),
+        "settings": {
+            "threads": list(threads),
+            "warmup": warmup,
+            "runs": runs,
+            "calibration_images": calibration_images,
+            "input_size": SIZE,
+            "resnet50_runs": max(10, runs // 3),
+        },
         "targets": targets,
-        "mobilenet_v2": {"same_function": agreement, "latency": mobilenet,
-                         "ops": {name: op_summary(audit_ops(models[f"mobilenet_v2_{name}_int8"]))
-                                 for name in ("suite", "keras")}},
+        "mobilenet_v2": {
+            "same_function": agreement,
+            "latency": mobilenet,
+            "ops": {name: op_summary(audit_ops(models[f"mobilenet_v2_{name}_int8"])) for name in ("suite", "keras")},
+        },
         "resnet50": {"latency": resnet},
         "peak": peak,
         "where_time_goes": breakdown,
@@ -275,14 +321,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default: 1,2)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs per model first (default: 10)")
-    parser.add_argument("--runs", type=int, default=100,
-                        help="timed runs per model and thread count (ResNet-50 float vs int8: a third; default: 100)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=100,
+        help="timed runs per model and thread count (ResNet-50 float vs int8: a third; default: 100)",
+    )
     parser.add_argument("--calibration", type=int, default=32, help="calibration images (default: 32)")
-    parser.add_argument("--deny-amx", action="store_true",
-                        help="refuse this process AMX, so int8 runs on the AVX512-VNNI kernels (Linux x86-64)")
-    parser.add_argument("--out", default=None,
-                        help="JSON output file (default: benchmarks/results/edge_latency.json, "
-                             "edge_latency_no_amx.json with --deny-amx)")
+    parser.add_argument(
+        "--deny-amx",
+        action="store_true",
+        help="refuse this process AMX, so int8 runs on the AVX512-VNNI kernels (Linux x86-64)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON output file (default: benchmarks/results/edge_latency.json, "
+        "edge_latency_no_amx.json with --deny-amx)",
+    )
     args = parser.parse_args()
     if args.deny_amx:
         deny_amx()

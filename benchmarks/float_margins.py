@@ -9,6 +9,7 @@ lists the images it flips with their float margin and its rank (0: the smallest)
 
     python benchmarks/float_margins.py benchmarks/cache/runs/revcol_b_64px_8000images_3epochsx1_lr0.0001
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,16 +57,23 @@ def measure(run_dir: Path, thresholds: tuple[float, ...]) -> dict:
         "margin_median": float(np.median(margins)),
         "images_below_margin": {str(t): int(np.sum(margins < t)) for t in thresholds},
         "ptq_int8_logit_rms_error": logit_rms_error({"logits": logits}, ptq),
-        "ptq_int8_flips": [{"image": int(i), "float_margin": float(margins[i]),
-                            "margin_rank": int(np.sum(margins < margins[i]))} for i in flipped],
+        "ptq_int8_flips": [
+            {"image": int(i), "float_margin": float(margins[i]), "margin_rank": int(np.sum(margins < margins[i]))}
+            for i in flipped
+        ],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="classify run folders")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS,
-                        help="count the held-out images whose float margin is below each (default: 0.1 0.3 1.0)")
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=THRESHOLDS,
+        help="count the held-out images whose float margin is below each (default: 0.1 0.3 1.0)",
+    )
     parser.add_argument("--out", default="benchmarks/results/float_margins.json", help="JSON output file")
     args = parser.parse_args()
     results = []

@@ -38,17 +38,19 @@ def _instruction(code: int, jump_true: int, jump_false: int, k: int) -> bytes:
 
 def filter_program() -> bytes:
     """The classic-BPF seccomp program: EPERM for arch_prctl(ARCH_REQ_XCOMP_PERM, ...), allow the rest."""
-    return b"".join([
-        _instruction(_LOAD_WORD, 0, 0, _ARCH),
-        _instruction(_JUMP_IF_EQUAL, 1, 0, _AUDIT_ARCH_X86_64),
-        _instruction(_RETURN, 0, 0, _ALLOW),
-        _instruction(_LOAD_WORD, 0, 0, _NR),
-        _instruction(_JUMP_IF_EQUAL, 0, 3, SYS_ARCH_PRCTL),
-        _instruction(_LOAD_WORD, 0, 0, _ARG0),
-        _instruction(_JUMP_IF_EQUAL, 0, 1, ARCH_REQ_XCOMP_PERM),
-        _instruction(_RETURN, 0, 0, _ERRNO_EPERM),
-        _instruction(_RETURN, 0, 0, _ALLOW),
-    ])
+    return b"".join(
+        [
+            _instruction(_LOAD_WORD, 0, 0, _ARCH),
+            _instruction(_JUMP_IF_EQUAL, 1, 0, _AUDIT_ARCH_X86_64),
+            _instruction(_RETURN, 0, 0, _ALLOW),
+            _instruction(_LOAD_WORD, 0, 0, _NR),
+            _instruction(_JUMP_IF_EQUAL, 0, 3, SYS_ARCH_PRCTL),
+            _instruction(_LOAD_WORD, 0, 0, _ARG0),
+            _instruction(_JUMP_IF_EQUAL, 0, 1, ARCH_REQ_XCOMP_PERM),
+            _instruction(_RETURN, 0, 0, _ERRNO_EPERM),
+            _instruction(_RETURN, 0, 0, _ALLOW),
+        ]
+    )
 
 
 def amx_granted(libc) -> bool:
@@ -69,8 +71,10 @@ def deny_amx() -> None:
     code = filter_program()
     program = ctypes.create_string_buffer(code, len(code))
     fprog = _SockFprog(len(code) // 8, ctypes.addressof(program))
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
-            libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+    if (
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0
+    ):
         raise OSError(ctypes.get_errno(), "could not install the seccomp filter that denies AMX")
     if libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != -1:
         raise RuntimeError("the seccomp filter is installed but the AMX request still succeeds")

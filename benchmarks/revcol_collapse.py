@@ -83,8 +83,9 @@ def supervised_model(classifier, config: RevColConfig):
     for column in range(3):
         pooled = keras.layers.GlobalAveragePooling2D(name=f"column{column}_head_pool")(c5s[column])
         pooled = LayerNorm(epsilon=LN_EPSILON, name=f"column{column}_head_norm")(pooled)
-        heads.append(keras.layers.Dense(len(SHAPE_CLASSES), kernel_initializer=INIT,
-                                        name=f"column{column}_predictions")(pooled))
+        heads.append(
+            keras.layers.Dense(len(SHAPE_CLASSES), kernel_initializer=INIT, name=f"column{column}_predictions")(pooled)
+        )
     images = [decoder(c5s[column], config.channels, f"column{column}_decoder") for column in range(3)]
     return keras.Model(classifier.input, heads + [classifier.output] + images)
 
@@ -115,17 +116,20 @@ class CollapseProbe(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.step % PROBE_EVERY == 0:
             logits, *features = (t.numpy() for t in self.probe(self.images, training=False))
-            c5s, path = features[:self.columns], features[self.columns:]
+            c5s, path = features[: self.columns], features[self.columns :]
             loss = keras.losses.sparse_categorical_crossentropy(self.labels, logits, from_logits=True)
-            self.write("probes", {
-                "step": self.step,
-                "heldout_loss": round(float(np.mean(loss)), 4),
-                "heldout_accuracy": float(np.mean(logits.argmax(axis=1) == self.labels)),
-                "logits_between_image_std": round(float(logits.std(axis=0).mean()), 4),
-                "c5_between_image_std": [between_image_std(c5) for c5 in c5s],
-                "c5_mean_magnitude": [round(float(np.abs(c5).mean()), 3) for c5 in c5s],
-                "column0_between_image_std": {n: between_image_std(f) for n, f in zip(self.path_names, path)},
-            })
+            self.write(
+                "probes",
+                {
+                    "step": self.step,
+                    "heldout_loss": round(float(np.mean(loss)), 4),
+                    "heldout_accuracy": float(np.mean(logits.argmax(axis=1) == self.labels)),
+                    "logits_between_image_std": round(float(logits.std(axis=0).mean()), 4),
+                    "c5_between_image_std": [between_image_std(c5) for c5 in c5s],
+                    "c5_mean_magnitude": [round(float(np.abs(c5).mean()), 3) for c5 in c5s],
+                    "column0_between_image_std": {n: between_image_std(f) for n, f in zip(self.path_names, path)},
+                },
+            )
         self.step += 1
 
     def on_epoch_end(self, epoch, logs=None):
@@ -138,19 +142,31 @@ class CollapseProbe(keras.callbacks.Callback):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--columns", type=int, default=4, help="RevCol-T's channels and blocks with this many "
-                        "columns (4: RevCol-T itself)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--columns",
+        type=int,
+        default=4,
+        help="RevCol-T's channels and blocks with this many columns (4: RevCol-T itself)",
+    )
     parser.add_argument("--layer-scale", type=float, default=1.0, help="ConvNeXt layer scale init (official 1e-6)")
     parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of 250 steps")
     parser.add_argument("--clipnorm", type=float, default=None, help="global gradient norm clip (none when not given)")
-    parser.add_argument("--supervision", action="store_true",
-                        help="add the official intermediate classifiers and image decoders (four columns only)")
+    parser.add_argument(
+        "--supervision",
+        action="store_true",
+        help="add the official intermediate classifiers and image decoders (four columns only)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="weights and training data seed")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/revcol_collapse.json"),
-                        help="JSON record, rewritten after every probe")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/revcol_collapse.json"),
+        help="JSON record, rewritten after every probe",
+    )
     args = parser.parse_args(argv)
     if args.supervision and args.columns != 4:
         parser.error("--supervision builds the four-column layout; use --columns 4")
@@ -170,8 +186,12 @@ def main(argv=None) -> int:
         model, losses, weights, targets = classifier, ce, None, labels
     steps = args.epochs * (len(x) // BATCH_SIZE)
     schedule = WarmupDecay(args.lr, steps, warmup_steps=steps // 10)  # the shapes recipes' warm-up, cosine to 0
-    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm), loss=losses,
-                  loss_weights=weights, jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm),
+        loss=losses,
+        loss_weights=weights,
+        jit_compile=False,
+    )
     probe = CollapseProbe(classifier, config, held_out, held_out_labels, vars(args), args.out)
     model.fit(x, targets, batch_size=BATCH_SIZE, epochs=args.epochs, callbacks=[probe], verbose=0)
     return 0

@@ -17,6 +17,7 @@ def test_cosine_of_orthogonal_vectors_is_zero():
 def test_agreement_is_per_output_and_requires_the_same_names():
     ref = {"C2": np.ones(4), "C3": np.array([1.0, 0, 0, 0])}
     assert output_agreement(ref, {"C2": np.ones(4), "C3": np.array([1.0, 1, 0, 0])}) == pytest.approx(
-        {"C2": 1.0, "C3": 2 ** -0.5})
+        {"C2": 1.0, "C3": 2**-0.5}
+    )
     with pytest.raises(ValueError, match="outputs differ"):
         output_agreement(ref, {"C2": np.ones(4)})

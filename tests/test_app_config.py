@@ -56,20 +56,37 @@ def test_direct_flags_use_the_last_key_part_unless_two_sections_share_it():
 def test_override_precedence_is_preset_then_yaml_then_set_then_flags(tmp_path):
     path = tmp_path / "exp.yaml"
     path.write_text("width: 6\ntrain:\n  epochs: 7\n  batch_size: 4\n  learning_rate: 0.2\n")
-    args = parsed(["train", "--preset", "wide", "--config", str(path), "--set", "train.epochs=9",
-                   "--set", "train.batch_size=5", "--batch-size", "8", "--ema", "--step-milestones", "[2, 4]"])
+    args = parsed(
+        [
+            "train",
+            "--preset",
+            "wide",
+            "--config",
+            str(path),
+            "--set",
+            "train.epochs=9",
+            "--set",
+            "train.batch_size=5",
+            "--batch-size",
+            "8",
+            "--ema",
+            "--step-milestones",
+            "[2, 4]",
+        ]
+    )
     config = resolve_config(ToyTask(), args)
-    assert (config.width, config.dropout) == (6, 0.0)                       # yaml over preset "wide" (8)
-    assert (config.train.epochs, config.train.learning_rate) == (9, 0.2)     # --set over yaml; yaml over preset
-    assert config.train.batch_size == 8                                      # flag over --set over yaml
+    assert (config.width, config.dropout) == (6, 0.0)  # yaml over preset "wide" (8)
+    assert (config.train.epochs, config.train.learning_rate) == (9, 0.2)  # --set over yaml; yaml over preset
+    assert config.train.batch_size == 8  # flag over --set over yaml
     assert config.train.ema is True and config.train.step_milestones == (2, 4)
-    assert config.train.optimizer == "adamw" and config.data.train_samples == 64   # untouched preset values
-    assert ToyTask.presets["wide"].train.epochs == 3                           # presets are never mutated
+    assert config.train.optimizer == "adamw" and config.data.train_samples == 64  # untouched preset values
+    assert ToyTask.presets["wide"].train.epochs == 3  # presets are never mutated
 
 
 def test_ints_widen_to_floats_and_null_sets_an_optional():
-    config = apply_overrides(ToyConfig(), {"train.learning_rate": 1, "train.clipnorm": 2.5,
-                                           "train.steps_per_epoch": None}, "test")
+    config = apply_overrides(
+        ToyConfig(), {"train.learning_rate": 1, "train.clipnorm": 2.5, "train.steps_per_epoch": None}, "test"
+    )
     assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
     assert (config.train.clipnorm, config.train.steps_per_epoch) == (2.5, None)
 
@@ -84,14 +101,17 @@ def test_section_key_error_suggests_its_keys():
         apply_overrides(ToyConfig(), {"train": 3}, "x.yaml")
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("train.epochs", "three", "--set: train.epochs='three' is not a valid int"),
-    ("train.epochs", "2.5", "--set: train.epochs=2.5 is not a valid int"),
-    ("train.optimizer", "lamb", "--set: train.optimizer='lamb' is not a valid 'sgd'|'adam'|'adamw'"),
-    ("train.ema", "1", "--set: train.ema=1 is not a valid bool"),
-    ("train.step_milestones", "[1, x]", "--set: train.step_milestones[1]='x' is not a valid int"),
-    ("train.clipnorm", "big", "--set: train.clipnorm='big' is not a valid float | None"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.epochs", "three", "--set: train.epochs='three' is not a valid int"),
+        ("train.epochs", "2.5", "--set: train.epochs=2.5 is not a valid int"),
+        ("train.optimizer", "lamb", "--set: train.optimizer='lamb' is not a valid 'sgd'|'adam'|'adamw'"),
+        ("train.ema", "1", "--set: train.ema=1 is not a valid bool"),
+        ("train.step_milestones", "[1, x]", "--set: train.step_milestones[1]='x' is not a valid int"),
+        ("train.clipnorm", "big", "--set: train.clipnorm='big' is not a valid float | None"),
+    ],
+)
 def test_bad_value_error_names_key_value_and_type(key, value, expected):
     with pytest.raises(ConfigError) as error:
         resolve(ToyTask.presets, assignments=[f"{key}={value}"])
@@ -103,17 +123,23 @@ def test_bad_direct_flag_value_names_the_flag():
         resolve_config(ToyTask(), parsed(["train", "--epochs", "many"]))
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("train.epochs", "0", "train.epochs=0: must be at least 1"),
-    ("train.epochs", "-1", "train.epochs=-1: must be at least 1"),
-    ("train.batch_size", "0", "train.batch_size=0: must be at least 1"),
-    ("train.learning_rate", "0", "train.learning_rate=0.0: must be greater than 0"),
-    ("train.learning_rate", "-1e-3", "train.learning_rate=-0.001: must be greater than 0"),
-    ("train.warmup_epochs", "-0.5", "train.warmup_epochs=-0.5: must be 0 or more"),
-    ("train.eval_interval", "-1", "train.eval_interval=-1: must be 0 (Keras validation only) or more"),
-    ("train.steps_per_epoch", "0",
-     "train.steps_per_epoch=0: must be null (one pass over the training set) or at least 1"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("train.epochs", "0", "train.epochs=0: must be at least 1"),
+        ("train.epochs", "-1", "train.epochs=-1: must be at least 1"),
+        ("train.batch_size", "0", "train.batch_size=0: must be at least 1"),
+        ("train.learning_rate", "0", "train.learning_rate=0.0: must be greater than 0"),
+        ("train.learning_rate", "-1e-3", "train.learning_rate=-0.001: must be greater than 0"),
+        ("train.warmup_epochs", "-0.5", "train.warmup_epochs=-0.5: must be 0 or more"),
+        ("train.eval_interval", "-1", "train.eval_interval=-1: must be 0 (Keras validation only) or more"),
+        (
+            "train.steps_per_epoch",
+            "0",
+            "train.steps_per_epoch=0: must be null (one pass over the training set) or at least 1",
+        ),
+    ],
+)
 def test_train_values_out_of_bounds_name_key_value_and_bound(key, value, expected):
     with pytest.raises(ConfigError) as error:
         resolve(ToyTask.presets, assignments=[f"{key}={value}"])
@@ -121,8 +147,16 @@ def test_train_values_out_of_bounds_name_key_value_and_bound(key, value, expecte
 
 
 def test_train_values_on_their_bounds_are_accepted():
-    config = resolve(ToyTask.presets, assignments=["train.epochs=1", "train.batch_size=1", "train.warmup_epochs=0",
-                                                   "train.eval_interval=0", "train.steps_per_epoch=1"])
+    config = resolve(
+        ToyTask.presets,
+        assignments=[
+            "train.epochs=1",
+            "train.batch_size=1",
+            "train.warmup_epochs=0",
+            "train.eval_interval=0",
+            "train.steps_per_epoch=1",
+        ],
+    )
     assert (config.train.epochs, config.train.eval_interval, config.train.steps_per_epoch) == (1, 0, 1)
 
 
@@ -202,24 +236,36 @@ def test_program_help_lists_every_command(capsys):
 def test_command_help_lists_every_option_with_its_default(command, capsys):
     with pytest.raises(SystemExit):
         main(ToyTask(), [command, "--help"])
-    out = " ".join(capsys.readouterr().out.split())      # argparse wraps lines
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     names = flag_names(ToyConfig())
     for leaf in leaves(ToyTask.presets["small"]):
         assert f"[{leaf.path}: " in out and f"(default: {leaf.default!r})" in out
         assert f"--{names[leaf.path]}" in out
     for option in ("--preset", "--config YAML", "--set KEY=VALUE", "(default: small; new runs only)"):
         assert option in out
-    run_options = {"train": ["--project PROJECT", "(default: runs/toy)", "--name NAME", "(default: exp)",
-                             "--exist-ok", "--resume [RUN]"],
-                   "predict": ["--out OUT", "(default: <run>/predict)", "sources"],
-                   "qat": ["--steps INT", "[qat.steps: int] (default: 3)"],
-                   "export": ["--format", "(default: all)", "--saved-models SAVED_MODELS", "(default: saved_models)",
-                              "--score, --no-score"],
-                   "bench": ["--runs RUNS", "(default: 50)", "--warmup WARMUP", "--threads"],
-                   "data": ["--run RUN", "(default: none: the config options alone)"]}
+    run_options = {
+        "train": [
+            "--project PROJECT",
+            "(default: runs/toy)",
+            "--name NAME",
+            "(default: exp)",
+            "--exist-ok",
+            "--resume [RUN]",
+        ],
+        "predict": ["--out OUT", "(default: <run>/predict)", "sources"],
+        "qat": ["--steps INT", "[qat.steps: int] (default: 3)"],
+        "export": [
+            "--format",
+            "(default: all)",
+            "--saved-models SAVED_MODELS",
+            "(default: saved_models)",
+            "--score, --no-score",
+        ],
+        "bench": ["--runs RUNS", "(default: 50)", "--warmup WARMUP", "--threads"],
+        "data": ["--run RUN", "(default: none: the config options alone)"],
+    }
     if command not in ("train", "data"):
-        run_options.setdefault(command, []).extend(["--run RUN", "(required)", "--weights WEIGHTS",
-                                                    "(default: best)"])
+        run_options.setdefault(command, []).extend(["--run RUN", "(required)", "--weights WEIGHTS", "(default: best)"])
     for option in run_options.get(command, []):
         assert option in out, option
 
@@ -229,13 +275,14 @@ def test_user_errors_exit_2_with_one_message_and_no_traceback(tmp_path, capsys):
         main(ToyTask(), ["train", "--project", str(tmp_path), "--set", "train.optimizer=lamb"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
-    assert err == "python -m apps.toy train: error: --set: train.optimizer='lamb' is not a valid " \
-                  "'sgd'|'adam'|'adamw'\n"
+    assert err == "python -m apps.toy train: error: --set: train.optimizer='lamb' is not a valid 'sgd'|'adam'|'adamw'\n"
     with pytest.raises(SystemExit) as exit_:
         main(ToyTask(), ["eval", "--run", str(tmp_path / "nope")])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"python -m apps.toy eval: error: {tmp_path / 'nope'}: not a run folder " \
-                                      f"(no config.yaml); train first or pass --run\n"
+    assert (
+        capsys.readouterr().err == f"python -m apps.toy eval: error: {tmp_path / 'nope'}: not a run folder "
+        f"(no config.yaml); train first or pass --run\n"
+    )
 
 
 def test_data_command_prints_the_task_report(capsys):

@@ -45,11 +45,16 @@ def test_qat_then_export_ship_every_form_scored_by_one_evaluator(tmp_path, capsy
     result = json.loads(capsys.readouterr().out)
     exports = run / "exports"
     assert result["files"] == {
-        "float32": str(exports / "toy_float32.tflite"), "float16": str(exports / "toy_float16.tflite"),
-        "int8": str(exports / "toy_int8.tflite"), "int16x8": str(exports / "toy_int16x8.tflite"),
-        "int8_qat": str(exports / "toy_int8_qat.tflite"), "saved_model": str(served / "toy_exp" / "1"),
-        "models_config": str(served / "models.config"), "onnx": str(exports / "toy.onnx"),
-        "int8_onnx": str(exports / "toy_int8.onnx")}
+        "float32": str(exports / "toy_float32.tflite"),
+        "float16": str(exports / "toy_float16.tflite"),
+        "int8": str(exports / "toy_int8.tflite"),
+        "int16x8": str(exports / "toy_int16x8.tflite"),
+        "int8_qat": str(exports / "toy_int8_qat.tflite"),
+        "saved_model": str(served / "toy_exp" / "1"),
+        "models_config": str(served / "models.config"),
+        "onnx": str(exports / "toy.onnx"),
+        "int8_onnx": str(exports / "toy_int8.onnx"),
+    }
     for form in ("int8", "int8_qat"):
         require_int8((exports / f"toy_{form}.tflite").read_bytes(), source=form)
         assert read_metadata(exports / f"toy_{form}.tflite").labels == ["dark", "bright"]
@@ -65,8 +70,15 @@ def test_qat_then_export_ship_every_form_scored_by_one_evaluator(tmp_path, capsy
     rows = json.loads((exports / "forms.json").read_text())
     assert result["forms"] == rows
     assert [row["form"] for row in rows] == [
-        "float keras", "toy_float32.tflite", "toy_float16.tflite", "toy_int8.tflite", "toy_int16x8.tflite",
-        "toy_int8_qat.tflite", "toy.onnx", "toy_int8.onnx"]
+        "float keras",
+        "toy_float32.tflite",
+        "toy_float16.tflite",
+        "toy_int8.tflite",
+        "toy_int16x8.tflite",
+        "toy_int8_qat.tflite",
+        "toy.onnx",
+        "toy_int8.onnx",
+    ]
     assert rows[0]["accuracy_delta"] == 0.0 and all(row["samples"] == 32 for row in rows)
     float_forms = {row["form"]: row for row in rows if row["form"] in ("toy_float32.tflite", "toy.onnx")}
     assert all(row["accuracy"] == rows[0]["accuracy"] for row in float_forms.values())
@@ -74,5 +86,10 @@ def test_qat_then_export_ship_every_form_scored_by_one_evaluator(tmp_path, capsy
     assert main(ToyTask(), ["bench", "--run", str(run), "--runs", "3", "--warmup", "1"]) == 0
     bench = json.loads((run / "bench.json").read_text())
     assert bench["keras"]["input_shape"] == [1, 16, 16, 1] and bench["keras"]["p50_ms"] > 0
-    assert sorted(bench["tflite"]) == ["toy_float16.tflite", "toy_float32.tflite", "toy_int16x8.tflite",
-                                       "toy_int8.tflite", "toy_int8_qat.tflite"]
+    assert sorted(bench["tflite"]) == [
+        "toy_float16.tflite",
+        "toy_float32.tflite",
+        "toy_int16x8.tflite",
+        "toy_int8.tflite",
+        "toy_int8_qat.tflite",
+    ]

@@ -32,20 +32,45 @@ def test_two_workers_finish_with_identical_weights(tmp_path):
     workers = []
     for index in range(2):
         env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-        env.update(PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}", VISION_KERAS="keras3",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "toy_task", "train", "--project", str(tmp_path), "--name", "mw", "--exist-ok",
-             "--strategy", "multi_worker", "--epochs", "2"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env.update(
+            PYTHONPATH=f"{ROOT}:{ROOT / 'tests'}",
+            VISION_KERAS="keras3",
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "toy_task",
+                    "train",
+                    "--project",
+                    str(tmp_path),
+                    "--name",
+                    "mw",
+                    "--exist-ok",
+                    "--strategy",
+                    "multi_worker",
+                    "--epochs",
+                    "2",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [worker.communicate(timeout=600) for worker in workers]
     for worker, (_out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
         # MultiWorkerMirroredStrategy's class name is CollectiveAllReduceStrategy.
         assert "strategy: CollectiveAllReduceStrategy, 2 replicas" in err
-    chief, other = tmp_path / "mw", tmp_path / "mw" / "worker1"      # worker 0 is the chief
-    chief_weights, other_weights = load_npz(chief / "weights/last.weights.npz"), load_npz(
-        other / "weights/last.weights.npz")
+    chief, other = tmp_path / "mw", tmp_path / "mw" / "worker1"  # worker 0 is the chief
+    chief_weights, other_weights = (
+        load_npz(chief / "weights/last.weights.npz"),
+        load_npz(other / "weights/last.weights.npz"),
+    )
     assert set(chief_weights) == set(other_weights) == {"conv/kernel", "conv/bias", "logits/kernel", "logits/bias"}
     for key in chief_weights:
         np.testing.assert_array_equal(chief_weights[key], other_weights[key], err_msg=key)

@@ -27,15 +27,17 @@ def test_resume_after_sigkill_ends_with_the_uninterrupted_runs_weights_and_log(t
     full = run_python([*TOY, "--project", str(tmp_path), "--name", "full"], env_extra=ENV, timeout=600)
     assert full.returncode == 0, full.stderr[-3000:]
     # Killed during epoch 3 (after its 2nd batch): epochs 1 and 2 are saved, epoch 3 is lost.
-    killed = run_python([*TOY, "--project", str(tmp_path), "--name", "cut"], env_extra={**ENV, "TOY_KILL_AT": "3,2"},
-                        timeout=600)
+    killed = run_python(
+        [*TOY, "--project", str(tmp_path), "--name", "cut"], env_extra={**ENV, "TOY_KILL_AT": "3,2"}, timeout=600
+    )
     assert killed.returncode == -signal.SIGKILL
     cut = tmp_path / "cut"
     assert epochs(cut) == ["1", "2"]
     assert json.loads(str(load_npz(cut / "weights/last.state.npz")["meta"]))["state"]["epoch"] == 2
     # --resume without a folder takes the project's newest resumable run: "cut".
-    resumed = run_python(["-m", "toy_task", "train", "--resume", "--project", str(tmp_path)], env_extra=ENV,
-                         timeout=600)
+    resumed = run_python(
+        ["-m", "toy_task", "train", "--resume", "--project", str(tmp_path)], env_extra=ENV, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {cut} after epoch 2" in resumed.stderr
     assert epochs(cut) == ["1", "2", "3", "4", "5"]
@@ -46,5 +48,5 @@ def test_resume_after_sigkill_ends_with_the_uninterrupted_runs_weights_and_log(t
     for key in sorted(set(expected) - {"meta"}):
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     assert int(got["optimizer/00000"]) == 5 * 4
-    printed = resumed.stdout[resumed.stdout.rindex("\n{") + 1:]          # Keras's progress lines come first
+    printed = resumed.stdout[resumed.stdout.rindex("\n{") + 1 :]  # Keras's progress lines come first
     assert json.loads(printed)["epochs"] == 5

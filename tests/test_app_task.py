@@ -40,8 +40,10 @@ def test_default_predict_and_shipping_hooks_say_the_task_does_not_support_them(t
 
 
 def test_default_check_data_counts_batches_and_samples():
-    assert ToyTask().check_data(ToyTask.presets["small"]) == {"train": {"batches": 4, "samples": 64},
-                                                            "val": {"batches": 2, "samples": 32}}
+    assert ToyTask().check_data(ToyTask.presets["small"]) == {
+        "train": {"batches": 4, "samples": 64},
+        "val": {"batches": 2, "samples": 32},
+    }
 
 
 def test_default_representative_data_is_float32_val_batches():
@@ -60,5 +62,3 @@ def test_the_default_shipped_model_is_the_trained_one_and_qat_data_are_the_first
     x, y = images(64, 7)  # the training images; the shuffle draws them in another order
     rows = {x[i].tobytes(): y[i] for i in range(64)}
     assert [rows[image.tobytes()] for image in data["train_x"]] == data["train_y"].tolist()
-
-

@@ -42,8 +42,10 @@ def test_step_decay_multiplies_by_gamma_at_each_milestone():
 
 
 def test_constant_schedule_after_warmup_and_epochs_become_steps():
-    schedule = build_schedule(TrainConfig(epochs=4, learning_rate=0.2, warmup_epochs=0.5, schedule="constant",
-                                          step_milestones=(2,)), steps_per_epoch=10)
+    schedule = build_schedule(
+        TrainConfig(epochs=4, learning_rate=0.2, warmup_epochs=0.5, schedule="constant", step_milestones=(2,)),
+        steps_per_epoch=10,
+    )
     assert (schedule.total_steps, schedule.warmup_steps, schedule.milestones) == (40, 5, (20,))
     assert [round(lr(schedule, s), 6) for s in (0, 4, 5, 39)] == [0.04, 0.2, 0.2, 0.2]
 
@@ -73,9 +75,16 @@ def toy_run(tmp_path_factory):
 
 def test_training_leaves_config_weights_logs_plots_and_metrics(toy_run):
     names = {p.relative_to(toy_run).as_posix() for p in toy_run.rglob("*") if p.is_file()}
-    assert {"config.yaml", "results.csv", "results.png", "metrics.json", "weights/last.weights.npz",
-            "weights/best.weights.npz", "weights/last.state.npz"} <= names
-    assert not [n for n in names if n.split("/")[-1].startswith(".")]            # no temp files left
+    assert {
+        "config.yaml",
+        "results.csv",
+        "results.png",
+        "metrics.json",
+        "weights/last.weights.npz",
+        "weights/best.weights.npz",
+        "weights/last.state.npz",
+    } <= names
+    assert not [n for n in names if n.split("/")[-1].startswith(".")]  # no temp files left
     assert (toy_run / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "epochs: 3\n" in (toy_run / "config.yaml").read_text()
 
@@ -114,14 +123,19 @@ def test_eval_command_scores_the_best_weights_as_training_did(toy_run, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["metrics"] == json.loads((toy_run / "metrics.json").read_text())["metrics"]
     assert printed.pop("written") == str(toy_run / "eval.json")
-    assert printed.pop("plots") == {}                                      # the toy task draws none
+    assert printed.pop("plots") == {}  # the toy task draws none
     assert json.loads((toy_run / "eval.json").read_text()) == printed
 
 
 class CurveToyTask(ToyTask):
     def evaluate(self, model, config):
-        return {**super().evaluate(model, config), "curve": [0.5, 0.25], "per_class": {"a": 1.0, "recall": [1.0]},
-                "pr_curve": {"iou": 0.5, "precision": {"a": [1.0, 0.0]}}, "skipped": {}}
+        return {
+            **super().evaluate(model, config),
+            "curve": [0.5, 0.25],
+            "per_class": {"a": 1.0, "recall": [1.0]},
+            "pr_curve": {"iou": 0.5, "precision": {"a": [1.0, 0.0]}},
+            "skipped": {},
+        }
 
 
 def test_eval_prints_the_metrics_without_curves_and_writes_them_whole(toy_run, capsys):
@@ -144,7 +158,7 @@ class PlottingToyTask(ToyTask):
         self.evaluations, self.plotted = 0, []
 
     def evaluate(self, model, config):
-        if isinstance(model, Path):                                        # eval --model FILE
+        if isinstance(model, Path):  # eval --model FILE
             model = keras.saving.load_model(model)
         self.evaluations += 1
         return {**super().evaluate(model, config), "accuracy": 1 / self.evaluations}
@@ -182,8 +196,8 @@ def test_training_ends_with_the_tasks_plots_of_the_best_weights(tmp_path, capsys
     capsys.readouterr()
     assert main(task, ["train", "--project", str(tmp_path), "--epochs", "2"]) == 0
     run = tmp_path / "exp"
-    out = capsys.readouterr().out                                          # Keras's epoch lines, then the result
-    assert json.loads(out[out.rindex('{\n  "run"'):])["plots"] == {"headline": str(run / "headline.txt")}
+    out = capsys.readouterr().out  # Keras's epoch lines, then the result
+    assert json.loads(out[out.rindex('{\n  "run"') :])["plots"] == {"headline": str(run / "headline.txt")}
     assert task.evaluations == 2 and json.loads((run / "metrics.json").read_text())["best_epoch"] == 1
     (plotted,) = task.plotted
     assert plotted["out_dir"] == run and (run / "headline.txt").read_text() == "1.0"
@@ -228,7 +242,7 @@ def test_the_final_report_reuses_the_best_epochs_evaluation_unless_it_came_befor
     task = CountingToyTask()
     main(task, ["train", "--project", str(tmp_path), "--epochs", "2"])
     run = tmp_path / "exp"
-    assert task.evaluations == 2                                           # epochs 1 and 2, none at the end
+    assert task.evaluations == 2  # epochs 1 and 2, none at the end
     rows = read_csv(run / "results.csv")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["metrics"]["accuracy"] == float(rows[metrics["best_epoch"] - 1]["val_accuracy"])
@@ -236,7 +250,7 @@ def test_the_final_report_reuses_the_best_epochs_evaluation_unless_it_came_befor
     resumed = CountingToyTask()
     main(resumed, ["train", "--resume", str(run), "--epochs", "3"])
     best_epoch = json.loads((run / "metrics.json").read_text())["best_epoch"]
-    assert resumed.evaluations == (1 if best_epoch == 3 else 2)             # epoch 3, then a best from before
+    assert resumed.evaluations == (1 if best_epoch == 3 else 2)  # epoch 3, then a best from before
 
 
 class PoisonAt(keras.callbacks.Callback):
@@ -267,7 +281,8 @@ def test_nan_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good_ch
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
         f"python -m apps.toy train: error: {run}: loss became nan at epoch 2, step 2; training stopped, "
-        f"last good checkpoint: {run}/weights/last.weights.npz (epoch 1)\n")
+        f"last good checkpoint: {run}/weights/last.weights.npz (epoch 1)\n"
+    )
     assert [r["epoch"] for r in read_csv(run / "results.csv")] == ["1"]
     assert all(np.isfinite(w).all() for w in load_npz(runs.weights_path(run, "last")).values())
     assert json.loads(str(load_npz(run / runs.STATE)["meta"]))["state"]["epoch"] == 1
@@ -279,10 +294,22 @@ class LineConfig:
     """y = w x with w starting at 1, fitted to y = 0 on x = 1 then x = 2 (batch 1, no shuffle)."""
 
     start: float = setting(1.0, "initial w")
-    train: TrainConfig = setting(factory=lambda: TrainConfig(
-        epochs=2, batch_size=1, optimizer="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.0,
-        schedule="constant", warmup_epochs=0.0, ema=True, ema_decay=0.5, strategy="default",
-        mixed_precision="off"))
+    train: TrainConfig = setting(
+        factory=lambda: TrainConfig(
+            epochs=2,
+            batch_size=1,
+            optimizer="sgd",
+            learning_rate=0.1,
+            momentum=0.0,
+            weight_decay=0.0,
+            schedule="constant",
+            warmup_epochs=0.0,
+            ema=True,
+            ema_decay=0.5,
+            strategy="default",
+            mixed_precision="off",
+        )
+    )
 
 
 X = np.array([[1.0], [2.0]], np.float32)
@@ -296,8 +323,9 @@ class LineTask(Task):
 
     def build_model(self, config):
         inputs = keras.Input((1,), name="x")
-        dense = keras.layers.Dense(1, use_bias=False, name="w",
-                                   kernel_initializer=keras.initializers.Constant(config.start))
+        dense = keras.layers.Dense(
+            1, use_bias=False, name="w", kernel_initializer=keras.initializers.Constant(config.start)
+        )
         return keras.Model(inputs, dense(inputs), name="line")
 
     def datasets(self, config):
@@ -328,12 +356,13 @@ def test_ema_weights_are_the_exponential_average_of_the_raw_weights(tmp_path):
     state = load_npz(run / runs.STATE)
     assert float(state["model/w/kernel"][0, 0]) == pytest.approx(raw[-1], rel=1e-6)
     for which in ("last", "best"):
-        assert float(load_npz(runs.weights_path(run, which))["w/kernel"][0, 0]) == pytest.approx(
-            averages[-1], rel=1e-6)
+        assert float(load_npz(runs.weights_path(run, which))["w/kernel"][0, 0]) == pytest.approx(averages[-1], rel=1e-6)
     rows = read_csv(run / "results.csv")
     # Validation and the evaluator see the EMA weights: mean((a x)^2) over x = 1, 2 is 2.5 a^2.
-    assert [float(r["val_loss"]) for r in rows] == pytest.approx([2.5 * averages[1] ** 2, 2.5 * averages[3] ** 2],
-                                                                 rel=1e-5)
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx(
+        [2.5 * averages[1] ** 2, 2.5 * averages[3] ** 2], rel=1e-5
+    )
     assert [float(r["val_mse"]) for r in rows] == pytest.approx([float(r["val_loss"]) for r in rows], rel=1e-5)
     assert json.loads((run / "metrics.json").read_text())["metrics"]["mse"] == pytest.approx(
-        2.5 * averages[3] ** 2, rel=1e-5)
+        2.5 * averages[3] ** 2, rel=1e-5
+    )

@@ -31,6 +31,7 @@ def fill(files: dict[str, bytes]):
     def write(folder):
         for name, data in files.items():
             (folder / name).write_bytes(data)
+
     return write
 
 
@@ -62,8 +63,11 @@ def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     rename = os.rename
 
     def refuse_the_staging_folder(source, destination):
-        if Path(source).name.startswith(".saved_model.") and ".old." not in Path(source).name \
-                and Path(destination) == target:
+        if (
+            Path(source).name.startswith(".saved_model.")
+            and ".old." not in Path(source).name
+            and Path(destination) == target
+        ):
             raise OSError("rename refused")
         rename(source, destination)
 

@@ -33,8 +33,17 @@ def test_suite_layer_norm_converts_to_all_int8_and_matches_keras():
     np.testing.assert_allclose(model(x), reference(x), atol=1e-4)
     records = require_int8(convert(model, "int8", _calibration()))
     # scale and shift are one per-channel DEPTHWISE_CONV_2D: one rounding where MUL + ADD round twice
-    assert [r.op for r in records] == ["CONV_2D", "MEAN", "SUB", "MUL", "MEAN", "ADD", "RSQRT", "MUL",
-                                       "DEPTHWISE_CONV_2D"]
+    assert [r.op for r in records] == [
+        "CONV_2D",
+        "MEAN",
+        "SUB",
+        "MUL",
+        "MEAN",
+        "ADD",
+        "RSQRT",
+        "MUL",
+        "DEPTHWISE_CONV_2D",
+    ]
 
 
 def test_float_model_audit_lists_ops_with_dtypes():

@@ -7,13 +7,21 @@ from vision_core.quant.int8_check import agreement_table, meets_target, shapes_d
 
 def _result(name, epochs, float_accuracy, qat_int8, cosines, probability_error=None, cycles=None):
     """A ``benchmarks/backbone_int8.py`` result; ``qat_int8`` = (accuracy, agreement); other forms equal float."""
-    def form(label, accuracy, agreement):
-        return {"form": label, "top1": accuracy, "top1_delta": accuracy - float_accuracy,
-                "agreement": agreement}
 
-    result = {"backbone": name, "epochs": epochs, "ptq_int8_feature_cosine": cosines,
-            "forms": [form("float", float_accuracy, 1.0), form("ptq_int8.tflite", float_accuracy, 1.0),
-                      form("qat_keras", float_accuracy, 1.0), form("qat_int8.tflite", *qat_int8)]}
+    def form(label, accuracy, agreement):
+        return {"form": label, "top1": accuracy, "top1_delta": accuracy - float_accuracy, "agreement": agreement}
+
+    result = {
+        "backbone": name,
+        "epochs": epochs,
+        "ptq_int8_feature_cosine": cosines,
+        "forms": [
+            form("float", float_accuracy, 1.0),
+            form("ptq_int8.tflite", float_accuracy, 1.0),
+            form("qat_keras", float_accuracy, 1.0),
+            form("qat_int8.tflite", *qat_int8),
+        ],
+    }
     if probability_error is not None:
         result["forms"][-1]["probability_rms_error"] = probability_error
     if cycles is not None:
@@ -32,17 +40,21 @@ def test_the_target_holds_at_its_bounds_and_fails_past_either():
 
 
 def test_table_lists_every_form_the_lowest_cosine_and_the_verdict():
-    results = [_result("resnet18", 3, 1.0, (1.0, 1.0), COSINES, probability_error=0.0412),
-               _result("mobilenet_v2", 6, 0.9750, (0.9725, 0.9875), {**COSINES, "C3": 0.9943}),  # older: no error
-               _result("revcol_s", 3, 0.9900, (0.9900, 0.9950), COSINES, probability_error=0.25, cycles=2)]
-    assert agreement_table(results) == "\n".join([
-        "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 probability error | min PTQ cosine "
-        "| target |",
-        "|---|---|---|---|---|---|---|---|---|",
-        "| resnet18 | 3 | 100.00 | 100.00 (100.00) | 100.00 (100.00) | 100.00 (100.00) | 0.0412 | 0.9987 | met |",
-        "| mobilenet_v2 | 6 | 97.50 | 97.50 (100.00) | 97.50 (100.00) | 97.25 (98.75) | - | 0.9943 (C3) | missed |",
-        "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.2500 | 0.9987 | met |",
-    ])
+    results = [
+        _result("resnet18", 3, 1.0, (1.0, 1.0), COSINES, probability_error=0.0412),
+        _result("mobilenet_v2", 6, 0.9750, (0.9725, 0.9875), {**COSINES, "C3": 0.9943}),  # older: no error
+        _result("revcol_s", 3, 0.9900, (0.9900, 0.9950), COSINES, probability_error=0.25, cycles=2),
+    ]
+    assert agreement_table(results) == "\n".join(
+        [
+            "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 probability error "
+            "| min PTQ cosine | target |",
+            "|---|---|---|---|---|---|---|---|---|",
+            "| resnet18 | 3 | 100.00 | 100.00 (100.00) | 100.00 (100.00) | 100.00 (100.00) | 0.0412 | 0.9987 | met |",
+            "| mobilenet_v2 | 6 | 97.50 | 97.50 (100.00) | 97.50 (100.00) | 97.25 (98.75) | - | 0.9943 (C3) | missed |",
+            "| revcol_s | 3 x 2 | 99.00 | 99.00 (100.00) | 99.00 (100.00) | 99.00 (99.50) | 0.2500 | 0.9987 | met |",
+        ]
+    )
 
 
 def test_a_larger_held_out_set_starts_with_the_400_every_row_is_scored_on():

@@ -38,8 +38,19 @@ from vision_core.storage.weights import load_npz, weights_by_path
 
 pytestmark = pytest.mark.slow
 SIZE = 64
-CONVERSIONS_IN_BENCHMARK = ["revcol_b", "revcol_s", "resnet101", "ese_vovnet57", "vovnet57", "vovnet39", "emov2_5m",
-                            "emov2_2m", "resnet34", "resnet18", "ese_vovnet19"]
+CONVERSIONS_IN_BENCHMARK = [
+    "revcol_b",
+    "revcol_s",
+    "resnet101",
+    "ese_vovnet57",
+    "vovnet57",
+    "vovnet39",
+    "emov2_5m",
+    "emov2_2m",
+    "resnet34",
+    "resnet18",
+    "ese_vovnet19",
+]
 FULL_CHAIN = ["revcol_t", "ese_vovnet39", "resnet50", "emov2_1m", "mobilenet_v2", "ese_vovnet19_slim"]
 
 
@@ -50,8 +61,9 @@ def _one_group_each(names):
 # FULL_CHAIN first in both lists: pytest groups tests by a module-scoped fixture's param
 # *index*, so equal indices keep each backbone's run alive across its tests (different
 # indices interleave the backbones and rebuild every run for every test).
-every_backbone = pytest.mark.parametrize("trained", _one_group_each(FULL_CHAIN + CONVERSIONS_IN_BENCHMARK),
-                                         indirect=True)
+every_backbone = pytest.mark.parametrize(
+    "trained", _one_group_each(FULL_CHAIN + CONVERSIONS_IN_BENCHMARK), indirect=True
+)
 full_chain = pytest.mark.parametrize("trained", _one_group_each(FULL_CHAIN), indirect=True)
 
 
@@ -79,8 +91,9 @@ def trained(request, tmp_path_factory):
         classifier, x, labels = _with_random_weights(name)
         losses = None
     probe, _ = shapes_data(4, SIZE, seed=99)
-    spec = write_qat_spec(tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0,
-                          quantize=name in FULL_CHAIN)
+    spec = write_qat_spec(
+        tmp_path_factory.mktemp(name), classifier, name, SIZE, x, labels, probe, steps=0, quantize=name in FULL_CHAIN
+    )
     return {"name": name, "classifier": classifier, "losses": losses, "x": x, "probe": probe, "spec": spec}
 
 
@@ -104,8 +117,9 @@ def test_tf_keras_twin_has_the_same_variable_paths_and_outputs(trained, qat_resu
 
 @full_chain
 def test_int8_ptq_is_all_int8_and_features_agree_with_float(trained):
-    cosines, flatbuffer = ptq_feature_agreement(trained["name"], SIZE, weights_by_path(trained["classifier"]),
-                                                trained["x"][:32], trained["probe"])
+    cosines, flatbuffer = ptq_feature_agreement(
+        trained["name"], SIZE, weights_by_path(trained["classifier"]), trained["x"][:32], trained["probe"]
+    )
     require_int8(flatbuffer)
     assert sorted(cosines) == sorted(FEATURE_NAMES)
     assert min(cosines.values()) >= 0.98, cosines

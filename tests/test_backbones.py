@@ -6,9 +6,23 @@ from vision_core.backbones import FEATURE_STRIDES, build_backbone, list_backbone
 from vision_core.backbones.report import PARAM_TOLERANCE, REFERENCES, count_parameters
 
 REQUIRED = [
-    "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
-    "vovnet39", "vovnet57", "ese_vovnet19_slim", "ese_vovnet19", "ese_vovnet39", "ese_vovnet57",
-    "emov2_1m", "emov2_2m", "emov2_5m", "revcol_t", "revcol_s", "revcol_b",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "mobilenet_v2",
+    "vovnet39",
+    "vovnet57",
+    "ese_vovnet19_slim",
+    "ese_vovnet19",
+    "ese_vovnet39",
+    "ese_vovnet57",
+    "emov2_1m",
+    "emov2_2m",
+    "emov2_5m",
+    "revcol_t",
+    "revcol_s",
+    "revcol_b",
 ]
 
 
@@ -24,7 +38,8 @@ def test_unknown_backbone_error_lists_the_registered_names():
 # Each backbone is built twice (features at 128, 1000-class classifier at 64) and shared by
 # the checks below, which run together on one xdist worker.
 each_backbone = pytest.mark.parametrize(
-    "built", [pytest.param(n, marks=pytest.mark.xdist_group(f"build-{n}"), id=n) for n in REQUIRED], indirect=True)
+    "built", [pytest.param(n, marks=pytest.mark.xdist_group(f"build-{n}"), id=n) for n in REQUIRED], indirect=True
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +86,13 @@ def test_resnet_parameter_counts_equal_torchvision_exactly(name, expected):
     assert count_parameters(build_backbone(name, (64, 64, 3), num_classes=1000)) == expected
 
 
-@pytest.mark.parametrize("variant, extra_layers", [
-    ("d", {"stem1_conv", "stem3_conv", "conv3_block1_0_pool"}),
-    ("rs", {"stem1_conv", "pool1_conv", "conv3_block1_0_pool", "conv3_block1_se_excite"}),
-])
+@pytest.mark.parametrize(
+    "variant, extra_layers",
+    [
+        ("d", {"stem1_conv", "stem3_conv", "conv3_block1_0_pool"}),
+        ("rs", {"stem1_conv", "pool1_conv", "conv3_block1_0_pool", "conv3_block1_se_excite"}),
+    ],
+)
 def test_resnet_d_and_rs_options_change_the_layout(variant, extra_layers):
     names = {layer.name for layer in build_backbone("resnet50", (64, 64, 3), variant=variant).layers}
     assert extra_layers <= names

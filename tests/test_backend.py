@@ -36,8 +36,9 @@ def test_unknown_flavour_is_refused_by_name():
 
 
 def test_keras3_flavour_gives_keras_cv_and_refuses_tfmot():
-    result = run_python("from vision_core.backend import keras_cv, tfmot\nprint(keras_cv().__name__)\n"
-                        + REFUSAL.format(call="tfmot"))
+    result = run_python(
+        "from vision_core.backend import keras_cv, tfmot\nprint(keras_cv().__name__)\n" + REFUSAL.format(call="tfmot")
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-2] == "keras_cv"
@@ -66,5 +67,7 @@ def test_only_the_backend_imports_keras_tf_keras_or_tfmot():
 
 
 def test_edge_kit_never_imports_tensorflow():
-    offenders = [str(p) for p in (ROOT / "tflite").rglob("*.py") if {"tensorflow", "vision_core"} & _imported_modules(p)]
+    offenders = [
+        str(p) for p in (ROOT / "tflite").rglob("*.py") if {"tensorflow", "vision_core"} & _imported_modules(p)
+    ]
     assert offenders == []

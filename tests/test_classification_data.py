@@ -55,7 +55,12 @@ def test_split_folders_give_classes_and_paths_sorted_by_folder_then_name(folders
     dataset = load_classification_dataset(folders, "train")
     assert dataset.class_names == ("cat", "dog")
     assert [p.relative_to(folders).as_posix() for p in dataset.paths] == [
-        "train/cat/a.jpg", "train/cat/b.png", "train/dog/a.png", "train/dog/b.webp", "train/dog/c.png"]
+        "train/cat/a.jpg",
+        "train/cat/b.png",
+        "train/dog/a.png",
+        "train/dog/b.webp",
+        "train/dog/c.png",
+    ]
     assert all(p.is_absolute() for p in dataset.paths)
     assert dataset.labels.dtype == np.int64 and dataset.labels.tolist() == [0, 0, 1, 1, 1]
     assert (len(dataset), dataset.num_classes, dataset.split) == (5, 2, "train")
@@ -91,13 +96,17 @@ def test_csv_and_class_folders_give_the_same_dataset(folders):
 
 
 def test_csv_split_column_keeps_the_split_and_numbers_classes_over_all_rows(tmp_path):
-    (tmp_path / "labels.csv").write_text("path,label,split\nimg/1.png,zebra,train\nimg/2.png,ant,val\n"
-                                         "img/3.png,zebra,val\n")
+    (tmp_path / "labels.csv").write_text(
+        "path,label,split\nimg/1.png,zebra,train\nimg/2.png,ant,val\nimg/3.png,zebra,val\n"
+    )
     val = load_classification_dataset(tmp_path / "labels.csv", "val")
     assert val.class_names == ("ant", "zebra")
     assert val.paths == [tmp_path / "img" / "2.png", tmp_path / "img" / "3.png"] and val.labels.tolist() == [0, 1]
-    with pytest.raises(ValueError, match=r"labels.csv: no rows of split 'test' \(its split column holds \['train', "
-                                         r"'val'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels.csv: no rows of split 'test' \(its split column holds \['train', "
+        r"'val'\]\)",
+    ):
         load_classification_dataset(tmp_path / "labels.csv", "test")
 
 
@@ -128,8 +137,13 @@ def test_missing_dataset_is_named(tmp_path):
 def test_check_names_missing_and_truncated_images_and_small_classes(tmp_path):
     good = write_image(tmp_path / "good.png")
     broken = truncated_png(tmp_path / "broken.png")
-    dataset = ClassificationDataset(source="hand-made", split="val", class_names=("a", "b", "c"),
-                                    paths=[good, broken, tmp_path / "gone.png", good], labels=[0, 0, 1, 0])
+    dataset = ClassificationDataset(
+        source="hand-made",
+        split="val",
+        class_names=("a", "b", "c"),
+        paths=[good, broken, tmp_path / "gone.png", good],
+        labels=[0, 0, 1, 0],
+    )
     report = check_classification_dataset(dataset, min_per_class=2)
     assert report.counts == {"missing_image": 1, "unreadable_image": 1, "too_few_samples": 2, "duplicate_image": 1}
     named = {(issue.kind, issue.path) for issue in report.issues}
@@ -157,7 +171,9 @@ def test_split_overlap_names_shared_paths_and_copies(folders):
     overlap = {issue.path: issue.message for issue in check_split_overlap(train, val)}
     # every uniform-grey test image has the same bytes: x.png and y.png repeat train images too
     assert set(overlap) == {str(folders / "val" / "cat" / name) for name in ("copy.png", "x.png")} | {
-        str(folders / "val" / "dog" / "y.png"), str(folders / "train" / "cat" / "b.png")}
+        str(folders / "val" / "dog" / "y.png"),
+        str(folders / "train" / "cat" / "b.png"),
+    }
     assert overlap[str(folders / "train" / "cat" / "b.png")] == f"is also train image {folders / 'train/cat/b.png'}"
     assert overlap[str(folders / "val" / "cat" / "copy.png")].startswith("has the same bytes as train image")
 
@@ -193,8 +209,11 @@ def test_shapes_read_back_through_the_pipeline_are_exactly_the_generated_images(
 
 
 def test_pipeline_skips_an_undecodable_file(tmp_path):
-    paths = [write_image(tmp_path / "a.png", 10), truncated_png(tmp_path / "b.png"),
-             write_image(tmp_path / "c.png", 30)]
+    paths = [
+        write_image(tmp_path / "a.png", 10),
+        truncated_png(tmp_path / "b.png"),
+        write_image(tmp_path / "c.png", 30),
+    ]
     dataset = ClassificationDataset("hand-made", "val", ("x", "y", "z"), paths, [0, 1, 2])
     images, labels = load_images(dataset, (6, 8))
     assert labels.tolist() == [0, 2]

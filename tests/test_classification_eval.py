@@ -34,9 +34,14 @@ LABELS = np.array([0, 2, 2, 1])
 
 def test_metrics_of_a_hand_made_score_matrix():
     metrics = classification_metrics(SCORES, LABELS, NAMES)
-    assert metrics == {"top1": 0.5, "top5": 1.0, "top5_k": 3, "samples": 4,
-                       "per_class_accuracy": {"cat": 1.0, "dog": 0.0, "fox": 0.5},
-                       "confusion_matrix": [[1, 0, 0], [1, 0, 0], [0, 1, 1]]}
+    assert metrics == {
+        "top1": 0.5,
+        "top5": 1.0,
+        "top5_k": 3,
+        "samples": 4,
+        "per_class_accuracy": {"cat": 1.0, "dog": 0.0, "fox": 0.5},
+        "confusion_matrix": [[1, 0, 0], [1, 0, 0], [0, 1, 1]],
+    }
 
 
 def test_logits_score_like_their_probabilities():
@@ -73,8 +78,12 @@ def test_top1_agreement_counts_rows_with_the_same_arg_max():
 
 
 def test_confusion_matrix_plot_is_a_png(tmp_path):
-    path = plot_confusion_matrix(classification_metrics(SCORES, LABELS, NAMES)["confusion_matrix"], NAMES,
-                                 tmp_path / "plots" / "confusion.png", title="val")
+    path = plot_confusion_matrix(
+        classification_metrics(SCORES, LABELS, NAMES)["confusion_matrix"],
+        NAMES,
+        tmp_path / "plots" / "confusion.png",
+        title="val",
+    )
     image = cv2.imread(str(path))
     assert path == tmp_path / "plots" / "confusion.png" and image.ndim == 3 and min(image.shape[:2]) > 200
     with pytest.raises(ValueError, match=r"confusion matrix of shape \(3, 3\) for 2 class names"):
@@ -90,8 +99,11 @@ def tiny_classifier(probabilities_too: bool = False):
     logits = keras.layers.Dense(3, name="logits")(x)
     if not probabilities_too:
         return keras.Model(inputs, logits, name="tiny")
-    return keras.Model(inputs, {"logits": logits, "probabilities": keras.layers.Softmax(name="probabilities")(logits)},
-                       name="tiny_two_outputs")
+    return keras.Model(
+        inputs,
+        {"logits": logits, "probabilities": keras.layers.Softmax(name="probabilities")(logits)},
+        name="tiny_two_outputs",
+    )
 
 
 def images(count: int = 5) -> np.ndarray:
@@ -100,8 +112,9 @@ def images(count: int = 5) -> np.ndarray:
 
 def test_keras_runner_returns_the_models_scores():
     model = tiny_classifier()
-    np.testing.assert_allclose(KerasClassifierRunner(model, batch_size=2)(images()), model(images()).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        KerasClassifierRunner(model, batch_size=2)(images()), model(images()).numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_keras_runner_of_several_outputs_reads_the_probabilities():
@@ -132,10 +145,11 @@ def test_float_tflite_runner_matches_keras(tmp_path):
 
 def test_uint8_tflite_runner_feeds_the_pixels_themselves():
     calibration = [images(16)]
-    runner = TFLiteClassifierRunner(convert(tiny_classifier(), "int8", calibration, io_dtype="uint8"),
-                                    mean=127.5, std=127.5)
+    runner = TFLiteClassifierRunner(
+        convert(tiny_classifier(), "int8", calibration, io_dtype="uint8"), mean=127.5, std=127.5
+    )
     pixels = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    direct = [runner.model.run_raw(pixels[i:i + 1]) for i in range(5)]
+    direct = [runner.model.run_raw(pixels[i : i + 1]) for i in range(5)]
     scale, zero_point = next(iter(runner.model.outputs.values()))["quantization"]
     expected = np.concatenate([(next(iter(d.values())).astype(np.float32) - zero_point) * scale for d in direct])
     np.testing.assert_array_equal(runner(normalize(pixels)), expected)
@@ -144,11 +158,17 @@ def test_uint8_tflite_runner_feeds_the_pixels_themselves():
 def onnx_classifier(path):
     """An ONNX graph over image [N, 8, 8, 3]: features = channel means; probabilities = their softmax."""
     graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["features"], axes=[1, 2], keepdims=0),
-         helper.make_node("Softmax", ["features"], ["probabilities"], axis=1)],
-        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 8, 8, 3])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])])
+        [
+            helper.make_node("ReduceMean", ["image"], ["features"], axes=[1, 2], keepdims=0),
+            helper.make_node("Softmax", ["features"], ["probabilities"], axis=1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 8, 8, 3])],
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3]),
+        ],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
     return path
 

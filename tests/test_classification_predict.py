@@ -41,13 +41,17 @@ def test_predictions_list_top_k_probabilities_and_draw_each_image(tmp_path):
     write_image(folder / "green.jpg", COLOURS["green"])
     (folder / "notes.txt").write_text("not an image")
     runner = MeanColourRunner()
-    counts = predict_images(runner, folder, tmp_path / "out", NAMES, 16, 127.5, 127.5, top_k=2, batch_size=2,
-                            progress=False)
+    counts = predict_images(
+        runner, folder, tmp_path / "out", NAMES, 16, 127.5, 127.5, top_k=2, batch_size=2, progress=False
+    )
     assert counts == {"images": 3, "skipped": 0} and runner.batches == [2, 1]
     content = json.loads((tmp_path / "out" / "predictions.json").read_text())
     results = {result["file"]: result for result in content["results"]}
-    assert list(results) == [str(folder / "a" / "x.png"), str(folder / "b" / "deeper" / "x.png"),
-                             str(folder / "green.jpg")]
+    assert list(results) == [
+        str(folder / "a" / "x.png"),
+        str(folder / "b" / "deeper" / "x.png"),
+        str(folder / "green.jpg"),
+    ]
     assert [r["top"][0]["label"] for r in results.values()] == ["red", "blue", "green"]
     assert [r["output"] for r in results.values()] == ["x.jpg", "x_2.jpg", "green.jpg"]
     red = results[str(folder / "a" / "x.png")]
@@ -67,8 +71,16 @@ def test_unreadable_files_and_missing_sources_are_skipped_and_named(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(good.read_bytes()[:40])
     (tmp_path / "notes.txt").write_text("not an image")
-    counts = predict_images(MeanColourRunner(), [good, broken, tmp_path / "gone.png", tmp_path / "notes.txt"],
-                            tmp_path / "out", NAMES, 16, 127.5, 127.5, progress=False)
+    counts = predict_images(
+        MeanColourRunner(),
+        [good, broken, tmp_path / "gone.png", tmp_path / "notes.txt"],
+        tmp_path / "out",
+        NAMES,
+        16,
+        127.5,
+        127.5,
+        progress=False,
+    )
     assert counts == {"images": 1, "skipped": 3}
     skipped = json.loads((tmp_path / "out" / "predictions.json").read_text())["skipped"]
     assert skipped[str(tmp_path / "gone.png")] == "no such file or folder"

@@ -28,15 +28,20 @@ def run_cli(*argv) -> int:
 def test_every_backbone_has_its_shapes_recipe_as_a_preset():
     assert next(iter(PRESETS)) == "shapes_resnet18"
     assert {f"shapes_{name}" for name in list_backbones()} <= set(PRESETS)
-    recipes = {name: (p.train.epochs, p.train.cycles, p.train.learning_rate, p.model.layer_scale_init)
-               for name, p in PRESETS.items()}
+    recipes = {
+        name: (p.train.epochs, p.train.cycles, p.train.learning_rate, p.model.layer_scale_init)
+        for name, p in PRESETS.items()
+    }
     assert recipes["shapes_resnet18"] == (3, 1, 2e-3, None)
     assert recipes["shapes_resnet50"] == (6, 1, 1e-3, None)
     assert recipes["shapes_resnet101"] == (10, 1, 1e-3, None)
     assert recipes["shapes_mobilenet_v2"] == (6, 1, 2e-3, None)
     assert recipes["shapes_vovnet57"] == (6, 2, 2e-3, None)
     assert recipes["shapes_revcol_s"] == (6, 2, 1e-4, 1.0)
-    assert recipes["shapes_revcol_t_column0"] == (6, 1, 3e-4, 1.0) and PRESETS["shapes_revcol_t_column0"].model.first_column_only
+    assert (
+        recipes["shapes_revcol_t_column0"] == (6, 1, 3e-4, 1.0)
+        and PRESETS["shapes_revcol_t_column0"].model.first_column_only
+    )
     shapes = PRESETS["shapes_resnet18"]
     assert (shapes.train.optimizer, shapes.train.batch_size, shapes.model.bn_momentum) == ("adam", 32, 0.9)
     assert (shapes.qat.fine_tune_target, shapes.qat.fine_tune_lr, shapes.qat.steps) == ("distillation", 1e-6, 100)
@@ -62,8 +67,20 @@ def assert_decided_images_agree(reference: np.ndarray, candidate: np.ndarray, mi
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("classify")
-    common = ["--demo-dir", root / "shapes", "--demo-train", 800, "--demo-val", 64, "--input-size", 32,
-              "--steps", 4, "--calibration-images", 32]
+    common = [
+        "--demo-dir",
+        root / "shapes",
+        "--demo-train",
+        800,
+        "--demo-val",
+        64,
+        "--input-size",
+        32,
+        "--steps",
+        4,
+        "--calibration-images",
+        32,
+    ]
     assert run_cli("train", "--project", root / "runs", "--name", "tiny", "--epochs", 3, *common) == 0
     run = root / "runs" / "tiny"
     assert run_cli("qat", "--run", run) == 0
@@ -85,9 +102,16 @@ def test_the_shapes_run_ships_every_form_scored_by_one_evaluator(shapes_run):
     qat = json.loads((run / "qat" / "report.json").read_text())
     assert len(qat["job"]["losses"]) == 4 and qat["job"]["frozen_batch_norms"] > 0
     rows = {row["form"]: row for row in json.loads((run / "exports" / "forms.json").read_text())}
-    assert list(rows) == ["float keras", "classify_float32.tflite", "classify_float16.tflite", "classify_int8.tflite",
-                          "classify_int16x8.tflite", "classify_int8_qat.tflite", "classify.onnx",
-                          "classify_int8.onnx"]
+    assert list(rows) == [
+        "float keras",
+        "classify_float32.tflite",
+        "classify_float16.tflite",
+        "classify_int8.tflite",
+        "classify_int16x8.tflite",
+        "classify_int8_qat.tflite",
+        "classify.onnx",
+        "classify_int8.onnx",
+    ]
     assert rows["classify_float32.tflite"]["agreement"] == 1.0 and rows["classify.onnx"]["agreement"] == 1.0
     # A 75-step model has many near-tied images, where any rounding flips the top-1, so held-out agreement
     # (measured in benchmarks/backbone_int8.py on trained models) is not asserted: every image the float
@@ -138,8 +162,10 @@ def test_class_folders_and_a_csv_train_and_a_bad_csv_is_named_by_data_check(tmp_
     assert run_cli("train", "--data", tmp_path / "folders", *tiny, "--name", "folders") == 0
     config = (tmp_path / "runs" / "folders" / "config.yaml").read_text()
     assert str(tmp_path / "folders") in config
-    rows = ["path,label,split"] + [f"{p.relative_to(tmp_path / 'folders')},{p.parent.name},{p.parts[-3]}"
-                                   for p in sorted((tmp_path / "folders").rglob("*.png"))]
+    rows = ["path,label,split"] + [
+        f"{p.relative_to(tmp_path / 'folders')},{p.parent.name},{p.parts[-3]}"
+        for p in sorted((tmp_path / "folders").rglob("*.png"))
+    ]
     (tmp_path / "folders" / "labels.csv").write_text("\n".join(rows) + "\n")
     assert run_cli("train", "--data", tmp_path / "folders" / "labels.csv", *tiny, "--name", "csv") == 0
     with pytest.raises(SystemExit) as exited:

@@ -8,9 +8,16 @@ from vision_core.backend import tf
 from vision_core.training import conv_backprop
 
 # (batch, height, width, in channels, out channels, kernel height, kernel width, padding)
-STRIDE_1 = [(2, 5, 7, 3, 4, 3, 3, "SAME"), (2, 5, 7, 3, 4, 3, 3, "VALID"), (1, 6, 6, 2, 5, 2, 2, "SAME"),
-            (1, 6, 6, 2, 5, 4, 4, "SAME"), (3, 4, 9, 5, 2, 1, 3, "SAME"), (2, 8, 8, 4, 4, 1, 1, "VALID"),
-            (2, 2, 2, 8, 6, 3, 3, "SAME"), (1, 7, 5, 3, 3, 5, 2, "VALID")]
+STRIDE_1 = [
+    (2, 5, 7, 3, 4, 3, 3, "SAME"),
+    (2, 5, 7, 3, 4, 3, 3, "VALID"),
+    (1, 6, 6, 2, 5, 2, 2, "SAME"),
+    (1, 6, 6, 2, 5, 4, 4, "SAME"),
+    (3, 4, 9, 5, 2, 1, 3, "SAME"),
+    (2, 8, 8, 4, 4, 1, 1, "VALID"),
+    (2, 2, 2, 8, 6, 3, 3, "SAME"),
+    (1, 7, 5, 3, 3, 5, 2, "VALID"),
+]
 
 
 def _random(shape, seed):
@@ -30,10 +37,10 @@ def _gradients(x, kernel, upstream, strides=1, padding="SAME", eager=True):
 
 def _tensorflow_kernels(x, kernel, upstream, strides=1, padding="SAME"):
     attrs = {"strides": [1, strides, strides, 1], "padding": padding}
-    return [tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream,
-                                           **attrs).numpy(),
-            tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream,
-                                            **attrs).numpy()]
+    return [
+        tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream, **attrs).numpy(),
+        tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=upstream, **attrs).numpy(),
+    ]
 
 
 def test_it_is_installed_by_the_backend():
@@ -95,7 +102,9 @@ def test_the_tf_keras_flavour_installs_it_too():
         "    out_backprop=upstream, strides=[1, 1, 1, 1], padding='SAME')\n"
         "print(json.dumps({'keras': keras.__name__, 'installed': conv_backprop.installed(),\n"
         "                  'error': float(np.abs(grad - reference).max())}))\n",
-        flavour="tf_keras", timeout=300)
+        flavour="tf_keras",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = last_json_line(result.stdout)
     assert outcome["keras"] == "tf_keras" and outcome["installed"]

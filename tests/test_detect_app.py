@@ -23,10 +23,34 @@ from vision_core.detection.runners import TFLiteRunner, load_runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("detect_app")]
 
-TINY = ["--input-size", "96", "--backbone", "resnet18", "--neck-channels", "32", "--head-channels", "32",
-        "--head-depth", "1", "--demo-train", "32", "--demo-val", "8", "--batch-size", "8",
-        "--fine-tune-batch", "4", "--calibration-images", "8", "--learning-rate", "2e-3", "--crop-probability", "0.5",
-        "--score-threshold", "0.001"]  # a barely trained model: keep its weak detections to compare
+TINY = [
+    "--input-size",
+    "96",
+    "--backbone",
+    "resnet18",
+    "--neck-channels",
+    "32",
+    "--head-channels",
+    "32",
+    "--head-depth",
+    "1",
+    "--demo-train",
+    "32",
+    "--demo-val",
+    "8",
+    "--batch-size",
+    "8",
+    "--fine-tune-batch",
+    "4",
+    "--calibration-images",
+    "8",
+    "--learning-rate",
+    "2e-3",
+    "--crop-probability",
+    "0.5",
+    "--score-threshold",
+    "0.001",
+]  # a barely trained model: keep its weak detections to compare
 
 
 def run_cli(*argv) -> None:
@@ -44,19 +68,30 @@ def run(tmp_path_factory):
     run_dir = root / "runs" / "tiny"
     run_cli("qat", "--run", run_dir, "--steps", "3")
     run_cli("export", "--run", run_dir, "--format", "all", "--saved-models", root / "saved_models")
-    return {"root": root, "dir": run_dir, "demo": demo, "exports": run_dir / "exports",
-            "saved_models": root / "saved_models"}
+    return {
+        "root": root,
+        "dir": run_dir,
+        "demo": demo,
+        "exports": run_dir / "exports",
+        "saved_models": root / "saved_models",
+    }
 
 
 def test_train_writes_the_run_folder(run):
     names = {p.relative_to(run["dir"]).as_posix() for p in run["dir"].rglob("*") if p.is_file()}
-    assert {"config.yaml", "metrics.json", "results.csv", "weights/best.weights.npz",
-            "weights/last.weights.npz", "pr_curve.png", "gallery.png"} <= names
+    assert {
+        "config.yaml",
+        "metrics.json",
+        "results.csv",
+        "weights/best.weights.npz",
+        "weights/last.weights.npz",
+        "pr_curve.png",
+        "gallery.png",
+    } <= names
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["headline_metric"] == "mAP50"
     assert set(metrics["metrics"]) >= {"mAP", "mAP50", "mAP75", "AR100", "per_class"}
-    assert sorted(metrics["metrics"]["per_class"]) == sorted(["circle", "square", "triangle", "cross", "star",
-                                                              "ring"])
+    assert sorted(metrics["metrics"]["per_class"]) == sorted(["circle", "square", "triangle", "cross", "star", "ring"])
     assert len((run["dir"] / "results.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
 
 
@@ -71,19 +106,36 @@ def test_qat_reports_float_and_int8_scores_from_one_evaluator(run):
 
 def test_export_writes_every_form_and_the_int8_files_are_all_int8(run):
     exports = run["exports"]
-    assert {p.name for p in exports.iterdir()} == {"detect_float32.tflite", "detect_int8.tflite",
-                                                  "detect_int8_qat.tflite", "detect.onnx", "detect_int8.onnx",
-                                                  "forms.json"}
+    assert {p.name for p in exports.iterdir()} == {
+        "detect_float32.tflite",
+        "detect_int8.tflite",
+        "detect_int8_qat.tflite",
+        "detect.onnx",
+        "detect_int8.onnx",
+        "forms.json",
+    }
     rows = json.loads((exports / "forms.json").read_text())
-    assert [row["form"] for row in rows] == ["float keras", "detect_float32.tflite", "detect_int8.tflite",
-                                             "detect_int8_qat.tflite", "detect.onnx", "detect_int8.onnx"]
+    assert [row["form"] for row in rows] == [
+        "float keras",
+        "detect_float32.tflite",
+        "detect_int8.tflite",
+        "detect_int8_qat.tflite",
+        "detect.onnx",
+        "detect_int8.onnx",
+    ]
     assert rows[1]["num_images"] == 8 and abs(rows[1]["mAP50_delta"]) < 0.01  # float TFLite = Keras
     for name in ("detect_int8.tflite", "detect_int8_qat.tflite"):
         ops = {r.op for r in require_int8(str(exports / name))}
         assert "TFLite_Detection_PostProcess" in ops
     runner = load_runner(exports / "detect_int8_qat.tflite")
-    assert isinstance(runner, TFLiteRunner) and runner.class_names == ("circle", "square", "triangle", "cross",
-                                                                       "star", "ring")
+    assert isinstance(runner, TFLiteRunner) and runner.class_names == (
+        "circle",
+        "square",
+        "triangle",
+        "cross",
+        "star",
+        "ring",
+    )
 
 
 @pytest.mark.parametrize("form", ["detect_float32.tflite", "detect_int8_qat.tflite", "detect.onnx"])
@@ -118,8 +170,11 @@ def test_saved_model_signatures_agree_on_tensors_and_encoded_images(run):
 
     versions = sorted((run["saved_models"] / "detect_tiny").iterdir())
     loaded = tf.saved_model.load(str(versions[-1]))
-    image = cv2.resize(cv2.cvtColor(cv2.imread(str(next((run["demo"] / "val" / "images").iterdir()))),
-                                    cv2.COLOR_BGR2RGB), (96, 96), interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(
+        cv2.cvtColor(cv2.imread(str(next((run["demo"] / "val" / "images").iterdir()))), cv2.COLOR_BGR2RGB),
+        (96, 96),
+        interpolation=cv2.INTER_LINEAR,
+    )
     png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
     from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant([png]))
     from_tensor = loaded.signatures["serving_default"](image=tf.constant(image[None] / 127.5 - 1, tf.float32))
@@ -136,8 +191,9 @@ def test_mediapipe_object_detector_loads_the_qat_int8_file_and_finds_what_we_fin
     path = run["exports"] / "detect_int8_qat.tflite"
     image = cv2.cvtColor(cv2.imread(str(next((run["demo"] / "val" / "images").iterdir()))), cv2.COLOR_BGR2RGB)
     image = np.ascontiguousarray(cv2.resize(image, (96, 96), interpolation=cv2.INTER_AREA))
-    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.001,
-                                           max_results=100)
+    options = vision.ObjectDetectorOptions(
+        base_options=BaseOptions(model_asset_path=str(path)), score_threshold=0.001, max_results=100
+    )
     with vision.ObjectDetector.create_from_options(options) as detector:
         found = detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)).detections
     ours = load_runner(path, score_threshold=0.001)(image)
@@ -179,23 +235,40 @@ def _pixel_bounds(box) -> tuple[np.ndarray, np.ndarray]:
 
 def test_predict_draws_and_lists_detections(run, tmp_path):
     out = tmp_path / "predicted"
-    run_cli("predict", "--run", run["dir"], "--model", run["exports"] / "detect_int8_qat.tflite",
-            "--out", out, run["demo"] / "val" / "images")
+    run_cli(
+        "predict",
+        "--run",
+        run["dir"],
+        "--model",
+        run["exports"] / "detect_int8_qat.tflite",
+        "--out",
+        out,
+        run["demo"] / "val" / "images",
+    )
     result = json.loads((out / "predictions.json").read_text())
     assert result["counts"]["images"] == 8 and len(list(out.glob("*.jpg"))) == 8
 
 
 def test_edge_kit_runs_the_detector_without_tensorflow(run):
     image = next((run["demo"] / "val" / "images").iterdir())
-    code = ("import runpy, sys; sys.argv = ['tflite', 'run', sys.argv[1], sys.argv[2]]; "
-            "runpy.run_module('tflite', run_name='__main__')")
-    guard = ("import sys, builtins; real = builtins.__import__\n"
-             "def guarded(name, *a, **k):\n"
-             "    assert not name.startswith('tensorflow'), name\n"
-             "    return real(name, *a, **k)\n"
-             "builtins.__import__ = guarded\n")
-    result = subprocess.run([sys.executable, "-c", guard + code, str(run["exports"] / "detect_int8_qat.tflite"),
-                             str(image)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import runpy, sys; sys.argv = ['tflite', 'run', sys.argv[1], sys.argv[2]]; "
+        "runpy.run_module('tflite', run_name='__main__')"
+    )
+    guard = (
+        "import sys, builtins; real = builtins.__import__\n"
+        "def guarded(name, *a, **k):\n"
+        "    assert not name.startswith('tensorflow'), name\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guarded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", guard + code, str(run["exports"] / "detect_int8_qat.tflite"), str(image)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "detection" in result.stdout or "score" in result.stdout
 
@@ -218,6 +291,8 @@ def test_data_check_names_every_bad_file(tmp_path, capsys):
     assert code == 1 and report["problems"] == 3
     assert report["train"]["counts"] == {"missing_image": 1, "unreadable_image": 1, "box_out_of_bounds": 1}
     named = {(issue["kind"], issue["path"].rsplit("/", 1)[-1]) for issue in report["train"]["issues"]}
-    assert {("missing_image", annotations["images"][0]["file_name"].rsplit("/", 1)[-1]),
-            ("unreadable_image", annotations["images"][1]["file_name"].rsplit("/", 1)[-1])} <= named
+    assert {
+        ("missing_image", annotations["images"][0]["file_name"].rsplit("/", 1)[-1]),
+        ("unreadable_image", annotations["images"][1]["file_name"].rsplit("/", 1)[-1]),
+    } <= named
     assert report["val"]["ok"] is True

@@ -23,10 +23,26 @@ from vision_core.storage.weights import load_npz, weights_by_path
 TINY = {
     "ssd": ModelConfig(architecture="ssd", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),
     "ssdlite": ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", backbone_alpha=0.35, input_size=96),
-    "retinanet_fpn": ModelConfig(architecture="retinanet", backbone="resnet18", input_size=96, neck_channels=32,
-                                 head_depth=1, head_channels=32, head_norm=True, bn_momentum=0.9),
-    "retinanet_rcnet": ModelConfig(architecture="retinanet", backbone="resnet18", input_size=96, neck="rcnet",
-                                   neck_channels=32, head_depth=1, head_channels=32, head_norm=True),
+    "retinanet_fpn": ModelConfig(
+        architecture="retinanet",
+        backbone="resnet18",
+        input_size=96,
+        neck_channels=32,
+        head_depth=1,
+        head_channels=32,
+        head_norm=True,
+        bn_momentum=0.9,
+    ),
+    "retinanet_rcnet": ModelConfig(
+        architecture="retinanet",
+        backbone="resnet18",
+        input_size=96,
+        neck="rcnet",
+        neck_channels=32,
+        head_depth=1,
+        head_channels=32,
+        head_norm=True,
+    ),
 }
 # RetinaNet-FPN with the demo preset's heads (ResNet-18, head norm) runs the same QAT chain in
 # the detect app's test (tests/test_detect_app.py); the RCNet one here has those heads too.
@@ -46,14 +62,18 @@ def test_heads_emit_one_prediction_per_anchor(kind, size):
     columns = 4 if uses_softmax(config) else 3
     assert anchors.shape == (sum(fh * fw * n for fh, fw, n in _grid(config)), 4)
     assert {k: tuple(v.shape) for k, v in model.output.items()} == {
-        "box_encodings": (None, len(anchors), 4), "class_logits": (None, len(anchors), columns),
-        "class_scores": (None, len(anchors), columns)}
+        "box_encodings": (None, len(anchors), 4),
+        "class_logits": (None, len(anchors), columns),
+        "class_scores": (None, len(anchors), columns),
+    }
 
 
 def _grid(config):
     generator = anchor_generator(config)
-    return [(-(-config.input_size // s), -(-config.input_size // s), n)
-            for s, n in zip(generator.strides, generator.boxes_per_location)]
+    return [
+        (-(-config.input_size // s), -(-config.input_size // s), n)
+        for s, n in zip(generator.strides, generator.boxes_per_location)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["retinanet_fpn", "ssd"])
@@ -75,8 +95,9 @@ def test_retinanet_class_bias_starts_at_the_prior():
     model = _build(TINY["retinanet_fpn"], num_classes=3)
     bias = model.get_layer("head_class_predict").get_weights()[1]
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), PRIOR_PROBABILITY, rtol=1e-6)
-    scores = model.predict(np.random.default_rng(0).uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32),
-                           verbose=0)["class_scores"]
+    scores = model.predict(np.random.default_rng(0).uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32), verbose=0)[
+        "class_scores"
+    ]
     assert abs(float(scores.mean()) - PRIOR_PROBABILITY) < 0.005
 
 
@@ -92,7 +113,9 @@ def test_ssdlite_mobilenet_v2_has_the_papers_size():
     """MobileNetV2 paper, Table 6: SSDLite on MobileNetV2 at 320, COCO (90 classes + background): 4.3M params."""
     model = _build(PRESETS["ssdlite_mobilenet_v2"].model, num_classes=90)
     assert model.count_params() == pytest.approx(4.3e6, rel=0.03)
-    assert len(detector_anchors(PRESETS["ssdlite_mobilenet_v2"].model)) == 20 ** 2 * 3 + (10 ** 2 + 5 ** 2 + 3 ** 2 + 2 ** 2 + 1) * 6
+    assert (
+        len(detector_anchors(PRESETS["ssdlite_mobilenet_v2"].model)) == 20**2 * 3 + (10**2 + 5**2 + 3**2 + 2**2 + 1) * 6
+    )
 
 
 def test_bn_momentum_reaches_every_batch_norm_of_backbone_neck_and_heads():
@@ -108,8 +131,9 @@ def test_unknown_architecture_is_named():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xdist_group(f"detector_qat_{k}"))
-                                  for k in QAT_CHAIN])
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.xdist_group(f"detector_qat_{k}")) for k in QAT_CHAIN]
+)
 def test_every_detector_survives_qat_to_an_all_int8_tflite(kind, tmp_path):
     """The tf_keras twin rebuilt from JSON equals the Keras 3 model; a QAT fine-tune on the detection
     loss runs; the QAT model converts to int8 with the post-process op, and only that op is float."""
@@ -122,15 +146,31 @@ def test_every_detector_survives_qat_to_an_all_int8_tflite(kind, tmp_path):
     box_targets = np.concatenate([rng.normal(0, 1, (8, anchors, 4)), class_targets[..., None]], -1)
     fields = dataclasses.asdict(config)
     spec = qat_job.QATJobSpec(
-        "apps.detect.models:build_detector", {"num_classes": 3, **fields}, steps=2, batch_size=4,
-        loss="apps.detect.losses:detection_loss", loss_options={"softmax": uses_softmax(config), "num_classes": 3},
+        "apps.detect.models:build_detector",
+        {"num_classes": 3, **fields},
+        steps=2,
+        batch_size=4,
+        loss="apps.detect.losses:detection_loss",
+        loss_options={"softmax": uses_softmax(config), "num_classes": 3},
         inference="apps.detect.task:with_postprocess_op",
-        inference_options={"model_config": fields, "postprocess": {"num_classes": 3, "box_scales": [10.0, 10.0, 5.0, 5.0]}},
+        inference_options={
+            "model_config": fields,
+            "postprocess": {"num_classes": 3, "box_scales": [10.0, 10.0, 5.0, 5.0]},
+        },
         tflite_options={"output_dtype": "float32", "allow_custom_ops": True},
-        metadata={"task": "detection", "name": kind, "labels": ["a", "b", "c"]})
-    spec.write(tmp_path, weights_by_path(model), {
-        "calibration": images, "train_x": images, "probe_x": images[:2],
-        "target.box_encodings": box_targets.astype(np.float32), "target.class_logits": class_targets.astype(np.float32)})
+        metadata={"task": "detection", "name": kind, "labels": ["a", "b", "c"]},
+    )
+    spec.write(
+        tmp_path,
+        weights_by_path(model),
+        {
+            "calibration": images,
+            "train_x": images,
+            "probe_x": images[:2],
+            "target.box_encodings": box_targets.astype(np.float32),
+            "target.class_logits": class_targets.astype(np.float32),
+        },
+    )
     result = qat_job.launch(tmp_path / "spec.json", timeout=900)
 
     twin = load_npz(tmp_path / "qat" / "probe.npz")

@@ -32,8 +32,9 @@ class TopLeftRunner(DetectorRunner):
 
     def __call__(self, image):
         height, width = image.shape[:2]
-        return Detections(np.array([[0, 0, width / 2, height / 2]], np.float32), np.array([0], np.int32),
-                          np.array([0.9], np.float32))
+        return Detections(
+            np.array([[0, 0, width / 2, height / 2]], np.float32), np.array([0], np.int32), np.array([0.9], np.float32)
+        )
 
     def run(self, pixels):
         raise AssertionError("__call__ answers without a model")
@@ -49,7 +50,8 @@ def test_data_check_of_one_annotation_file_checks_it_alone(tmp_path, capsys):
     assert sorted(report) == ["problems", "train"] and report["problems"] == 1
     assert (report["train"]["source"], report["train"]["images"]) == (str(data), 3)
     assert [(issue["kind"], issue["path"]) for issue in report["train"]["issues"]] == [
-        ("missing_image", str(data.parent / missing))]
+        ("missing_image", str(data.parent / missing))
+    ]
 
 
 def test_training_on_one_annotation_file_asks_for_val_and_leaves_no_run_folder(demo, tmp_path, capsys):
@@ -59,7 +61,8 @@ def test_training_on_one_annotation_file_asks_for_val_and_leaves_no_run_folder(d
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
         f"python -m apps.detect train: error: --data {data} is one annotation file: give the validation split "
-        "with --val (and --val-images if its images live elsewhere)\n")
+        "with --val (and --val-images if its images live elsewhere)\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -80,14 +83,16 @@ def test_plots_draw_the_pr_curves_and_a_gallery_of_the_val_images(demo, tmp_path
     runner = TopLeftRunner()
     metrics = task.evaluate(runner, config)
     written = task.plots(runner, config, metrics, tmp_path, "_top_left.tflite")
-    assert written == {"pr_curve": tmp_path / "pr_curve_top_left.tflite.png",
-                       "gallery": tmp_path / "gallery_top_left.tflite.png"}
+    assert written == {
+        "pr_curve": tmp_path / "pr_curve_top_left.tflite.png",
+        "gallery": tmp_path / "gallery_top_left.tflite.png",
+    }
     assert cv2.imread(str(written["pr_curve"])).shape == (500, 700, 3)
     gallery = cv2.imread(str(written["gallery"]))
-    assert gallery.shape == (256, 4 * 256, 3)                     # 2 val images in a row of 4 cells of 256 px
+    assert gallery.shape == (256, 4 * 256, 3)  # 2 val images in a row of 4 cells of 256 px
     # each 64 px image fills its cell (x4): the found box's right edge is at x = 128, in class 0's colour
     class_0 = PALETTE[0]
     for cell in range(2):
-        edge = gallery[40:90, cell * 256 + 126:cell * 256 + 131]
+        edge = gallery[40:90, cell * 256 + 126 : cell * 256 + 131]
         assert (edge == class_0).all(axis=-1).any(), f"cell {cell}"
-    assert not (gallery[:, 2 * 256:] != 40).any()                  # the two empty cells stay background
+    assert not (gallery[:, 2 * 256 :] != 40).any()  # the two empty cells stay background

@@ -35,11 +35,13 @@ def test_retinanet_counts_on_a_non_square_input_use_ceil_grids():
 def test_retinanet_first_location_holds_scales_outer_aspect_ratios_inner():
     first = RetinaNetAnchors()((512, 512))[:9]
     np.testing.assert_allclose(_centres(first), [[4.0, 4.0]] * 9)
-    expected = [(32 * s * math.sqrt(r), 32 * s / math.sqrt(r))
-                for s in (1, 2 ** (1 / 3), 2 ** (2 / 3)) for r in (0.5, 1, 2)]
+    expected = [
+        (32 * s * math.sqrt(r), 32 * s / math.sqrt(r)) for s in (1, 2 ** (1 / 3), 2 ** (2 / 3)) for r in (0.5, 1, 2)
+    ]
     np.testing.assert_allclose(_sizes(first), expected, rtol=1e-6)
-    np.testing.assert_allclose(first[0], [4 - 8 * math.sqrt(2), 4 - 16 * math.sqrt(2),
-                                          4 + 8 * math.sqrt(2), 4 + 16 * math.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(
+        first[0], [4 - 8 * math.sqrt(2), 4 - 16 * math.sqrt(2), 4 + 8 * math.sqrt(2), 4 + 16 * math.sqrt(2)], rtol=1e-6
+    )
 
 
 def test_retinanet_order_is_level_then_y_then_x_then_anchor():
@@ -47,8 +49,9 @@ def test_retinanet_order_is_level_then_y_then_x_then_anchor():
     np.testing.assert_allclose(_centres(anchors[[9, 64 * 9, 64 * 64 * 9]]), [[12, 4], [4, 12], [8, 8]])
     np.testing.assert_allclose(_sizes(anchors[[64 * 64 * 9 + 1]]), [[64, 64]])  # P4, scale 1, ratio 1
     np.testing.assert_allclose(_centres(anchors[-1:]), [[512 - 64, 512 - 64]])
-    np.testing.assert_allclose(_sizes(anchors[-1:]), [[512 * 2 ** (2 / 3) * math.sqrt(2),
-                                                      512 * 2 ** (2 / 3) / math.sqrt(2)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        _sizes(anchors[-1:]), [[512 * 2 ** (2 / 3) * math.sqrt(2), 512 * 2 ** (2 / 3) / math.sqrt(2)]], rtol=1e-6
+    )
 
 
 def test_anchors_are_computed_once_and_read_only():
@@ -69,15 +72,22 @@ def test_ssd_300_has_the_1917_boxes_of_mobilenet_ssd():
     assert boxes.shape == (1917, 4) and boxes.dtype == np.float32
     assert SSDDefaultBoxes().boxes_per_location == (3, 6, 6, 6, 6, 6)
     assert [feature_size((300, 300), s) for s in SSDDefaultBoxes().strides] == [
-        (19, 19), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+        (19, 19),
+        (10, 10),
+        (5, 5),
+        (3, 3),
+        (2, 2),
+        (1, 1),
+    ]
 
 
 def test_ssd_scales_are_linear_with_the_extra_geometric_mean_box():
     config = SSDDefaultBoxes()
     assert config.scale_ratios(0) == [(0.1, 1.0), (0.2, 2.0), (0.2, 0.5)]
     scale, extra = 0.35, math.sqrt(0.35 * 0.5)
-    np.testing.assert_allclose(config.scale_ratios(1), [(scale, 1.0), (scale, 2.0), (scale, 0.5), (scale, 3.0),
-                                                        (scale, 1 / 3), (extra, 1.0)])
+    np.testing.assert_allclose(
+        config.scale_ratios(1), [(scale, 1.0), (scale, 2.0), (scale, 0.5), (scale, 3.0), (scale, 1 / 3), (extra, 1.0)]
+    )
     assert config.scale_ratios(5)[0] == pytest.approx((0.95, 1.0))
     assert config.scale_ratios(5)[-1] == pytest.approx((math.sqrt(0.95), 1.0))
 
@@ -86,8 +96,9 @@ def test_ssd_boxes_of_the_first_and_last_cells():
     boxes = SSDDefaultBoxes()((300, 300))
     centre = 0.5 * 300 / 19
     np.testing.assert_allclose(boxes[0], [centre - 15, centre - 15, centre + 15, centre + 15], rtol=1e-5)
-    np.testing.assert_allclose(_sizes(boxes[1:3]), [[60 * math.sqrt(2), 60 / math.sqrt(2)],
-                                                    [60 / math.sqrt(2), 60 * math.sqrt(2)]], rtol=1e-5)
+    np.testing.assert_allclose(
+        _sizes(boxes[1:3]), [[60 * math.sqrt(2), 60 / math.sqrt(2)], [60 / math.sqrt(2), 60 * math.sqrt(2)]], rtol=1e-5
+    )
     last = boxes[-6:]  # the 1 x 1 layer, centred on the image
     np.testing.assert_allclose(_centres(last), [[150, 150]] * 6)
     np.testing.assert_allclose(_sizes(last[[0, 5]]), [[285, 285], [300 * math.sqrt(0.95)] * 2], rtol=1e-5)

@@ -23,16 +23,22 @@ from vision_core.detection.boxes import (
 )
 
 BOX_XYXY = [10.0, 20.0, 30.0, 60.0]
-SAME_BOX = {"xyxy": BOX_XYXY, "xywh": [10.0, 20.0, 20.0, 40.0], "cxcywh": [20.0, 40.0, 20.0, 40.0],
-            "yxyx": [20.0, 10.0, 60.0, 30.0]}
+SAME_BOX = {
+    "xyxy": BOX_XYXY,
+    "xywh": [10.0, 20.0, 20.0, 40.0],
+    "cxcywh": [20.0, 40.0, 20.0, 40.0],
+    "yxyx": [20.0, 10.0, 60.0, 30.0],
+}
 
 # Hand-made matching case. G0 = (0, 0, 10, 10), G1 = (100, 100, 110, 110); IoU of each anchor:
 GT_BOXES = [[0, 0, 10, 10], [100, 100, 110, 110]]
-ANCHORS = [[0, 0, 10, 10],        # G0: 1          -> positive
-           [0, 0, 10, 22],        # G0: 100/220    -> ignored by RetinaNet, negative for SSD
-           [5, 0, 15, 10],        # G0: 50/150     -> negative
-           [104, 100, 114, 110],  # G1: 60/140     -> ignored band, but G1's best anchor: forced positive
-           [200, 200, 210, 210]]  # none           -> negative
+ANCHORS = [
+    [0, 0, 10, 10],  # G0: 1          -> positive
+    [0, 0, 10, 22],  # G0: 100/220    -> ignored by RetinaNet, negative for SSD
+    [5, 0, 15, 10],  # G0: 50/150     -> negative
+    [104, 100, 114, 110],  # G1: 60/140     -> ignored band, but G1's best anchor: forced positive
+    [200, 200, 210, 210],
+]  # none           -> negative
 
 
 @pytest.mark.parametrize("target", list(SAME_BOX))
@@ -91,9 +97,12 @@ def test_encode_then_decode_round_trips(scales):
 def test_encoding_is_the_same_against_pixel_or_normalised_anchors():
     image_size = (300, 500)
     box, anchor = [[40, 30, 200, 90]], [[50, 20, 150, 120]]
-    np.testing.assert_allclose(encode_boxes(box, anchor),
-                               encode_boxes(to_normalized(box, image_size), to_normalized(anchor, image_size)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        encode_boxes(box, anchor),
+        encode_boxes(to_normalized(box, image_size), to_normalized(anchor, image_size)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_match_anchors_retinanet_thresholds():
@@ -127,8 +136,9 @@ def test_anchor_encoder_targets_of_the_hand_made_case():
     targets = encoder(_image(), GT_BOXES, [2, 0])
     np.testing.assert_array_equal(targets["class_targets"], [2, IGNORE, 3, 0, 3])
     # G1 (centre 105, 105) against anchor 3 (centre 109, 105), both 10 x 10: tx = 10 * -4 / 10.
-    np.testing.assert_allclose(targets["box_targets"], [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0],
-                                                        [0, -4, 0, 0], [0, 0, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(
+        targets["box_targets"], [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, -4, 0, 0], [0, 0, 0, 0]], atol=1e-6
+    )
     assert targets["box_targets"].dtype == tf.float32 and targets["class_targets"].dtype == tf.int32
 
 
@@ -143,8 +153,12 @@ def test_anchor_encoder_runs_in_tf_data_with_any_number_of_boxes():
     samples = [(GT_BOXES, [2, 0]), (np.zeros((0, 4)), np.zeros((0,)))]
     dataset = tf.data.Dataset.from_generator(
         lambda: ((_image(), np.asarray(b, np.float32), np.asarray(c, np.int32)) for b, c in samples),
-        output_signature=(tf.TensorSpec((120, 220, 3), tf.uint8), tf.TensorSpec((None, 4), tf.float32),
-                          tf.TensorSpec((None,), tf.int32)))
+        output_signature=(
+            tf.TensorSpec((120, 220, 3), tf.uint8),
+            tf.TensorSpec((None, 4), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ),
+    )
     results = list(dataset.map(encoder).as_numpy_iterator())
     np.testing.assert_array_equal(results[0]["class_targets"], [2, IGNORE, 3, 0, 3])
     np.testing.assert_array_equal(results[1]["class_targets"], [3] * 5)

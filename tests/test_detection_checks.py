@@ -44,22 +44,46 @@ def broken_coco(tmp_path):
     (root / "garbage.png").write_bytes(b"not an image at all")
     truncated_jpeg(root / "truncated.jpg")
     write_image(tmp_path / "outside.png")
-    images = [(1, "good.png"), (2, "missing.png"), (3, "garbage.png"), (4, "truncated.jpg"), (5, "oob.png"),
-              (6, "degenerate.png"), (7, "unknown.png"), (8, "../outside.png"), (9, str(tmp_path / "outside.png")),
-              (1, "dup.png"), (10, "empty.png"), (11, "size.png")]
+    images = [
+        (1, "good.png"),
+        (2, "missing.png"),
+        (3, "garbage.png"),
+        (4, "truncated.jpg"),
+        (5, "oob.png"),
+        (6, "degenerate.png"),
+        (7, "unknown.png"),
+        (8, "../outside.png"),
+        (9, str(tmp_path / "outside.png")),
+        (1, "dup.png"),
+        (10, "empty.png"),
+        (11, "size.png"),
+    ]
     box = [2, 2, 20, 20]
-    annotations = [(1, 1, box), (2, 1, box), (3, 1, box), (4, 1, box),
-                   (5, 1, [50, 10, 30, 20]), (5, 1, [-5, 0, 10, 10]),      # 2 out of bounds
-                   (6, 1, [10, 10, 0, 5]), (6, 2, [10, 10, 5, -1]),        # 2 degenerate
-                   (7, 99, box), (7, 1, box),                              # 1 unknown category
-                   (8, 1, box), (9, 1, box), (11, 1, box),
-                   (1, 2, [1, 2, 3]),                                      # 1 malformed bbox
-                   (404, 1, box)]                                          # 1 orphan
+    annotations = [
+        (1, 1, box),
+        (2, 1, box),
+        (3, 1, box),
+        (4, 1, box),
+        (5, 1, [50, 10, 30, 20]),
+        (5, 1, [-5, 0, 10, 10]),  # 2 out of bounds
+        (6, 1, [10, 10, 0, 5]),
+        (6, 2, [10, 10, 5, -1]),  # 2 degenerate
+        (7, 99, box),
+        (7, 1, box),  # 1 unknown category
+        (8, 1, box),
+        (9, 1, box),
+        (11, 1, box),
+        (1, 2, [1, 2, 3]),  # 1 malformed bbox
+        (404, 1, box),
+    ]  # 1 orphan
     content = {
-        "images": [{"id": i, "file_name": name, "width": 100 if name == "size.png" else 64, "height": 48}
-                   for i, name in images],
-        "annotations": [{"id": n, "image_id": i, "category_id": c, "bbox": b, "iscrowd": 0}
-                        for n, (i, c, b) in enumerate(annotations)]
+        "images": [
+            {"id": i, "file_name": name, "width": 100 if name == "size.png" else 64, "height": 48} for i, name in images
+        ],
+        "annotations": [
+            {"id": n, "image_id": i, "category_id": c, "bbox": b, "iscrowd": 0}
+            for n, (i, c, b) in enumerate(annotations)
+        ]
         + [{"id": 99, "image_id": 1, "category_id": 1, "bbox": box, "iscrowd": 1}],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }
@@ -91,15 +115,20 @@ def test_check_counts_every_kind_of_problem_exactly(broken_coco):
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_check_names_the_file_of_each_problem(broken_coco, kind):
-    listed = sorted(i.path.rsplit("/", 1)[-1] if not i.path.startswith("..") else i.path
-                    for i in check_dataset(broken_coco).issues if i.kind == kind)
+    listed = sorted(
+        i.path.rsplit("/", 1)[-1] if not i.path.startswith("..") else i.path
+        for i in check_dataset(broken_coco).issues
+        if i.kind == kind
+    )
     assert listed == sorted(EXPECTED[kind][1])
 
 
 def test_out_of_bounds_message_gives_the_box_and_the_image_size(broken_coco):
     messages = [i.message for i in check_dataset(broken_coco).issues if i.kind == "box_out_of_bounds"]
-    assert messages == ["box 0 [50, 10, 80, 30] extends beyond the 64x48 image",
-                        "box 1 [-5, 0, 5, 10] extends beyond the 64x48 image"]
+    assert messages == [
+        "box 0 [50, 10, 80, 30] extends beyond the 64x48 image",
+        "box 1 [-5, 0, 5, 10] extends beyond the 64x48 image",
+    ]
 
 
 def test_paths_escaping_the_root_never_become_records(broken_coco, tmp_path):
@@ -172,8 +201,9 @@ def test_yolo_list_entries_leaving_the_root_are_rejected(tmp_path):
 
 def test_voc_reader_reports_an_unparsable_xml_file(tmp_path):
     write_image(tmp_path / "a.jpg")
-    (tmp_path / "a.xml").write_text("<annotation><object><name>cat</name><bndbox><xmin>1</xmin></bndbox></object>"
-                                    "</annotation>")
+    (tmp_path / "a.xml").write_text(
+        "<annotation><object><name>cat</name><bndbox><xmin>1</xmin></bndbox></object></annotation>"
+    )
     (tmp_path / "b.xml").write_text("<annotation><filename>b.jpg</filename")
     report = check_dataset(read_voc(tmp_path, class_names=["cat"]))
     assert report.counts == {"malformed_annotation": 2, "no_boxes": 1}

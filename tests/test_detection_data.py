@@ -50,18 +50,22 @@ def write_json(path, content):
 
 def coco_file(folder, file_name="images/a.png"):
     """A COCO file with category ids out of order, one xywh box per category, and a crowd region."""
-    return write_json(folder / "annotations.json", {
-        "images": [{"id": 5, "file_name": file_name, "width": 64, "height": 48}],
-        "annotations": [
-            {"id": 1, "image_id": 5, "category_id": 7, "bbox": [4.5, 8, 10, 20.25], "iscrowd": 0},
-            {"id": 2, "image_id": 5, "category_id": 3, "bbox": [0, 0, 64, 48], "iscrowd": 0},
-            {"id": 3, "image_id": 5, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 1},
-        ],
-        "categories": [{"id": 7, "name": "truck"}, {"id": 3, "name": "car"}],
-    })
+    return write_json(
+        folder / "annotations.json",
+        {
+            "images": [{"id": 5, "file_name": file_name, "width": 64, "height": 48}],
+            "annotations": [
+                {"id": 1, "image_id": 5, "category_id": 7, "bbox": [4.5, 8, 10, 20.25], "iscrowd": 0},
+                {"id": 2, "image_id": 5, "category_id": 3, "bbox": [0, 0, 64, 48], "iscrowd": 0},
+                {"id": 3, "image_id": 5, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 1},
+            ],
+            "categories": [{"id": 7, "name": "truck"}, {"id": 3, "name": "car"}],
+        },
+    )
 
 
 # --- COCO ---------------------------------------------------------------------------------
+
 
 def test_coco_converts_xywh_to_xyxy_and_maps_sorted_category_ids(tmp_path):
     write_image(tmp_path / "images" / "a.png", 48, 64)
@@ -118,6 +122,7 @@ def test_coco_writer_round_trips_boxes_classes_and_category_ids(tmp_path):
 
 # --- YOLO ---------------------------------------------------------------------------------
 
+
 def test_yolo_turns_normalised_centres_into_pixels_on_a_non_square_image(tmp_path):
     write_image(tmp_path / "images" / "train" / "a.jpg", 100, 200)
     (tmp_path / "labels" / "train").mkdir(parents=True)
@@ -137,8 +142,9 @@ def test_yolo_folder_takes_class_names_from_classes_txt(tmp_path):
     (tmp_path / "classes.txt").write_text("a\nb\nc\n")
     dataset = read_yolo(tmp_path)
     assert dataset.class_names == ("a", "b", "c")
-    np.testing.assert_array_equal(dataset.records[0].boxes,
-                                  np.array([[30, 12.5, 50, 37.5], [20, 10, 60, 40]], np.float32))  # box, polygon
+    np.testing.assert_array_equal(
+        dataset.records[0].boxes, np.array([[30, 12.5, 50, 37.5], [20, 10, 60, 40]], np.float32)
+    )  # box, polygon
 
 
 # --- Pascal VOC ---------------------------------------------------------------------------
@@ -178,6 +184,7 @@ def test_voc_given_class_list_orders_ids_and_reports_other_names(tmp_path):
 
 # --- format detection ---------------------------------------------------------------------
 
+
 def test_auto_detection_picks_the_reader_from_the_path(tmp_path):
     coco = coco_file(tmp_path / "coco")
     voc = voc_folder(tmp_path / "voc")
@@ -200,6 +207,7 @@ def test_auto_detection_names_the_path_when_no_format_matches(tmp_path):
 
 
 # --- demo dataset -------------------------------------------------------------------------
+
 
 def test_demo_dataset_is_deterministic_by_seed(tmp_path):
     a = write_demo_dataset(tmp_path / "a", train=4, val=2, size=96, seed=3)
@@ -253,6 +261,7 @@ def test_demo_dataset_never_replaces_a_foreign_folder(tmp_path):
 
 # --- augmentation -------------------------------------------------------------------------
 
+
 def test_horizontal_flip_mirrors_a_known_box_exactly():
     flip = A.Compose([A.HorizontalFlip(p=1)], bbox_params=A.BboxParams(format="pascal_voc", label_fields=["classes"]))
     _, boxes, classes = apply_transform(flip, np.zeros((48, 64, 3), np.uint8), np.array([[10, 5, 30, 20]]), [2])
@@ -287,12 +296,16 @@ def test_train_transform_keeps_boxes_on_the_objects():
 
 # --- tf.data pipeline ---------------------------------------------------------------------
 
+
 def pipeline_dataset(tmp_path, corrupt=False):
     records = []
     for index in range(5):
         path = write_image(tmp_path / f"{index}.png", 40, 60, value=40 * index)
-        records.append(DetectionRecord(index, path, boxes=[[5, 5, 20, 30], [30, 10, 55, 35]][: index % 3],
-                                       classes=[0, 1][: index % 3]))
+        records.append(
+            DetectionRecord(
+                index, path, boxes=[[5, 5, 20, 30], [30, 10, 55, 35]][: index % 3], classes=[0, 1][: index % 3]
+            )
+        )
     if corrupt:
         records[2].path.write_bytes(records[2].path.read_bytes()[:100])  # truncated PNG
     return DetectionDataset(("a", "b"), records, "train", tmp_path)
@@ -308,16 +321,16 @@ def test_pipeline_yields_padded_batches_of_fixed_shapes(tmp_path):
     assert targets["boxes"].shape == (2, 3, 4) and targets["classes"].dtype.name == "int32"
     assert float(images.numpy().min()) >= -1.0 and float(images.numpy().max()) <= 1.0
     np.testing.assert_array_equal(targets["classes"].numpy(), [[-1, -1, -1], [0, -1, -1]])
-    np.testing.assert_allclose(targets["boxes"].numpy()[1, 0], [5 * 32 / 60, 5 * 32 / 40, 20 * 32 / 60, 30 * 32 / 40],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        targets["boxes"].numpy()[1, 0], [5 * 32 / 60, 5 * 32 / 40, 20 * 32 / 60, 30 * 32 / 40], rtol=1e-5
+    )
 
 
 def test_pipeline_skips_a_corrupt_image_and_counts_it(tmp_path):
     from vision_core.data.detection.pipeline import PipelineStats, make_dataset
 
     stats = PipelineStats()
-    batches = list(make_dataset(pipeline_dataset(tmp_path, corrupt=True), val_transform(32), batch_size=8,
-                                stats=stats))
+    batches = list(make_dataset(pipeline_dataset(tmp_path, corrupt=True), val_transform(32), batch_size=8, stats=stats))
     assert int(batches[0][0].shape[0]) == 4
     assert stats.skipped_images == 1 and list(stats.skipped) == [str(tmp_path / "2.png")]
 
@@ -328,8 +341,9 @@ def test_pipeline_hands_augmented_samples_to_the_encoder(tmp_path):
     def encoder(image, boxes, classes):
         return {"count": np.array([len(boxes)], np.int32), "side": np.array(image.shape[:2], np.int32)}
 
-    (batch_images, targets), = make_dataset(pipeline_dataset(tmp_path), val_transform(24), 5, encoder=encoder,
-                                            normalize=None)
+    ((batch_images, targets),) = make_dataset(
+        pipeline_dataset(tmp_path), val_transform(24), 5, encoder=encoder, normalize=None
+    )
     assert batch_images.dtype.name == "uint8"
     np.testing.assert_array_equal(targets["count"].numpy()[:, 0], [0, 1, 2, 0, 1])
     np.testing.assert_array_equal(targets["side"].numpy(), [[24, 24]] * 5)

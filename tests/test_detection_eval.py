@@ -34,8 +34,9 @@ from vision_core.detection.runners import (
 RED, GREEN = (255, 0, 0), (0, 255, 0)
 
 
-def _dataset(tmp_path: Path, boxes_per_image, class_names=("a", "b"), category_ids=(),
-             size=(64, 96)) -> DetectionDataset:
+def _dataset(
+    tmp_path: Path, boxes_per_image, class_names=("a", "b"), category_ids=(), size=(64, 96)
+) -> DetectionDataset:
     """Black PNGs of ``size`` (H, W) with ground truth ``[(boxes xyxy pixels, classes), ...]``, image ids 1, 2, ..."""
     records = []
     for image_id, (boxes, classes) in enumerate(boxes_per_image, start=1):
@@ -60,7 +61,8 @@ def test_ground_truth_as_predictions_scores_one(tmp_path):
     assert [metrics[k] for k in ("mAP", "mAP50", "mAP75", "AR100")] == pytest.approx([1.0] * 4, abs=1e-12)
     assert metrics["per_class"] == {
         "a": pytest.approx({"AP": 1.0, "AP50": 1.0, "AR100": 1.0, "ground_truth": 1, "detections": 1}, abs=1e-12),
-        "b": pytest.approx({"AP": 1.0, "AP50": 1.0, "AR100": 1.0, "ground_truth": 2, "detections": 2}, abs=1e-12)}
+        "b": pytest.approx({"AP": 1.0, "AP50": 1.0, "AR100": 1.0, "ground_truth": 2, "detections": 2}, abs=1e-12),
+    }
     assert metrics["num_images"] == 2 and metrics["num_detections"] == 3 and metrics["skipped_images"] == 0
 
 
@@ -71,8 +73,7 @@ def test_one_of_two_boxes_found(tmp_path):
     assert metrics["mAP"] == pytest.approx(51 / 101, abs=1e-12)
     assert metrics["mAP50"] == pytest.approx(51 / 101, abs=1e-12)
     assert metrics["AR100"] == 0.5
-    assert metrics["per_class"]["b"] == {"AP": None, "AP50": None, "AR100": None, "ground_truth": 0,
-                                         "detections": 0}
+    assert metrics["per_class"]["b"] == {"AP": None, "AP50": None, "AR100": None, "ground_truth": 0, "detections": 0}
     assert list(metrics["pr_curve"]["precision"]) == ["a"]
     assert metrics["pr_curve"]["precision"]["a"] == pytest.approx([1.0] * 51 + [0.0] * 50, abs=1e-12)
 
@@ -170,9 +171,12 @@ def test_one_preprocessing_equals_the_training_resize_and_normalisation():
 
 
 def test_detections_map_normalised_yxyx_back_to_original_pixels():
-    outputs = {"boxes": np.array([[[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 0.5, 0.5], [0.1, 0.1, 0.2, 0.2]]]),
-               "classes": np.array([[1.0, 0.0, 2.0]]), "scores": np.array([[0.6, 0.9, 0.7]]),
-               "num_detections": np.array([2.0])}
+    outputs = {
+        "boxes": np.array([[[0.25, 0.5, 0.75, 1.0], [0.0, 0.0, 0.5, 0.5], [0.1, 0.1, 0.2, 0.2]]]),
+        "classes": np.array([[1.0, 0.0, 2.0]]),
+        "scores": np.array([[0.6, 0.9, 0.7]]),
+        "num_detections": np.array([2.0]),
+    }
     found = DetectorInput((32, 32)).detections(outputs, (100, 200))  # the third row is past the count
     np.testing.assert_allclose(found.boxes, [[0, 0, 100, 50], [100, 25, 200, 75]])
     assert found.classes.tolist() == [0, 1] and found.scores.tolist() == pytest.approx([0.9, 0.6])
@@ -182,8 +186,12 @@ def test_detections_map_normalised_yxyx_back_to_original_pixels():
 
 
 def test_boxes_far_outside_the_input_are_clipped_without_overflow():
-    outputs = {"boxes": np.array([[[-3e38, -1e38, 2e38, 0.5], [1.5, 0.0, 3e38, 1.0]]], np.float32),
-               "classes": np.array([[0.0, 1.0]]), "scores": np.array([[0.9, 0.8]]), "num_detections": np.array([2.0])}
+    outputs = {
+        "boxes": np.array([[[-3e38, -1e38, 2e38, 0.5], [1.5, 0.0, 3e38, 1.0]]], np.float32),
+        "classes": np.array([[0.0, 1.0]]),
+        "scores": np.array([[0.9, 0.8]]),
+        "num_detections": np.array([2.0]),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         found = DetectorInput((32, 32)).detections(outputs, (100, 200))
@@ -201,8 +209,9 @@ def test_load_runner_refuses_unknown_suffixes(tmp_path):
 # --- every form through the same evaluator ---------------------------------------------------
 
 CELL, GRID = 16, 4  # the detector's input: 64 x 64, a 4 x 4 grid of 16-pixel cells, one anchor per cell
-ANCHORS = np.array([[x * CELL, y * CELL, (x + 1) * CELL, (y + 1) * CELL] for y in range(GRID) for x in range(GRID)],
-                   np.float32)
+ANCHORS = np.array(
+    [[x * CELL, y * CELL, (x + 1) * CELL, (y + 1) * CELL] for y in range(GRID) for x in range(GRID)], np.float32
+)
 IMAGE_HW = (64, 128)  # stretched to 64 x 64: x halves, so box edges at even columns stay sharp
 
 
@@ -224,9 +233,11 @@ def colour_detector():
 def colour_dataset(tmp_path) -> DetectionDataset:
     """Three 128x64 images (boxes xyxy pixels of them; input cells are 32 x 16 there). Red: two squares on a
     cell (found), two straddling two cells (missed: two detections at IoU 1/3 each). Green: two on a cell."""
-    scenes = [[(RED, (0, 0, 32, 16)), (GREEN, (96, 32, 128, 48))],
-              [(RED, (16, 16, 48, 32)), (RED, (32, 48, 64, 64))],
-              [(RED, (80, 0, 112, 16)), (GREEN, (32, 16, 64, 32))]]
+    scenes = [
+        [(RED, (0, 0, 32, 16)), (GREEN, (96, 32, 128, 48))],
+        [(RED, (16, 16, 48, 32)), (RED, (32, 48, 64, 64))],
+        [(RED, (80, 0, 112, 16)), (GREEN, (32, 16, 64, 32))],
+    ]
     records = []
     for image_id, scene in enumerate(scenes, start=1):
         image = np.zeros((*IMAGE_HW, 3), np.uint8)
@@ -234,8 +245,11 @@ def colour_dataset(tmp_path) -> DetectionDataset:
             image[y0:y1, x0:x1] = colour
         path = tmp_path / f"scene_{image_id}.png"
         cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        records.append(DetectionRecord(image_id, path, [box for _, box in scene],
-                                       [0 if colour == RED else 1 for colour, _ in scene]))
+        records.append(
+            DetectionRecord(
+                image_id, path, [box for _, box in scene], [0 if colour == RED else 1 for colour, _ in scene]
+            )
+        )
     return DetectionDataset(("red", "green"), records, "val", tmp_path)
 
 
@@ -257,9 +271,13 @@ def test_keras_tflite_and_onnx_forms_score_the_same(tmp_path):
     dataset = colour_dataset(tmp_path)
     keras_metrics = evaluate(load_runner(detector), dataset, progress=False)
     assert keras_metrics["mAP"] == pytest.approx(COLOUR_MAP, abs=1e-12)
-    assert keras_metrics["per_class"]["red"] == {"AP": pytest.approx(51 / 101, abs=1e-12),
-                                                 "AP50": pytest.approx(51 / 101, abs=1e-12), "AR100": 0.5,
-                                                 "ground_truth": 4, "detections": 6}
+    assert keras_metrics["per_class"]["red"] == {
+        "AP": pytest.approx(51 / 101, abs=1e-12),
+        "AP50": pytest.approx(51 / 101, abs=1e-12),
+        "AR100": 0.5,
+        "ground_truth": 4,
+        "detections": 6,
+    }
     assert keras_metrics["num_detections"] == 8
 
     tflite_path = tmp_path / "colour.tflite"
@@ -298,14 +316,19 @@ def test_int8_tflite_with_uint8_input_gets_the_pixels_and_scores_like_keras(tmp_
 def test_plots_write_pngs_of_the_expected_size(tmp_path):
     truth = [([[10, 10, 30, 40], [50, 5, 90, 25]], [0, 1]), ([[0, 0, 60, 30]], [1]), ([[5, 5, 25, 25]], [0])]
     dataset = _dataset(tmp_path, truth)
-    detections = DatasetDetections({1: _found([[12, 10, 30, 40]], [0], [0.9]),
-                                    2: _found([[0, 0, 60, 30], [1, 1, 5, 5]], [1, 0], [0.8, 0.1]),
-                                    3: Detections.empty()})
+    detections = DatasetDetections(
+        {
+            1: _found([[12, 10, 30, 40]], [0], [0.9]),
+            2: _found([[0, 0, 60, 30], [1, 1, 5, 5]], [1, 0], [0.8, 0.1]),
+            3: Detections.empty(),
+        }
+    )
     metrics = coco_evaluate(dataset, detections)
     curves = cv2.imread(str(plot_pr_curves(metrics, tmp_path / "plots" / "pr.png")))
     assert curves.shape == (500, 700, 3)
-    gallery = cv2.imread(str(save_gallery(dataset, detections.by_image, tmp_path / "gallery.png", columns=2,
-                                          tile_size=100)))
+    gallery = cv2.imread(
+        str(save_gallery(dataset, detections.by_image, tmp_path / "gallery.png", columns=2, tile_size=100))
+    )
     assert gallery.shape == (200, 200, 3)
     # image 1 (96x64) fills the top-left tile's width, 100 x 67 centred: its white ground-truth box is drawn
     assert (gallery[:100, :100] == 255).all(axis=-1).any()

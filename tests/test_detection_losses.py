@@ -50,11 +50,17 @@ def test_focal_loss_is_normalised_by_the_positives_of_the_whole_batch():
 
 def test_box_loss_is_huber_on_positives_only():
     targets = np.zeros((1, 4, 4), np.float32)
-    predictions = np.array([[[0.5, 2.0, 0.0, -1.0],      # positive: 0.125 + 1.5 + 0 + 0.5
-                             [0.0, 0.0, 3.0, 0.0],       # positive: 2.5
-                             [100.0, 0.0, 0.0, 0.0],     # background: not counted
-                             [100.0, 0.0, 0.0, 0.0]]],   # ignored: not counted
-                           np.float32)
+    predictions = np.array(
+        [
+            [
+                [0.5, 2.0, 0.0, -1.0],  # positive: 0.125 + 1.5 + 0 + 0.5
+                [0.0, 0.0, 3.0, 0.0],  # positive: 2.5
+                [100.0, 0.0, 0.0, 0.0],  # background: not counted
+                [100.0, 0.0, 0.0, 0.0],
+            ]
+        ],  # ignored: not counted
+        np.float32,
+    )
     loss = box_regression_loss(targets, predictions, [[1, 0, 3, -1]], num_classes=3)
     assert float(loss) == pytest.approx((2.125 + 2.5) / 2, rel=1e-6)
     loss = box_regression_loss(targets, predictions, [[1, 0, 3, -1]], num_classes=3, delta=0.5)
@@ -70,17 +76,21 @@ def test_hard_negatives_take_the_highest_losses_three_per_positive():
     # K = 1: anchor 0 positive, 1-4 background, 5 ignored (highest loss, never chosen).
     targets, losses = [[0, 1, 1, 1, 1, -1]], [[9.0, 0.1, 0.9, 0.5, 0.7, 5.0]]
     np.testing.assert_array_equal(hard_negatives(targets, losses, 1), [[False, False, True, True, True, False]])
-    np.testing.assert_array_equal(hard_negatives(targets, losses, 1, negative_ratio=1),
-                                  [[False, False, True, False, False, False]])
+    np.testing.assert_array_equal(
+        hard_negatives(targets, losses, 1, negative_ratio=1), [[False, False, True, False, False, False]]
+    )
 
 
 def test_hard_negatives_are_counted_per_image_and_capped_by_the_negatives():
     targets = [[0, 0, 1, 1], [1, 1, 1, 1]]  # image 0: 2 positives, 2 negatives; image 1: no positives
     losses = [[1.0, 1.0, 0.2, 0.3], [0.4, 0.1, 0.3, 0.2]]
-    np.testing.assert_array_equal(hard_negatives(targets, losses, 1),
-                                  [[False, False, True, True], [False, False, False, False]])
-    np.testing.assert_array_equal(hard_negatives(targets, losses, 1, min_negatives_per_image=2),
-                                  [[False, False, True, True], [True, False, True, False]])
+    np.testing.assert_array_equal(
+        hard_negatives(targets, losses, 1), [[False, False, True, True], [False, False, False, False]]
+    )
+    np.testing.assert_array_equal(
+        hard_negatives(targets, losses, 1, min_negatives_per_image=2),
+        [[False, False, True, True], [True, False, True, False]],
+    )
 
 
 def test_multibox_confidence_loss_with_hard_negative_mining():

@@ -62,8 +62,11 @@ def test_class_agnostic_nms_uses_each_box_best_class():
 def test_decode_detections_returns_pixel_boxes_of_the_anchors_for_zero_encodings():
     anchors = [[0, 0, 10, 10], [50, 50, 90, 70]]
     scores = [[[0.1, 0.6, 0.2], [0.1, 0.1, 0.8]]]  # column 0 background
-    result = _numpy(decode_detections(np.zeros((1, 2, 4)), scores, anchors, background_column=True, max_detections=3,
-                                      score_threshold=0.5))
+    result = _numpy(
+        decode_detections(
+            np.zeros((1, 2, 4)), scores, anchors, background_column=True, max_detections=3, score_threshold=0.5
+        )
+    )
     np.testing.assert_array_equal(result["num_detections"], [2])
     np.testing.assert_array_equal(result["classes"][0, :2], [1, 0])
     np.testing.assert_allclose(result["boxes"][0, :2], [anchors[1], anchors[0]])
@@ -85,7 +88,8 @@ def test_implements_signature_names_every_attribute_of_the_op():
         'attr { key: "nms_iou_threshold" value { f: 0.500000 } } '
         'attr { key: "y_scale" value { f: 10.000000 } } attr { key: "x_scale" value { f: 10.000000 } } '
         'attr { key: "h_scale" value { f: 5.000000 } } attr { key: "w_scale" value { f: 5.000000 } } '
-        'attr { key: "num_classes" value { i: 3 } }')
+        'attr { key: "num_classes" value { i: 3 } }'
+    )
 
 
 def _raw_outputs(background_column, seed=0, batch=2):
@@ -97,14 +101,23 @@ def _raw_outputs(background_column, seed=0, batch=2):
 
 @pytest.mark.parametrize("background_column, regular", [(False, True), (True, False)])
 def test_keras_tail_equals_decode_detections_in_normalised_yxyx(background_column, regular):
-    config = PostProcessConfig(num_classes=NUM_CLASSES, max_detections=10, score_threshold=0.3,
-                               use_regular_nms=regular)
+    config = PostProcessConfig(num_classes=NUM_CLASSES, max_detections=10, score_threshold=0.3, use_regular_nms=regular)
     encodings, scores = _raw_outputs(background_column)
     tail = _numpy(DetectionPostProcess(ANCHORS, (SIZE, SIZE), config)(encodings, scores))
-    reference = _numpy(decode_detections(encodings, scores, ANCHORS, background_column=background_column,
-                                         max_detections=10, score_threshold=0.3, class_agnostic=not regular))
-    np.testing.assert_allclose(tail["boxes"], to_normalized(reference["boxes"], (SIZE, SIZE), "xyxy").numpy()
-                               [..., [1, 0, 3, 2]], atol=1e-6)
+    reference = _numpy(
+        decode_detections(
+            encodings,
+            scores,
+            ANCHORS,
+            background_column=background_column,
+            max_detections=10,
+            score_threshold=0.3,
+            class_agnostic=not regular,
+        )
+    )
+    np.testing.assert_allclose(
+        tail["boxes"], to_normalized(reference["boxes"], (SIZE, SIZE), "xyxy").numpy()[..., [1, 0, 3, 2]], atol=1e-6
+    )
     np.testing.assert_array_equal(tail["classes"], reference["classes"])
     np.testing.assert_array_equal(tail["scores"], reference["scores"])
     np.testing.assert_array_equal(tail["num_detections"], reference["num_detections"])
@@ -147,8 +160,11 @@ def _images(count, seed):
 
 def _op_inputs_and_outputs(flatbuffer, image):
     """Run on the reference kernels keeping every tensor: the op's inputs and the signature outputs."""
-    interpreter = Interpreter(model_content=flatbuffer, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_content=flatbuffer,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     model = TFLiteModel(flatbuffer)
     outputs = interpreter.get_signature_runner("serving_default")(image=model.quantize_input(image))
     op = next(op for op in interpreter._get_ops_details() if op["op_name"] == POSTPROCESS_OP)
@@ -166,8 +182,7 @@ def _pixel_detections(outputs):
 @pytest.mark.slow
 @pytest.mark.parametrize("background_column, regular", [(False, True), (True, False)])
 def test_float32_conversion_ends_in_the_op_and_matches_keras(background_column, regular):
-    config = PostProcessConfig(num_classes=NUM_CLASSES, max_detections=10, score_threshold=0.3,
-                               use_regular_nms=regular)
+    config = PostProcessConfig(num_classes=NUM_CLASSES, max_detections=10, score_threshold=0.3, use_regular_nms=regular)
     detector = with_postprocess(tiny_detector(background_column), ANCHORS, config)
     flatbuffer = convert_detector(detector, "float32")
 
@@ -175,10 +190,20 @@ def test_float32_conversion_ends_in_the_op_and_matches_keras(background_column, 
     with pytest.raises(FloatOpError, match="CONV_2D"):
         require_int8_detector(flatbuffer)
     options = postprocess_options(flatbuffer)
-    assert options == pytest.approx({"max_detections": 10, "max_classes_per_detection": 1, "num_classes": 3,
-                                     "nms_score_threshold": 0.3, "nms_iou_threshold": 0.5,
-                                     "use_regular_nms": int(regular), "y_scale": 10.0, "x_scale": 10.0,
-                                     "h_scale": 5.0, "w_scale": 5.0})
+    assert options == pytest.approx(
+        {
+            "max_detections": 10,
+            "max_classes_per_detection": 1,
+            "num_classes": 3,
+            "nms_score_threshold": 0.3,
+            "nms_iou_threshold": 0.5,
+            "use_regular_nms": int(regular),
+            "y_scale": 10.0,
+            "x_scale": 10.0,
+            "h_scale": 5.0,
+            "w_scale": 5.0,
+        }
+    )
     image = _images(1, seed=1)
     converted = TFLiteModel(flatbuffer)(image)
     expected = _numpy(detector(image))
@@ -197,8 +222,9 @@ def test_int8_conversion_is_integer_up_to_the_op_and_matches_decoding_of_its_inp
     # max_detections above the 45 (anchor, class) candidates: no cut-off among equal int8 scores.
     config = PostProcessConfig(num_classes=NUM_CLASSES, max_detections=50, score_threshold=0.3)
     raw = tiny_detector(background_column=False)
-    flatbuffer = convert_detector(with_postprocess(raw, ANCHORS, config), "int8",
-                                  [_images(8, seed) for seed in range(4)], input_dtype="uint8")
+    flatbuffer = convert_detector(
+        with_postprocess(raw, ANCHORS, config), "int8", [_images(8, seed) for seed in range(4)], input_dtype="uint8"
+    )
 
     records = audit_ops(flatbuffer)  # convert_detector has already run require_int8_detector
     assert {r.op for r in records if r.is_float} == {"DEQUANTIZE", POSTPROCESS_OP}
@@ -218,7 +244,8 @@ def test_int8_conversion_is_integer_up_to_the_op_and_matches_decoding_of_its_inp
     np.testing.assert_array_equal(detections, _pixel_detections(reference_run)[1])
     decoded = _numpy(decode_detections(encodings, scores, ANCHORS, max_detections=50, score_threshold=0.3))
     assert decoded["num_detections"][0] == count
-    expected = np.concatenate([decoded["scores"][0, :count, None], decoded["classes"][0, :count, None],
-                               decoded["boxes"][0, :count]], axis=1)
+    expected = np.concatenate(
+        [decoded["scores"][0, :count, None], decoded["classes"][0, :count, None], decoded["boxes"][0, :count]], axis=1
+    )
     expected = expected[np.lexsort((expected[:, 2], expected[:, 1], -expected[:, 0]))]
     np.testing.assert_allclose(detections, expected, atol=1e-4)

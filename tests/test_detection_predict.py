@@ -61,14 +61,27 @@ def test_predict_on_a_folder_writes_drawn_files_and_the_json(inputs, tmp_path, c
 
     results = content["results"]
     assert [(r["file"], r.get("frame")) for r in results] == [
-        (str(inputs / "a_green.jpg"), None), (str(inputs / "b_red.png"), None),
-        (str(inputs / "d_clip.mp4"), 0), (str(inputs / "d_clip.mp4"), 2), (str(inputs / "d_clip.mp4"), 4)]
-    assert results[0] == {"file": str(inputs / "a_green.jpg"), "width": 20, "height": 30, "output": "a_green.jpg",
-                          "boxes": [[2.0, 3.0, 12.0, 13.0]], "classes": [0], "names": ["green"], "scores": [0.9]}
+        (str(inputs / "a_green.jpg"), None),
+        (str(inputs / "b_red.png"), None),
+        (str(inputs / "d_clip.mp4"), 0),
+        (str(inputs / "d_clip.mp4"), 2),
+        (str(inputs / "d_clip.mp4"), 4),
+    ]
+    assert results[0] == {
+        "file": str(inputs / "a_green.jpg"),
+        "width": 20,
+        "height": 30,
+        "output": "a_green.jpg",
+        "boxes": [[2.0, 3.0, 12.0, 13.0]],
+        "classes": [0],
+        "names": ["green"],
+        "scores": [0.9],
+    }
     assert results[1]["names"] == ["red"] and results[1]["output"] == "b_red.jpg"
     # frames 0, 2, 4 are red (the stride skips the green ones), 64 x 48
-    assert [(r["names"], r["width"], r["height"], r["output"]) for r in results[2:]] == \
-        [(["red"], 64, 48, "d_clip.mp4")] * 3
+    assert [(r["names"], r["width"], r["height"], r["output"]) for r in results[2:]] == [
+        (["red"], 64, 48, "d_clip.mp4")
+    ] * 3
     assert len(runner.seen) == 5
 
     drawn = cv2.imread(str(tmp_path / "out" / "a_green.jpg"))
@@ -78,18 +91,26 @@ def test_predict_on_a_folder_writes_drawn_files_and_the_json(inputs, tmp_path, c
     assert (int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (64, 48)
     video.release()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "a_green.jpg", "b_red.jpg", "d_clip.mp4", RESULTS_FILE]
+        "a_green.jpg",
+        "b_red.jpg",
+        "d_clip.mp4",
+        RESULTS_FILE,
+    ]
 
 
 def test_listed_files_keep_their_order_and_bad_ones_are_named(inputs, tmp_path):
     (inputs / "broken.mp4").write_bytes(b"not a video at all")
-    sources = [inputs / "b_red.png", tmp_path / "missing.png", inputs / "notes.txt", inputs / "broken.mp4",
-               inputs / "a_green.jpg"]
+    sources = [
+        inputs / "b_red.png",
+        tmp_path / "missing.png",
+        inputs / "notes.txt",
+        inputs / "broken.mp4",
+        inputs / "a_green.jpg",
+    ]
     report = predict(_ColourRunner(), sources, tmp_path / "out", progress=False)
     assert [r["file"] for r in report.results] == [str(inputs / "b_red.png"), str(inputs / "a_green.jpg")]
     assert report.results[0]["names"] == ["class 1"]  # no class names given: ids stand in
-    assert set(report.skipped) == {str(tmp_path / "missing.png"), str(inputs / "notes.txt"),
-                                   str(inputs / "broken.mp4")}
+    assert set(report.skipped) == {str(tmp_path / "missing.png"), str(inputs / "notes.txt"), str(inputs / "broken.mp4")}
     assert report.skipped[str(tmp_path / "missing.png")] == "no such file or folder"
     assert "suffix '.txt'" in report.skipped[str(inputs / "notes.txt")]
     assert "broken.mp4" in report.skipped[str(inputs / "broken.mp4")]

@@ -38,10 +38,15 @@ def kit(tmp_path_factory):
     paths["corrupt"].write_bytes(b"not an image")
     paths["bare"] = folder / "bare.tflite"
     paths["bare"].write_bytes(convert(tiny_classifier(), "float32"))
-    paths["classifier"] = export_tflite(tiny_classifier(), folder / "classifier.tflite", "int8", calibration(),
-                                        info=classifier_info())
-    paths["detector"] = export_tflite(constant_detector(), folder / "detector.tflite", "float32",
-                                      info=ModelInfo("detection", "constant_detector", LABELS))
+    paths["classifier"] = export_tflite(
+        tiny_classifier(), folder / "classifier.tflite", "int8", calibration(), info=classifier_info()
+    )
+    paths["detector"] = export_tflite(
+        constant_detector(),
+        folder / "detector.tflite",
+        "float32",
+        info=ModelInfo("detection", "constant_detector", LABELS),
+    )
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -66,14 +71,25 @@ def test_run_draws_each_prediction_at_the_image_size(kit, tmp_path):
 
 
 def test_run_gives_detection_boxes_in_image_pixels(kit, tmp_path):
-    result = run_python(["-m", "tflite", "run", kit["detector"], kit["wide"], "--threshold", "0.5", "--json",
-                         "--draw", str(tmp_path)])
+    result = run_python(
+        ["-m", "tflite", "run", kit["detector"], kit["wide"], "--threshold", "0.5", "--json", "--draw", str(tmp_path)]
+    )
     assert result.returncode == 0, result.stderr
     (entry,) = last_json_line(result.stdout)["results"]
-    expected = [{"index": int(DETECTOR_CLASSES[i]), "label": LABELS[int(DETECTOR_CLASSES[i])],
-                 "score": DETECTOR_SCORES[i],
-                 "box": [DETECTOR_BOXES[i][1] * 48, DETECTOR_BOXES[i][0] * 40, DETECTOR_BOXES[i][3] * 48,
-                         DETECTOR_BOXES[i][2] * 40]} for i in (0, 1)]
+    expected = [
+        {
+            "index": int(DETECTOR_CLASSES[i]),
+            "label": LABELS[int(DETECTOR_CLASSES[i])],
+            "score": DETECTOR_SCORES[i],
+            "box": [
+                DETECTOR_BOXES[i][1] * 48,
+                DETECTOR_BOXES[i][0] * 40,
+                DETECTOR_BOXES[i][3] * 48,
+                DETECTOR_BOXES[i][2] * 40,
+            ],
+        }
+        for i in (0, 1)
+    ]
     assert [d["label"] for d in entry["labels"]] == [d["label"] for d in expected]
     for got, want in zip(entry["labels"], expected):
         assert got["index"] == want["index"]
@@ -99,8 +115,22 @@ def test_inspect_lists_io_quantization_ops_and_metadata(kit):
 
 def test_bench_reports_latency_fps_and_gmacs_per_thread_count(kit, tmp_path):
     out = tmp_path / "bench.json"
-    result = run_python(["-m", "tflite", "bench", kit["classifier"], "--threads", "1,2", "--warmup", "2",
-                         "--runs", "5", "--json", str(out)])
+    result = run_python(
+        [
+            "-m",
+            "tflite",
+            "bench",
+            kit["classifier"],
+            "--threads",
+            "1,2",
+            "--warmup",
+            "2",
+            "--runs",
+            "5",
+            "--json",
+            str(out),
+        ]
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["macs"] == TINY_CLASSIFIER_MACS and report["runs"] == 5
@@ -115,13 +145,16 @@ def test_mac_count_of_conv_depthwise_and_dense_ops_is_exact(kit):
     assert count_macs(open(kit["bare"], "rb").read()) == TINY_CLASSIFIER_MACS
 
 
-@pytest.mark.parametrize("case, message", [
-    (("run", "{classifier}", "{folder}/missing.png"), "{folder}/missing.png: no such image file"),
-    (("run", "{classifier}", "{corrupt}"), "{corrupt}: not a readable image"),
-    (("run", "{bare}", "{small}"), "{bare}: no vision-suite metadata"),
-    (("inspect", "{folder}/missing.tflite"), "{folder}/missing.tflite: no such model file"),
-    (("bench", "{corrupt}"), "{corrupt}: not a TFLite model"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (("run", "{classifier}", "{folder}/missing.png"), "{folder}/missing.png: no such image file"),
+        (("run", "{classifier}", "{corrupt}"), "{corrupt}: not a readable image"),
+        (("run", "{bare}", "{small}"), "{bare}: no vision-suite metadata"),
+        (("inspect", "{folder}/missing.tflite"), "{folder}/missing.tflite: no such model file"),
+        (("bench", "{corrupt}"), "{corrupt}: not a TFLite model"),
+    ],
+)
 def test_bad_input_exits_with_status_2_and_names_the_file(kit, capsys, case, message):
     names = {**kit, "folder": kit["bare"].rsplit("/", 1)[0]}
     assert main([part.format(**names) for part in case]) == 2
@@ -139,9 +172,9 @@ def test_the_edge_kit_never_imports_tensorflow_or_keras(kit):
     code = f"""
 import json, sys
 from tflite.cli import main
-main(["run", {kit['classifier']!r}, {kit['wide']!r}])
-main(["inspect", {kit['classifier']!r}])
-main(["bench", {kit['classifier']!r}, "--warmup", "0", "--runs", "1"])
+main(["run", {kit["classifier"]!r}, {kit["wide"]!r}])
+main(["inspect", {kit["classifier"]!r}])
+main(["bench", {kit["classifier"]!r}, "--warmup", "0", "--runs", "1"])
 heavy = {{"tensorflow", "keras", "tf_keras", "vision_core", "mediapipe"}}
 heavy = sorted(heavy & {{m.split(".")[0] for m in sys.modules}})
 print(json.dumps({{"heavy": heavy}}))

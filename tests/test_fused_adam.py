@@ -22,24 +22,36 @@ def _trained(optimizer, run_eagerly: bool, steps: int = 6) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, 16)
     model = _model()
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False, run_eagerly=run_eagerly)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+        run_eagerly=run_eagerly,
+    )
     for _ in range(steps):
         model.train_on_batch(x, y)
     return [w.numpy() for w in model.weights]
 
 
 @pytest.mark.parametrize("run_eagerly", [True, False])
-@pytest.mark.parametrize("options", [
-    {"learning_rate": 1e-2},
-    {"learning_rate": keras.optimizers.schedules.ExponentialDecay(1e-2, 2, 0.5), "beta_1": 0.8, "epsilon": 1e-4,
-     "global_clipnorm": 0.5},
-], ids=["constant", "schedule-clipnorm"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"learning_rate": 1e-2},
+        {
+            "learning_rate": keras.optimizers.schedules.ExponentialDecay(1e-2, 2, 0.5),
+            "beta_1": 0.8,
+            "epsilon": 1e-4,
+            "global_clipnorm": 0.5,
+        },
+    ],
+    ids=["constant", "schedule-clipnorm"],
+)
 def test_weights_follow_keras_adam_to_rounding(options, run_eagerly):
     ours = _trained(FusedAdam(**options), run_eagerly)
     theirs = _trained(keras.optimizers.Adam(**options), run_eagerly)
     initial = [w.numpy() for w in _model().weights]
-    for a, b, start in zip(ours, theirs, initial):
+    for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert max(np.abs(a - start).max() for a, start in zip(ours, initial)) > 0.01  # the weights did move
 
@@ -52,7 +64,9 @@ def test_each_variable_is_updated_by_one_fused_kernel():
     apply = tf.function(lambda grads: optimizer.apply(grads, variables))
     graph = apply.get_concrete_function([tf.TensorSpec(v.shape, tf.float32) for v in variables]).graph
     ops = [op.type for op in graph.get_operations()]
-    assert ops.count("ResourceApplyAdam") == len(variables) == 5  # conv kernel, bn scale and offset, dense kernel and bias
+    assert (
+        ops.count("ResourceApplyAdam") == len(variables) == 5
+    )  # conv kernel, bn scale and offset, dense kernel and bias
 
 
 def test_amsgrad_is_refused():

@@ -35,12 +35,19 @@ def exports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mediapipe")
     model = tiny_classifier(train_steps=100)
     segmenter_info = ModelInfo("segmentation", "tiny_segmenter", SEGMENTER_LABELS, activation="softmax")
-    return {"int8": export_tflite(model, folder / "int8.tflite", "int8", calibration(), info=classifier_info()),
-            "float32": export_tflite(model, folder / "float32.tflite", "float32", info=classifier_info()),
-            "segmenter": export_tflite(tiny_segmenter(), folder / "segmenter.tflite", "int8", calibration(),
-                                       info=segmenter_info),
-            "detector": export_tflite(constant_detector(), folder / "detector.tflite", "float32",
-                                      info=ModelInfo("detection", "constant_detector", LABELS))}
+    return {
+        "int8": export_tflite(model, folder / "int8.tflite", "int8", calibration(), info=classifier_info()),
+        "float32": export_tflite(model, folder / "float32.tflite", "float32", info=classifier_info()),
+        "segmenter": export_tflite(
+            tiny_segmenter(), folder / "segmenter.tflite", "int8", calibration(), info=segmenter_info
+        ),
+        "detector": export_tflite(
+            constant_detector(),
+            folder / "detector.tflite",
+            "float32",
+            info=ModelInfo("detection", "constant_detector", LABELS),
+        ),
+    }
 
 
 def _image(seed: int) -> np.ndarray:
@@ -63,8 +70,9 @@ def _mediapipe_scores(path, images) -> tuple[np.ndarray, list[str]]:
 
 def _edge_kit_scores(path, images) -> np.ndarray:
     predictor = Predictor(path)
-    return np.array([[d["score"] for d in sorted(predictor(image).labels, key=lambda d: d["index"])]
-                     for image in images])
+    return np.array(
+        [[d["score"] for d in sorted(predictor(image).labels, key=lambda d: d["index"])] for image in images]
+    )
 
 
 @pytest.mark.parametrize("mode", ["int8", "float32"])
@@ -81,8 +89,11 @@ def test_mediapipe_classifier_loads_the_export_and_gives_the_edge_kit_scores(exp
 
 def test_mediapipe_segmenter_reads_labels_and_activation_and_agrees_with_the_edge_kit(exports):
     image = _image(3)
-    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(exports["segmenter"])),
-                                           output_category_mask=True, output_confidence_masks=True)
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=str(exports["segmenter"])),
+        output_category_mask=True,
+        output_confidence_masks=True,
+    )
     with vision.ImageSegmenter.create_from_options(options) as segmenter:
         result = segmenter.segment(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image))
         assert segmenter.labels == SEGMENTER_LABELS
@@ -95,13 +106,16 @@ def test_mediapipe_segmenter_reads_labels_and_activation_and_agrees_with_the_edg
 
 def test_mediapipe_object_detector_reads_the_detection_outputs_by_metadata(exports):
     image = _image(4)
-    options = vision.ObjectDetectorOptions(base_options=BaseOptions(model_asset_path=str(exports["detector"])),
-                                           score_threshold=0.3)
+    options = vision.ObjectDetectorOptions(
+        base_options=BaseOptions(model_asset_path=str(exports["detector"])), score_threshold=0.3
+    )
     with vision.ObjectDetector.create_from_options(options) as detector:
         detections = detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image)).detections
     ours = Predictor(exports["detector"])(image).labels
     assert [d.categories[0].category_name for d in detections] == [d["label"] for d in ours] == ["square", "cross"]
     np.testing.assert_allclose([d.categories[0].score for d in detections], DETECTOR_SCORES[:2], atol=1e-6)
-    boxes = [[b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height]
-             for b in (d.bounding_box for d in detections)]
+    boxes = [
+        [b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height]
+        for b in (d.bounding_box for d in detections)
+    ]
     np.testing.assert_allclose(boxes, [d["box"] for d in ours], atol=2.0)  # MediaPipe truncates origin and size

@@ -44,8 +44,10 @@ def _ceil_levels(height: int, width: int) -> dict[str, tuple[int, int]]:
 
 def _feature_inputs(c3: int, c4: int, c5: int) -> dict:
     """Symbolic C3..C5 of a 128x128 image: parameter counts do not depend on the size."""
-    return {name: keras.Input((128 // stride, 128 // stride, c), name=name)
-            for name, stride, c in (("C3", 8, c3), ("C4", 16, c4), ("C5", 32, c5))}
+    return {
+        name: keras.Input((128 // stride, 128 // stride, c), name=name)
+        for name, stride, c in (("C3", 8, c3), ("C4", 16, c4), ("C5", 32, c5))
+    }
 
 
 def _neck_parameters(name: str, channels: tuple[int, int, int], width: int, **options) -> int:
@@ -54,6 +56,7 @@ def _neck_parameters(name: str, channels: tuple[int, int, int], width: int, **op
 
 
 # -- registry -------------------------------------------------------------------------------
+
 
 def test_fpn_and_rcnet_are_the_registered_necks():
     assert list_necks() == ["fpn", "rcnet"]
@@ -79,6 +82,7 @@ def test_rcnet_needs_one_channel_per_shift_group():
 
 # -- shapes ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def resnet18_features():
     """ResNet-18 feature models by input shape, built once."""
@@ -95,10 +99,12 @@ def resnet18_features():
 # (80, 80) and (64, 160) need pools of 4 between levels 4 and 6 (5 -> 2 rows) and a pool of
 # widths only (1x3 -> 1x2): the pool size is not the rounded ratio of the sizes.
 @pytest.mark.parametrize("neck", NECKS)
-@pytest.mark.parametrize("shape, channels", [((128, 128, 3), 48), ((100, 132, 3), 32), ((80, 80, 3), 64),
-                                             ((64, 160, 3), 16)])
-def test_pyramid_levels_are_ceil_of_size_over_stride_with_the_requested_channels(resnet18_features, neck, shape,
-                                                                                 channels):
+@pytest.mark.parametrize(
+    "shape, channels", [((128, 128, 3), 48), ((100, 132, 3), 32), ((80, 80, 3), 64), ((64, 160, 3), 16)]
+)
+def test_pyramid_levels_are_ceil_of_size_over_stride_with_the_requested_channels(
+    resnet18_features, neck, shape, channels
+):
     pyramid = build_neck(neck, resnet18_features(shape).output, channels)
     assert list(pyramid) == list(PYRAMID_LEVELS)
     expected = {k: (*hw, channels) for k, hw in _ceil_levels(*shape[:2]).items()}
@@ -145,6 +151,7 @@ def test_a_saved_backbone_loads_into_the_pyramid_by_path():
 
 # -- parameter counts -----------------------------------------------------------------------
 
+
 def fpn_parameters(c3: int, c4: int, c5: int, width: int, p6_from: str = "C5") -> int:
     """RetinaNet's FPN: 1x1 laterals, three 3x3 outputs, P6 3x3/2 on C5 (or P5), P7 3x3/2; all with bias."""
 
@@ -168,18 +175,26 @@ def rcnet_parameters(c3: int, c4: int, c5: int, width: int) -> int:
     guided = (9 * 2 * width + 1) + 1  # 3x3 conv 2C -> 1 with bias, temperature
     gate = 2 * width + 1  # 1x1 conv on concat(GAP a, GAP b), with bias
     fusion = conv_bn(3, width)  # ReLU -> 3x3 conv -> BN
-    revfp = ((guided + gate + fusion)  # P3: pre-fusion only
-             + 3 * (guided + 2 * gate + 2 * fusion)  # P4..P6: pre- and post-fusion
-             + (gate + fusion))  # P7: no upsampled input
+    revfp = (
+        (guided + gate + fusion)  # P3: pre-fusion only
+        + 3 * (guided + 2 * gate + 2 * fusion)  # P4..P6: pre- and post-fusion
+        + (gate + fusion)
+    )  # P7: no upsampled input
     group = width // SHIFT_DIVISOR
     shift = 5 * (conv_bn(1, width + 4 * group) + width * width + width)  # reduce + BN, aggregate with bias
     context = 2 * ((width + 1) + (width * width + width))  # spatial and scale: logits, transform
     return laterals + extra + revfp + shift + context
 
 
-@pytest.mark.parametrize("channels, width, p6_from", [
-    (RESNET50, 256, "C5"), (RESNET50, 256, "P5"), (RESNET18, 64, "C5"), (RESNET18, 48, "P5"),
-])
+@pytest.mark.parametrize(
+    "channels, width, p6_from",
+    [
+        (RESNET50, 256, "C5"),
+        (RESNET50, 256, "P5"),
+        (RESNET18, 64, "C5"),
+        (RESNET18, 48, "P5"),
+    ],
+)
 def test_fpn_parameter_count_follows_the_formula(channels, width, p6_from):
     assert _neck_parameters("fpn", channels, width, p6_from=p6_from) == fpn_parameters(*channels, width, p6_from)
 
@@ -200,6 +215,7 @@ def test_rcnet_outweighs_fpn_but_not_retinanets_p6_conv_on_a_2048_channel_c5():
 
 # -- both Keras flavours, int8 --------------------------------------------------------------
 
+
 def _trained_pyramid(neck: str):
     """``(pyramid, training losses, calibration [16], probe [4])``: ResNet-18 + ``neck`` after
     5 Adam steps (3e-4) of a 4-class shapes classifier on its levels, as the backbone tests
@@ -217,10 +233,15 @@ def _trained_pyramid(neck: str):
     images, labels = shapes_data(24, SIZE, seed=21)
     pooled = [keras.layers.GlobalAveragePooling2D(name=f"head_pool_{k}")(v) for k, v in pyramid.output.items()]
     logits = keras.layers.Dense(len(SHAPE_CLASSES), name="head_logits")(
-        keras.layers.Concatenate(name="head_concat")(pooled))
+        keras.layers.Concatenate(name="head_concat")(pooled)
+    )
     classifier = keras.Model(pyramid.input, logits)
-    classifier.compile(optimizer=FusedAdam(3e-4), jit_compile=False, run_eagerly=True,
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    classifier.compile(
+        optimizer=FusedAdam(3e-4),
+        jit_compile=False,
+        run_eagerly=True,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     losses = [float(classifier.train_on_batch(images[:8], labels[:8])) for _ in range(5)]
     return pyramid, losses, images[:16], images[16:20]
 
@@ -229,13 +250,16 @@ def _write_qat_spec(work, pyramid, neck: str, calibration, probe):
     spec = qat_job.QATJobSpec(
         "vision_core.necks:build_pyramid",
         {"backbone": "resnet18", "neck": neck, "input_shape": [SIZE, SIZE, 3], "channels": CHANNELS},
-        batch_size=len(calibration))
+        batch_size=len(calibration),
+    )
     return spec.write(work, weights_by_path(pyramid), {"calibration": calibration, "probe_x": probe})
 
 
 each_neck = pytest.mark.parametrize(
-    "run", [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.xdist_group(f"neck-{n}")], id=n) for n in NECKS],
-    indirect=True)
+    "run",
+    [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.xdist_group(f"neck-{n}")], id=n) for n in NECKS],
+    indirect=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -244,8 +268,15 @@ def run(request, tmp_path_factory):
     pyramid, losses, calibration, probe = _trained_pyramid(neck)
     reference = {k: np.asarray(v) for k, v in pyramid(probe, training=False).items()}
     spec = _write_qat_spec(tmp_path_factory.mktemp(neck), pyramid, neck, calibration, probe)
-    return {"neck": neck, "pyramid": pyramid, "losses": losses, "calibration": calibration, "probe": probe,
-            "reference": reference, "spec": spec}
+    return {
+        "neck": neck,
+        "pyramid": pyramid,
+        "losses": losses,
+        "calibration": calibration,
+        "probe": probe,
+        "reference": reference,
+        "spec": spec,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +303,7 @@ def test_tf_keras_twin_has_the_same_variable_paths_and_outputs(run, qat_result):
 
 @each_neck
 def test_int8_ptq_is_all_int8_and_every_level_agrees_with_float(run, record_property):
-    flatbuffer = convert(run["pyramid"], "int8", [run["calibration"][i:i + 8] for i in range(0, 16, 8)])
+    flatbuffer = convert(run["pyramid"], "int8", [run["calibration"][i : i + 8] for i in range(0, 16, 8)])
     require_int8(flatbuffer)
     cosines = output_agreement(run["reference"], TFLiteModel(flatbuffer)(run["probe"]))
     record_property("cosines", cosines)

@@ -69,8 +69,10 @@ def test_pre_norm_batch_norm_after_a_residual_add_survives_int8_where_keras_batc
     calibration = [rng.normal(size=(8, 8, 8, 8)).astype(np.float32) for _ in range(4)]
     x = rng.normal(size=(8, 8, 8, 8)).astype(np.float32)
     cosines = {}
-    for name, norm in (("suite", PreNormBatchNorm(epsilon=1e-6, name="norm")),
-                       ("keras", keras.layers.BatchNormalization(epsilon=1e-6, name="norm"))):
+    for name, norm in (
+        ("suite", PreNormBatchNorm(epsilon=1e-6, name="norm")),
+        ("keras", keras.layers.BatchNormalization(epsilon=1e-6, name="norm")),
+    ):
         keras.utils.set_random_seed(0)
         model = _pre_norm_model(norm)
         cosines[name] = cosine_similarity(np.asarray(model(x)), _int8_outputs(model, calibration, x))

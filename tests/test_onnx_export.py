@@ -80,9 +80,11 @@ def test_failed_conversion_leaves_no_file(tmp_path):
 def identity_model(path, outputs):
     """An ONNX file whose input ``x:0`` float[2] is copied to each output in ``outputs`` (in that order)."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x:0"], [name]) for name in outputs], "identity",
+        [helper.make_node("Identity", ["x:0"], [name]) for name in outputs],
+        "identity",
         [helper.make_tensor_value_info("x:0", TensorProto.FLOAT, [None, 2])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 2]) for name in outputs])
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 2]) for name in outputs],
+    )
     # IR version 8 goes with opset 17; onnx writes a newer one than onnxruntime 1.31 reads.
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return path
@@ -90,7 +92,10 @@ def identity_model(path, outputs):
 
 def test_tensor_names_lose_their_output_suffix():
     assert [tensor_name(n) for n in ("logits:0", "StatefulPartitionedCall:12", "C2")] == [
-        "logits", "StatefulPartitionedCall", "C2"]
+        "logits",
+        "StatefulPartitionedCall",
+        "C2",
+    ]
 
 
 def test_runner_returns_outputs_by_name_whatever_their_order(tmp_path):

@@ -21,12 +21,12 @@ from vision_core.storage.weights import load_npz, weights_by_path
 pytestmark = pytest.mark.slow
 
 
-def _fine_tune(work, builder: str, float_weights: dict, x, labels, data: dict | None = None,
-               **spec_options) -> tuple[dict, dict]:
+def _fine_tune(
+    work, builder: str, float_weights: dict, x, labels, data: dict | None = None, **spec_options
+) -> tuple[dict, dict]:
     """3 QAT steps (batch 8, 1e-3) of ``tiny_models.<builder>`` from ``float_weights``, with ``data``
     added to the job's data; (result, QAT weights)."""
-    spec = qat_job.QATJobSpec(f"tiny_models:{builder}", {}, steps=3, batch_size=8, learning_rate=1e-3,
-                              **spec_options)
+    spec = qat_job.QATJobSpec(f"tiny_models:{builder}", {}, steps=3, batch_size=8, learning_rate=1e-3, **spec_options)
     spec_path = spec.write(work, float_weights, {"calibration": x[:8], "train_x": x, "train_y": labels, **(data or {})})
     return qat_job.launch(spec_path, timeout=600), load_npz(work / "qat" / "qat.weights.npz")
 
@@ -57,8 +57,11 @@ def test_the_fine_tune_freezes_batch_norms_unless_told_to_train_them(tmp_path, m
     images, labels = shapes(16, seed=3)
     x = normalize(images)
     model = tiny_bn_classifier()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        jit_compile=False,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     for _ in range(3):  # moves every batch-norm variable off its initial value
         model.train_on_batch(x, labels)
     float_weights = weights_by_path(model)
@@ -101,12 +104,16 @@ def test_a_distilling_job_takes_the_float_logits_from_the_data_or_computes_them(
     x = normalize(images)
     classifier = tiny_classifier(train_steps=2)
     float_weights, logits = weights_by_path(classifier), np.asarray(classifier(x, training=False))
-    teachers = {"computed": None, "given": {"target.teacher_logits": logits},
-                "other": {"target.teacher_logits": 5 * np.eye(4, dtype=np.float32)[(labels + 1) % 4]}}
+    teachers = {
+        "computed": None,
+        "given": {"target.teacher_logits": logits},
+        "other": {"target.teacher_logits": 5 * np.eye(4, dtype=np.float32)[(labels + 1) % 4]},
+    }
     losses = {}
     for name, data in teachers.items():
-        result, _ = _fine_tune(tmp_path / name, "tiny_classifier", float_weights, x, labels, data,
-                               loss="distillation_kl_from_logits")
+        result, _ = _fine_tune(
+            tmp_path / name, "tiny_classifier", float_weights, x, labels, data, loss="distillation_kl_from_logits"
+        )
         losses[name] = result["losses"]
     np.testing.assert_allclose(losses["computed"], losses["given"], rtol=1e-4)
     assert losses["computed"][0] < 0.05 < losses["other"][0]  # student and teacher start as one model
@@ -115,8 +122,18 @@ def test_a_distilling_job_takes_the_float_logits_from_the_data_or_computes_them(
 def test_a_distilling_spec_names_the_loss_and_leaves_the_logits_to_the_job(tmp_path):
     images, labels = shapes(8, seed=5)
     classifier = tiny_classifier(train_steps=2)
-    spec_path = write_qat_spec(tmp_path, classifier, "tiny", 32, normalize(images), labels, normalize(images[:2]),
-                               steps=4, distill=True, freeze_batch_norm=False)
+    spec_path = write_qat_spec(
+        tmp_path,
+        classifier,
+        "tiny",
+        32,
+        normalize(images),
+        labels,
+        normalize(images[:2]),
+        steps=4,
+        distill=True,
+        freeze_batch_norm=False,
+    )
     spec = json.loads(spec_path.read_text())
     assert (spec["loss"], spec["freeze_batch_norm"]) == ("distillation_kl_from_logits", False)
     data = load_npz(tmp_path / spec["data"])

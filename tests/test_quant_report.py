@@ -12,13 +12,14 @@ from vision_core.quant.report import (
 )
 
 LABELS = np.array([0, 1, 2, 3])
-FLOAT = {"predictions": np.eye(4)}                                    # all four right
-INT8 = {"predictions": np.eye(4)[[0, 1, 2, 0]]}                       # last one wrong
+FLOAT = {"predictions": np.eye(4)}  # all four right
+INT8 = {"predictions": np.eye(4)[[0, 1, 2, 0]]}  # last one wrong
 
 
 def test_compare_scores_every_form_with_the_same_evaluator_and_reports_deltas():
-    rows = compare(classification_evaluator(LABELS), {"float": FLOAT, "int8": INT8}, reference="float",
-                   agreement=top1_agreement)
+    rows = compare(
+        classification_evaluator(LABELS), {"float": FLOAT, "int8": INT8}, reference="float", agreement=top1_agreement
+    )
     assert rows == [
         {"form": "float", "accuracy": 1.0, "accuracy_delta": 0.0, "agreement": 1.0},
         {"form": "int8", "accuracy": 0.75, "accuracy_delta": -0.25, "agreement": 0.75},

@@ -120,8 +120,9 @@ def test_failed_write_leaves_existing_versions_alone_and_no_partial_one(tmp_path
 @pytest.mark.slow
 def test_saved_model_cli_lists_both_signatures(served):
     cli = Path(sys.executable).parent / "saved_model_cli"
-    shown = subprocess.run([str(cli), "show", "--dir", str(served[2]), "--all"], capture_output=True, text=True,
-                           timeout=300, check=True).stdout
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(served[2]), "--all"], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
     signatures = {block.split("']", 1)[0]: block for block in shown.split("signature_def['")[1:]}
     assert {"serving_default", "serving_bytes"} <= set(signatures)
     default, encoded = signatures["serving_default"], signatures["serving_bytes"]
@@ -154,8 +155,9 @@ def test_other_sizes_are_resized_bilinear_like_opencv_on_float_pixels(served):
     tall = np.ascontiguousarray(images(1, size=48, seed=1)[0][:, :40])
     small_jpeg = jpeg(images(1, size=24, seed=2)[0], quality=100)
     decoded = [tall, cv2.imdecode(np.frombuffer(small_jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]]
-    resized = np.stack([cv2.resize(p.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-                        for p in decoded])
+    resized = np.stack(
+        [cv2.resize(p.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR) for p in decoded]
+    )
     assert_outputs_close(serve_bytes(served[1], [png(tall), small_jpeg]), serve_pixels(served[1], resized))
 
 
@@ -174,17 +176,26 @@ def model_server_config_class():
     """TF Serving's ModelServerConfig message, built from the field names and numbers of
     tensorflow_serving/config/model_server_config.proto (tensorflow-serving-api is not installed)."""
     field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="model_server_config_subset.proto",
-                                               package="tensorflow.serving", syntax="proto3")
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="model_server_config_subset.proto", package="tensorflow.serving", syntax="proto3"
+    )
     model_config = proto.message_type.add(name="ModelConfig")
     for name, number in (("name", 1), ("base_path", 2), ("model_platform", 4)):
         model_config.field.add(name=name, number=number, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
     proto.message_type.add(name="ModelConfigList").field.add(
-        name="config", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
-        type_name=".tensorflow.serving.ModelConfig")
+        name="config",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".tensorflow.serving.ModelConfig",
+    )
     proto.message_type.add(name="ModelServerConfig").field.add(
-        name="model_config_list", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
-        type_name=".tensorflow.serving.ModelConfigList")
+        name="model_config_list",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
+        type_name=".tensorflow.serving.ModelConfigList",
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.ModelServerConfig"))
@@ -197,14 +208,15 @@ def test_models_config_lists_every_model_with_a_version_and_parses_as_model_serv
     assert path == tmp_path / "models.config"
     config = text_format.Parse(path.read_text(), model_server_config_class()())
     entries = [(c.name, c.base_path, c.model_platform) for c in config.model_config_list.config]
-    assert entries == [("classifier", "/models/classifier", "tensorflow"),
-                       ("detector", "/models/detector", "tensorflow")]
+    assert entries == [
+        ("classifier", "/models/classifier", "tensorflow"),
+        ("detector", "/models/detector", "tensorflow"),
+    ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".models.config")]
 
 
 def test_models_config_base_path_can_point_at_this_machine(tmp_path):
     export_saved_model(tiny_classifier(), tmp_path, "classifier")
     base = str(tmp_path.resolve())
-    config = text_format.Parse(write_models_config(tmp_path, base_path=base).read_text(),
-                               model_server_config_class()())
+    config = text_format.Parse(write_models_config(tmp_path, base_path=base).read_text(), model_server_config_class()())
     assert [c.base_path for c in config.model_config_list.config] == [f"{base}/classifier"]

@@ -21,8 +21,13 @@ def classifier():
 
 @pytest.fixture(scope="module")
 def int8_path(classifier, tmp_path_factory):
-    return export_tflite(classifier, tmp_path_factory.mktemp("export") / "tiny_int8.tflite", "int8", calibration(),
-                         info=classifier_info())
+    return export_tflite(
+        classifier,
+        tmp_path_factory.mktemp("export") / "tiny_int8.tflite",
+        "int8",
+        calibration(),
+        info=classifier_info(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,9 @@ def _keras_probabilities(classifier, images):
 
 def _tflite_probabilities(path, images):
     predictor = Predictor(path)
-    return np.array([[d["score"] for d in sorted(predictor(image).labels, key=lambda d: d["index"])]
-                     for image in images])
+    return np.array(
+        [[d["score"] for d in sorted(predictor(image).labels, key=lambda d: d["index"])] for image in images]
+    )
 
 
 def test_int8_export_is_all_int8_with_uint8_input_and_output(int8_path):
@@ -57,8 +63,7 @@ def test_uint8_input_quantization_maps_pixels_to_the_normalised_input(int8_path)
 
 def test_export_carries_the_metadata(int8_path):
     info = read_metadata(int8_path)
-    assert info == classifier_info(input_size=(SIZE, SIZE), outputs={"probabilities": "probabilities"},
-                                   macs=info.macs)
+    assert info == classifier_info(input_size=(SIZE, SIZE), outputs={"probabilities": "probabilities"}, macs=info.macs)
 
 
 def test_int8_probabilities_sum_to_one(int8_path, probe):
@@ -80,8 +85,7 @@ def test_int8_top_class_agrees_with_keras(classifier, int8_path, probe):
 def test_float32_export_takes_normalised_float_input_and_matches_keras(classifier, probe, tmp_path):
     path = export_tflite(classifier, tmp_path / "tiny_float.tflite", "float32", info=classifier_info())
     assert TFLiteModel(path).input_dtype == np.float32
-    np.testing.assert_allclose(_tflite_probabilities(path, probe), _keras_probabilities(classifier, probe),
-                               atol=1e-5)
+    np.testing.assert_allclose(_tflite_probabilities(path, probe), _keras_probabilities(classifier, probe), atol=1e-5)
 
 
 def test_uint8_input_with_per_channel_normalisation_is_refused(classifier, tmp_path):
@@ -93,8 +97,9 @@ def test_uint8_input_with_per_channel_normalisation_is_refused(classifier, tmp_p
 
 def test_calibration_data_normalised_otherwise_fail_the_uint8_check(classifier, tmp_path):
     with pytest.raises(ValueError, match="does not normalise pixels"):
-        export_tflite(classifier, tmp_path / "x.tflite", "int8", calibration(),
-                      info=classifier_info(mean=[0.0], std=[255.0]))
+        export_tflite(
+            classifier, tmp_path / "x.tflite", "int8", calibration(), info=classifier_info(mean=[0.0], std=[255.0])
+        )
     assert not (tmp_path / "x.tflite").exists()
 
 

@@ -33,9 +33,11 @@ from vision_core.quant.convert import convert
 @pytest.fixture(scope="module")
 def bare():
     """Float32 flatbuffers without metadata, by task."""
-    return {"classification": convert(tiny_classifier(), "float32"),
-            "segmentation": convert(tiny_segmenter(), "float32"),
-            "detection": convert(constant_detector(), "float32")}
+    return {
+        "classification": convert(tiny_classifier(), "float32"),
+        "segmentation": convert(tiny_segmenter(), "float32"),
+        "detection": convert(constant_detector(), "float32"),
+    }
 
 
 def _subgraph(model: bytes) -> dict:
@@ -46,7 +48,8 @@ def test_classifier_info_round_trips_with_size_outputs_and_macs_filled_in(bare):
     info = classifier_info(mean=[127.5], std=[127.5], version="3")
     model = add_metadata(bare["classification"], info)
     assert read_metadata(model) == dataclasses.replace(
-        info, input_size=(SIZE, SIZE), outputs={"probabilities": "logits"}, macs=read_metadata(model).macs)
+        info, input_size=(SIZE, SIZE), outputs={"probabilities": "logits"}, macs=read_metadata(model).macs
+    )
     assert read_metadata(model).macs > 0
 
 
@@ -68,10 +71,13 @@ def test_segmenter_metadata_carries_the_activation_mediapipe_applies(bare):
     subgraph = _subgraph(model)
     (masks,) = subgraph["output_tensor_metadata"]
     assert read_model_metadata(model)["min_parser_version"] == "1.5.0"
-    assert subgraph["custom_metadata"] == [{"name": "SEGMENTER_METADATA",
-                                            "data": {"activation": "SOFTMAX", "min_parser_version": "1.0.0"}}]
-    assert masks["content"] == {"content_properties": {"ImageProperties": {"color_space": "GRAYSCALE"}},
-                                "range": {"min": 1, "max": 2}}
+    assert subgraph["custom_metadata"] == [
+        {"name": "SEGMENTER_METADATA", "data": {"activation": "SOFTMAX", "min_parser_version": "1.0.0"}}
+    ]
+    assert masks["content"] == {
+        "content_properties": {"ImageProperties": {"color_space": "GRAYSCALE"}},
+        "range": {"min": 1, "max": 2},
+    }
     assert masks["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
     assert read_metadata(model).outputs == {"masks": "masks"}
 
@@ -80,18 +86,25 @@ def test_detector_output_metadata_follows_the_subgraph_output_order(bare):
     info = ModelInfo("detection", "constant_detector", LABELS)
     model = add_metadata(bare["detection"], info)
     subgraph = _subgraph(model)
-    standard_name = {"boxes": "location", "classes": "category", "scores": "score",
-                     "num_detections": "number of detections"}
+    standard_name = {
+        "boxes": "location",
+        "classes": "category",
+        "scores": "score",
+        "num_detections": "number of detections",
+    }
     _, outputs = io_tensors(model)
     assert [m["name"] for m in subgraph["output_tensor_metadata"]] == [standard_name[t.name] for t in outputs]
     by_name = {m["name"]: m for m in subgraph["output_tensor_metadata"]}
     assert by_name["location"]["content"] == {
-        "content_properties": {"BoundingBoxProperties": {"index": [1, 0, 3, 2], "type": "BOUNDARIES",
-                                                         "coordinate_type": "RATIO"}},
-        "range": {"min": 2, "max": 2}}
+        "content_properties": {
+            "BoundingBoxProperties": {"index": [1, 0, 3, 2], "type": "BOUNDARIES", "coordinate_type": "RATIO"}
+        },
+        "range": {"min": 2, "max": 2},
+    }
     assert by_name["category"]["associated_files"][0]["type"] == "TENSOR_VALUE_LABELS"
-    assert subgraph["output_tensor_groups"] == [{"name": "detection_result",
-                                                 "tensor_names": ["location", "category", "score"]}]
+    assert subgraph["output_tensor_groups"] == [
+        {"name": "detection_result", "tensor_names": ["location", "category", "score"]}
+    ]
     assert read_model_metadata(model)["min_parser_version"] == "1.2.0"
 
 
@@ -116,8 +129,11 @@ def test_metadata_leaves_the_graph_unchanged_and_buffers_16_byte_aligned(bare):
     np.testing.assert_array_equal(TFLiteModel(model)(x)["logits"], TFLiteModel(bare["classification"])(x)["logits"])
     base = np.frombuffer(model, np.uint8).__array_interface__["data"][0]
     root = schema.Model.GetRootAs(model, 0)
-    offsets = [root.Buffers(i).DataAsNumpy().__array_interface__["data"][0] - base
-               for i in range(root.BuffersLength()) if root.Buffers(i).DataLength()]
+    offsets = [
+        root.Buffers(i).DataAsNumpy().__array_interface__["data"][0] - base
+        for i in range(root.BuffersLength())
+        if root.Buffers(i).DataLength()
+    ]
     assert offsets and all(offset % 16 == 0 for offset in offsets)
 
 
@@ -144,12 +160,15 @@ def test_a_file_that_is_not_tflite_raises_naming_it(tmp_path):
         read_metadata(path)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"task": "keypoints"}, "unknown task"),
-    ({"labels": []}, "needs its labels"),
-    ({"mean": [1.0, 2.0], "std": [1.0, 2.0]}, "1 or 3 values"),
-    ({"std": [0.0]}, "std > 0"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"task": "keypoints"}, "unknown task"),
+        ({"labels": []}, "needs its labels"),
+        ({"mean": [1.0, 2.0], "std": [1.0, 2.0]}, "1 or 3 values"),
+        ({"std": [0.0]}, "std > 0"),
+    ],
+)
 def test_model_info_refuses_inconsistent_values(overrides, message):
     with pytest.raises(ValueError, match=message):
         classifier_info(**overrides)

@@ -37,7 +37,7 @@ def _conv_same(x: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarr
     out = np.zeros((*x.shape[:3], weights.shape[0])) + bias
     for i in range(k):
         for j in range(k):
-            out += np.einsum("nhwc,oc->nhwo", padded[:, i:i + height, j:j + width], weights[:, i, j])
+            out += np.einsum("nhwc,oc->nhwo", padded[:, i : i + height, j : j + width], weights[:, i, j])
     return out
 
 
@@ -45,10 +45,13 @@ def _run(model: bytes, x: np.ndarray) -> np.ndarray:
     return TFLiteModel(model).run_raw(x)["output"]
 
 
-@pytest.mark.parametrize("dtype, inputs, outputs", [
-    ("int8", ("int8", "int8", "int32"), ("int8",)),
-    ("float32", ("float32", "float32", "float32"), ("float32",)),
-])
+@pytest.mark.parametrize(
+    "dtype, inputs, outputs",
+    [
+        ("int8", ("int8", "int8", "int32"), ("int8",)),
+        ("float32", ("float32", "float32", "float32"), ("float32",)),
+    ],
+)
 def test_peak_model_holds_exactly_one_conv_2d_of_the_intended_dtypes(dtype, inputs, outputs):
     model = conv_model(PEAK_SHAPE, dtype)
     (record,) = audit_ops(model)
@@ -59,8 +62,10 @@ def test_peak_model_holds_exactly_one_conv_2d_of_the_intended_dtypes(dtype, inpu
 
 
 def test_int8_weights_are_per_channel_and_the_bias_scale_is_input_times_weight_scale():
-    details = {d["name"]: d["quantization_parameters"]
-               for d in TFLiteModel(conv_model(TINY, "int8", TINY_WEIGHTS, TINY_BIAS)).interpreter.get_tensor_details()}
+    details = {
+        d["name"]: d["quantization_parameters"]
+        for d in TFLiteModel(conv_model(TINY, "int8", TINY_WEIGHTS, TINY_BIAS)).interpreter.get_tensor_details()
+    }
     input_scale = details["input"]["scales"][0]
     np.testing.assert_allclose(details["filter"]["scales"], [0.01, 1 / 127, 0.02], rtol=1e-6)
     assert details["filter"]["zero_points"].tolist() == [0, 0, 0] and details["filter"]["quantized_dimension"] == 0
@@ -85,8 +90,9 @@ def test_float_conv_matches_numpy(kernel):
     weights = rng.normal(size=(2, kernel, kernel, 3)).astype(np.float32)
     bias = np.array([0.5, -1.0], np.float32)
     x = rng.normal(size=(1, 5, 4, 3)).astype(np.float32)
-    np.testing.assert_allclose(_run(conv_model(shape, "float32", weights, bias), x), _conv_same(x, weights, bias),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _run(conv_model(shape, "float32", weights, bias), x), _conv_same(x, weights, bias), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_conv_model_rejects_an_unknown_dtype_and_mismatched_weights():

@@ -19,8 +19,12 @@ def _model(width=4):
 
 def test_paths_name_the_owning_layers():
     assert sorted(weights_by_path(_model())) == [
-        "stem_bn/beta", "stem_bn/gamma", "stem_bn/moving_mean", "stem_bn/moving_variance",
-        "stem_conv/bias", "stem_conv/kernel",
+        "stem_bn/beta",
+        "stem_bn/gamma",
+        "stem_bn/moving_mean",
+        "stem_bn/moving_variance",
+        "stem_conv/bias",
+        "stem_conv/kernel",
     ]
 
 

@@ -22,7 +22,7 @@ def shapes(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def calibration(count: int = 32, seed: int = 100) -> list[np.ndarray]:
     """Normalised float32 batches of 8 (pixels / 127.5 - 1) for int8 calibration."""
     images = normalize(shapes(count, seed)[0])
-    return [images[i:i + 8] for i in range(0, count, 8)]
+    return [images[i : i + 8] for i in range(0, count, 8)]
 
 
 def tiny_classifier(train_steps: int = 0, seed: int = 0):
@@ -36,8 +36,11 @@ def tiny_classifier(train_steps: int = 0, seed: int = 0):
     model = keras.Model(inputs, keras.layers.Dense(len(LABELS), name="logits")(x), name="tiny_classifier")
     if train_steps:
         images, labels = shapes(64, seed=seed + 1)
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            jit_compile=False,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         for _ in range(train_steps):
             model.train_on_batch(normalize(images), labels)
     return model
@@ -84,8 +87,12 @@ def constant_detector():
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(inputs)
     outputs = {}
-    for name, values in (("boxes", DETECTOR_BOXES), ("classes", DETECTOR_CLASSES),
-                         ("scores", DETECTOR_SCORES), ("num_detections", [DETECTOR_COUNT])):
+    for name, values in (
+        ("boxes", DETECTOR_BOXES),
+        ("classes", DETECTOR_CLASSES),
+        ("scores", DETECTOR_SCORES),
+        ("num_detections", [DETECTOR_COUNT]),
+    ):
         values = np.asarray(values, np.float32)
         dense = keras.layers.Dense(values.size, name=f"{name}_constant")
         flat = dense(pooled)

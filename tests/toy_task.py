@@ -38,11 +38,14 @@ class ToyConfig:
     width: int = setting(4, "conv filters")
     dropout: float = setting(0.0, "dropout before the classifier")
     data: ToyData = setting(factory=ToyData)
-    train: TrainConfig = setting(factory=lambda: TrainConfig(epochs=3, batch_size=16, learning_rate=0.05,
-                                                             warmup_epochs=0.0, mixed_precision="off",
-                                                             strategy="default"))
-    qat: QATConfig = setting(factory=lambda: QATConfig(steps=3, fine_tune_batch=8, fine_tune_images=16,
-                                                       calibration_images=16))
+    train: TrainConfig = setting(
+        factory=lambda: TrainConfig(
+            epochs=3, batch_size=16, learning_rate=0.05, warmup_epochs=0.0, mixed_precision="off", strategy="default"
+        )
+    )
+    qat: QATConfig = setting(
+        factory=lambda: QATConfig(steps=3, fine_tune_batch=8, fine_tune_images=16, calibration_images=16)
+    )
 
 
 def images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

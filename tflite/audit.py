@@ -74,19 +74,25 @@ def float_ops(records: list[OpRecord], allowed: frozenset[str] = ALLOWED_FLOAT_O
             consumers.setdefault(tensor, set()).add(r.op)
 
     def feeds_allowed(r: OpRecord) -> bool:
-        return r.op == "DEQUANTIZE" and bool(r.outputs) and all(
-            consumers.get(t) and consumers[t] <= allowed for t in r.outputs)
+        return (
+            r.op == "DEQUANTIZE"
+            and bool(r.outputs)
+            and all(consumers.get(t) and consumers[t] <= allowed for t in r.outputs)
+        )
 
     return [r for r in records if r.is_float and r.op not in allowed and not feeds_allowed(r)]
 
 
-def require_int8(model: bytes | str, allowed: frozenset[str] = ALLOWED_FLOAT_OPS, source: str = "model") -> list[OpRecord]:
+def require_int8(
+    model: bytes | str, allowed: frozenset[str] = ALLOWED_FLOAT_OPS, source: str = "model"
+) -> list[OpRecord]:
     """Audit ``model`` and raise :class:`FloatOpError` naming every float op left in it."""
     records = audit_ops(model)
     bad = float_ops(records, allowed)
     if bad:
         listed = "; ".join(
-            f"#{r.index} {r.op} ({'/'.join(r.output_names)}) in={','.join(r.input_dtypes)} out={','.join(r.output_dtypes)}"
+            f"#{r.index} {r.op} ({'/'.join(r.output_names)}) "
+            f"in={','.join(r.input_dtypes)} out={','.join(r.output_dtypes)}"
             for r in bad[:20]
         )
         raise FloatOpError(f"{source}: {len(bad)} float op(s) in an int8 model: {listed}")

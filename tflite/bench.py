@@ -23,8 +23,11 @@ from tflite.model_file import load_model, tensor_shape
 from tflite.runtime import TFLiteModel
 
 # The activation type of a MAC op decides the kernel family that runs it (uint8 runs the int8 path).
-_COMPUTE_DTYPES = {schema.TensorType.INT8: "int8", schema.TensorType.UINT8: "int8",
-                   schema.TensorType.FLOAT32: "float32"}
+_COMPUTE_DTYPES = {
+    schema.TensorType.INT8: "int8",
+    schema.TensorType.UINT8: "int8",
+    schema.TensorType.FLOAT32: "float32",
+}
 
 
 def model_macs(data: bytes) -> int:
@@ -45,8 +48,9 @@ def compute_dtype(data: bytes) -> str | None:
         if counter:
             activation, weights = (subgraph.Tensors(int(t)) for t in op.InputsAsNumpy()[:2])
             output = subgraph.Tensors(int(op.OutputsAsNumpy()[0]))
-            macs[activation.Type()] += counter([tensor_shape(activation), tensor_shape(weights)],
-                                               [tensor_shape(output)])
+            macs[activation.Type()] += counter(
+                [tensor_shape(activation), tensor_shape(weights)], [tensor_shape(output)]
+            )
     return _COMPUTE_DTYPES.get(max(macs, key=macs.get)) if macs else None
 
 
@@ -70,8 +74,13 @@ def latencies_ms(runner: TFLiteModel, x: np.ndarray, runs: int) -> np.ndarray:
     return times_ms
 
 
-def benchmark(model: bytes | str | os.PathLike, threads: tuple[int, ...] = (1,), warmup: int = 10,
-              runs: int = 50, macs: int | None = None) -> dict:
+def benchmark(
+    model: bytes | str | os.PathLike,
+    threads: tuple[int, ...] = (1,),
+    warmup: int = 10,
+    runs: int = 50,
+    macs: int | None = None,
+) -> dict:
     """Timing of ``model`` for each thread count.
 
     ``macs`` (per inference) overrides :func:`model_macs`. Returns ``{"model", "input":
@@ -79,8 +88,9 @@ def benchmark(model: bytes | str | os.PathLike, threads: tuple[int, ...] = (1,),
     15 min), "results": [{"threads", "p50_ms", "p90_ms", "mean_ms", "fps", "gmacs_per_s"}]}``.
     """
     if runs < 1 or warmup < 0 or not threads or min(threads) < 1:
-        raise ValueError(f"need runs >= 1, warmup >= 0 and thread counts >= 1, got runs={runs} "
-                         f"warmup={warmup} threads={threads}")
+        raise ValueError(
+            f"need runs >= 1, warmup >= 0 and thread counts >= 1, got runs={runs} warmup={warmup} threads={threads}"
+        )
     data, source = load_model(model)
     macs = model_macs(data) if macs is None else macs
     load_average = list(os.getloadavg())
@@ -91,11 +101,23 @@ def benchmark(model: bytes | str | os.PathLike, threads: tuple[int, ...] = (1,),
         latencies_ms(runner, x, warmup)
         times_ms = latencies_ms(runner, x, runs)
         p50 = float(np.percentile(times_ms, 50))
-        results.append({
-            "threads": count, "p50_ms": p50, "p90_ms": float(np.percentile(times_ms, 90)),
-            "mean_ms": float(times_ms.mean()), "fps": float(1e3 / times_ms.mean()),
-            "gmacs_per_s": macs / (p50 * 1e-3) / 1e9 if macs else None,
-        })
-    return {"model": source, "input": {"shape": list(runner.input_shape), "dtype": runner.input_dtype.name},
-            "compute_dtype": compute_dtype(data), "macs": macs, "warmup": warmup, "runs": runs,
-            "load_average": load_average, "results": results}
+        results.append(
+            {
+                "threads": count,
+                "p50_ms": p50,
+                "p90_ms": float(np.percentile(times_ms, 90)),
+                "mean_ms": float(times_ms.mean()),
+                "fps": float(1e3 / times_ms.mean()),
+                "gmacs_per_s": macs / (p50 * 1e-3) / 1e9 if macs else None,
+            }
+        )
+    return {
+        "model": source,
+        "input": {"shape": list(runner.input_shape), "dtype": runner.input_dtype.name},
+        "compute_dtype": compute_dtype(data),
+        "macs": macs,
+        "warmup": warmup,
+        "runs": runs,
+        "load_average": load_average,
+        "results": results,
+    }

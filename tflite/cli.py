@@ -66,22 +66,28 @@ def bench(args: argparse.Namespace) -> None:
     report = benchmark(args.model, threads=args.threads, warmup=args.warmup, runs=args.runs)
     if not args.no_peak:
         report = add_peak(report)
-    print(f"{report['model']}: input {report['input']['dtype']}{report['input']['shape']}, "
-          f"{report['compute_dtype'] or 'other'} compute, {report['macs'] / 1e6:.2f} M MACs, "
-          f"{report['runs']} runs after {report['warmup']} warm-up, load average "
-          f"{' '.join(f'{v:.2f}' for v in report['load_average'])}")
+    print(
+        f"{report['model']}: input {report['input']['dtype']}{report['input']['shape']}, "
+        f"{report['compute_dtype'] or 'other'} compute, {report['macs'] / 1e6:.2f} M MACs, "
+        f"{report['runs']} runs after {report['warmup']} warm-up, load average "
+        f"{' '.join(f'{v:.2f}' for v in report['load_average'])}"
+    )
     peak = report.get("peak")
     header = f"{'threads':>7} {'p50 ms':>9} {'p90 ms':>9} {'FPS':>9} {'GMAC/s':>8}"
     if peak:
         conv = peak["shape"]
-        print(f"peak: one {peak['dtype']} CONV_2D {conv['kernel']}x{conv['kernel']}, {conv['height']}x{conv['width']}"
-              f"x{conv['in_channels']} -> {conv['out_channels']} channels ({peak['macs'] / 1e9:.2f} G MACs), "
-              "timed the same way")
+        print(
+            f"peak: one {peak['dtype']} CONV_2D {conv['kernel']}x{conv['kernel']}, {conv['height']}x{conv['width']}"
+            f"x{conv['in_channels']} -> {conv['out_channels']} channels ({peak['macs'] / 1e9:.2f} G MACs), "
+            "timed the same way"
+        )
         header += f" {'peak':>8} {'of peak':>8}"
     print(header)
     for row in report["results"]:
-        line = (f"{row['threads']:>7} {row['p50_ms']:9.3f} {row['p90_ms']:9.3f} {row['fps']:9.1f} "
-                f"{_number(row['gmacs_per_s'], '8.2f')}")
+        line = (
+            f"{row['threads']:>7} {row['p50_ms']:9.3f} {row['p90_ms']:9.3f} {row['fps']:9.1f} "
+            f"{_number(row['gmacs_per_s'], '8.2f')}"
+        )
         if peak:
             line += f" {_number(row['peak_gmacs_per_s'], '8.2f')} {_number(row['peak_ratio'], '8.1%')}"
         print(line)
@@ -101,36 +107,55 @@ def inspect(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tflite", description="The edge kit: run, benchmark and inspect exported .tflite models.",
-        epilog="Needs ai-edge-litert, numpy and OpenCV only (no TensorFlow).")
+        prog="python -m tflite",
+        description="The edge kit: run, benchmark and inspect exported .tflite models.",
+        epilog="Needs ai-edge-litert, numpy and OpenCV only (no TensorFlow).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser(
-        "run", help="predict on images", description=(
+        "run",
+        help="predict on images",
+        description=(
             "Run MODEL on each IMAGE: read with OpenCV, BGR->RGB, stretch to the input size, normalise as the "
             "metadata says (uint8 models take raw pixels), then post-process by task: classification prints "
             "the top-k labels with probabilities; detection the boxes [x_min, y_min, x_max, y_max] in image "
-            "pixels with label and score; segmentation the share of pixels per label."))
+            "pixels with label and score; segmentation the share of pixels per label."
+        ),
+    )
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file exported with metadata")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (any format OpenCV reads)")
     p.add_argument("--top-k", type=int, default=3, help="labels shown per image (default: 3; detection: all)")
     p.add_argument("--threshold", type=float, default=0.3, help="minimum detection score (default: 0.3)")
-    p.add_argument("--draw", type=Path, metavar="OUT_DIR", help="write each image with its prediction drawn "
-                   "to OUT_DIR/<image stem>.png")
+    p.add_argument(
+        "--draw",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write each image with its prediction drawn to OUT_DIR/<image stem>.png",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object {model, task, results} instead")
     p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: runtime's choice)")
     p.set_defaults(handler=run)
 
     p = commands.add_parser(
-        "bench", help="measure latency", description=(
+        "bench",
+        help="measure latency",
+        description=(
             "Time MODEL on a fixed random input: WARMUP untimed runs, then RUNS timed runs per thread count; "
             "prints p50/p90 latency (ms), FPS and the achieved GMAC/s (MACs from the metadata, else counted "
             "from the CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops). Then times, the same way, one large "
             "CONV_2D in the model's compute dtype (int8 or float32) as this machine's peak GMAC/s and prints "
-            "each thread count's share of it."))
+            "each thread count's share of it."
+        ),
+    )
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file")
-    p.add_argument("--threads", type=_thread_counts, default=(1,), metavar="N[,N...]",
-                   help="thread counts to time, comma-separated (default: 1)")
+    p.add_argument(
+        "--threads",
+        type=_thread_counts,
+        default=(1,),
+        metavar="N[,N...]",
+        help="thread counts to time, comma-separated (default: 1)",
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per thread count (default: 50)")
     p.add_argument("--no-peak", action="store_true", help="skip the peak convolution")
@@ -138,10 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=bench)
 
     p = commands.add_parser(
-        "inspect", help="show inputs, outputs, ops and metadata", description=(
+        "inspect",
+        help="show inputs, outputs, ops and metadata",
+        description=(
             "Show MODEL's inputs and outputs (signature name, shape, dtype, quantization scale and zero point), "
             "the op audit (op type, tensor dtypes, count; float ops an int8 model must not hold), the MAC count "
-            "and its metadata (labels, normalisation, task outputs, TFLite Model Metadata)."))
+            "and its metadata (labels, normalisation, task outputs, TFLite Model Metadata)."
+        ),
+    )
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler=inspect)

@@ -18,8 +18,14 @@ from tflite.model_file import TensorInfo, io_tensors, load_model
 
 def _tensor(tensor: TensorInfo, details: dict) -> dict:
     scale, zero_point = details["quantization"]
-    return {"name": tensor.name, "tensor": details["name"], "shape": list(tensor.shape), "dtype": tensor.dtype,
-            "scale": float(scale), "zero_point": int(zero_point)}
+    return {
+        "name": tensor.name,
+        "tensor": details["name"],
+        "shape": list(tensor.shape),
+        "dtype": tensor.dtype,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
 
 
 def _jsonable(value):
@@ -63,28 +69,37 @@ def inspect_model(model: bytes | str | os.PathLike) -> dict:
 
 def format_report(report: dict) -> str:
     """Text rendering of an :func:`inspect_model` dict."""
-    lines = [f"{report['model']}: {report['size_bytes'] / 1024:.1f} KiB, {report['macs'] / 1e6:.2f} M MACs "
-             "(conv/fc ops)"]
+    lines = [
+        f"{report['model']}: {report['size_bytes'] / 1024:.1f} KiB, {report['macs'] / 1e6:.2f} M MACs (conv/fc ops)"
+    ]
     for kind in ("inputs", "outputs"):
         lines.append(f"{kind}:")
         for t in report[kind]:
             quant = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
             lines.append(f"  {t['name']:<20} {t['dtype']:<8} {str(t['shape']):<18}{quant}")
-    lines.append(f"ops ({sum(o['count'] for o in report['ops'])}, {report['float_ops']} float outside the "
-                 "allowed post-process op):")
+    lines.append(
+        f"ops ({sum(o['count'] for o in report['ops'])}, {report['float_ops']} float outside the "
+        "allowed post-process op):"
+    )
     lines += [f"  {o['count']:>4}  {o['op']:<32} {o['dtypes']}" for o in report["ops"]]
     info = report["info"]
     if info is None:
         lines.append("metadata: none from the vision suite")
     else:
-        lines.append(f"metadata: {info['name']} v{info['version']}, task {info['task']}, input "
-                     f"{info['input_size'][1]}x{info['input_size'][0]}, mean {info['mean']} std {info['std']} "
-                     f"(input range {info['input_range'][0]:.4g}..{info['input_range'][1]:.4g})")
-        lines.append(f"  labels ({len(info['labels'])}): {', '.join(info['labels'][:20])}"
-                     + (" ..." if len(info["labels"]) > 20 else ""))
+        lines.append(
+            f"metadata: {info['name']} v{info['version']}, task {info['task']}, input "
+            f"{info['input_size'][1]}x{info['input_size'][0]}, mean {info['mean']} std {info['std']} "
+            f"(input range {info['input_range'][0]:.4g}..{info['input_range'][1]:.4g})"
+        )
+        lines.append(
+            f"  labels ({len(info['labels'])}): {', '.join(info['labels'][:20])}"
+            + (" ..." if len(info["labels"]) > 20 else "")
+        )
         lines.append("  outputs: " + ", ".join(f"{role}={name}" for role, name in info["outputs"].items()))
     if report["metadata"] is not None:
         standard = report["metadata"]
-        lines.append(f"TFLite metadata: {standard.get('name')} (min parser {standard.get('min_parser_version')}), "
-                     f"associated files: {', '.join(report['associated_files']) or 'none'}")
+        lines.append(
+            f"TFLite metadata: {standard.get('name')} (min parser {standard.get('min_parser_version')}), "
+            f"associated files: {', '.join(report['associated_files']) or 'none'}"
+        )
     return "\n".join(lines)

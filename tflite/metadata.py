@@ -104,8 +104,9 @@ class ModelInfo:
         self.labels = [str(label) for label in self.labels]
         self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
         if len(self.mean) != len(self.std) or len(self.mean) not in (1, 3) or min(self.std) <= 0:
-            raise ValueError(f"{self.name}: mean/std need 1 or 3 values each and std > 0, "
-                             f"got mean={self.mean} std={self.std}")
+            raise ValueError(
+                f"{self.name}: mean/std need 1 or 3 values each and std > 0, got mean={self.mean} std={self.std}"
+            )
         if self.input_size is not None:
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
 
@@ -134,13 +135,13 @@ def add_metadata(flatbuffer: bytes, info: ModelInfo) -> bytes:
     """
     inputs, outputs = io_tensors(flatbuffer)
     if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise ValueError(f"{info.name}: expected one image input [1, H, W, C], got "
-                         f"{[(t.name, t.shape) for t in inputs]}")
+        raise ValueError(
+            f"{info.name}: expected one image input [1, H, W, C], got {[(t.name, t.shape) for t in inputs]}"
+        )
     size = inputs[0].shape[1:3]
     if info.input_size not in (None, size):
         raise ValueError(f"{info.name}: input_size {info.input_size} but the model takes {size}")
-    info = dataclasses.replace(info, input_size=size, outputs=_output_roles(info, outputs),
-                               macs=count_macs(flatbuffer))
+    info = dataclasses.replace(info, input_size=size, outputs=_output_roles(info, outputs), macs=count_macs(flatbuffer))
     metadata = encode("ModelMetadata", _model_metadata(info, inputs[0], outputs), MODEL_METADATA_IDENTIFIER)
     model = with_metadata_buffer(flatbuffer, METADATA_NAME, metadata)
     buffer = io.BytesIO()
@@ -157,8 +158,10 @@ def read_metadata(model: bytes | str | os.PathLike) -> ModelInfo:
     data, source = load_model(model)
     info = model_info(data)
     if info is None:
-        raise MetadataError(f"{source}: no vision-suite metadata ({INFO_FILE} is not packed in the model); "
-                            "export it with vision_core.export.export_tflite")
+        raise MetadataError(
+            f"{source}: no vision-suite metadata ({INFO_FILE} is not packed in the model); "
+            "export it with vision_core.export.export_tflite"
+        )
     return info
 
 
@@ -203,8 +206,10 @@ def _output_roles(info: ModelInfo, outputs: list[TensorInfo]) -> dict[str, str]:
     else:
         mapping = {role: role for role in roles}
     if sorted(mapping) != sorted(roles) or sorted(mapping.values()) != sorted(names):
-        raise ValueError(f"{info.name}: a {info.task} model needs outputs {list(roles)}; the model has "
-                         f"{names} and the mapping is {mapping} (set ModelInfo.outputs)")
+        raise ValueError(
+            f"{info.name}: a {info.task} model needs outputs {list(roles)}; the model has "
+            f"{names} and the mapping is {mapping} (set ModelInfo.outputs)"
+        )
     return mapping
 
 
@@ -236,26 +241,42 @@ def _output_tensor(role: str, tensor: TensorInfo) -> dict:
     features = {"FeatureProperties": {}}
     return {
         "probabilities": {
-            "name": "probabilities", "description": "Probability of each label.",
-            "content": {"content_properties": features}, "stats": _stats(tensor.dtype, [0.0], [1.0]),
-            "associated_files": [_label_file("TENSOR_AXIS_LABELS")]},
+            "name": "probabilities",
+            "description": "Probability of each label.",
+            "content": {"content_properties": features},
+            "stats": _stats(tensor.dtype, [0.0], [1.0]),
+            "associated_files": [_label_file("TENSOR_AXIS_LABELS")],
+        },
         "masks": {
-            "name": "segmentation_masks", "description": "One score map per label.",
-            "content": {"content_properties": {"ImageProperties": {"color_space": "GRAYSCALE"}},
-                        "range": {"min": 1, "max": 2}},
-            "associated_files": [_label_file("TENSOR_AXIS_LABELS")]},
+            "name": "segmentation_masks",
+            "description": "One score map per label.",
+            "content": {
+                "content_properties": {"ImageProperties": {"color_space": "GRAYSCALE"}},
+                "range": {"min": 1, "max": 2},
+            },
+            "associated_files": [_label_file("TENSOR_AXIS_LABELS")],
+        },
         "boxes": {
-            "name": "location", "description": "Boxes [ymin, xmin, ymax, xmax] relative to the image.",
-            "content": {"content_properties": {"BoundingBoxProperties": {
-                "index": [1, 0, 3, 2], "type": "BOUNDARIES", "coordinate_type": "RATIO"}},
-                "range": detection_dims}},
+            "name": "location",
+            "description": "Boxes [ymin, xmin, ymax, xmax] relative to the image.",
+            "content": {
+                "content_properties": {
+                    "BoundingBoxProperties": {"index": [1, 0, 3, 2], "type": "BOUNDARIES", "coordinate_type": "RATIO"}
+                },
+                "range": detection_dims,
+            },
+        },
         "classes": {
-            "name": "category", "description": "Label index of each box.",
+            "name": "category",
+            "description": "Label index of each box.",
             "content": {"content_properties": features, "range": detection_dims},
-            "associated_files": [_label_file("TENSOR_VALUE_LABELS")]},
+            "associated_files": [_label_file("TENSOR_VALUE_LABELS")],
+        },
         "scores": {
-            "name": "score", "description": "Score of each box.",
-            "content": {"content_properties": features, "range": detection_dims}},
+            "name": "score",
+            "description": "Score of each box.",
+            "content": {"content_properties": features, "range": detection_dims},
+        },
         "num_detections": {"name": "number of detections", "description": "Number of valid boxes."},
     }[role]
 
@@ -271,20 +292,27 @@ def _model_metadata(info: ModelInfo, image: TensorInfo, outputs: list[TensorInfo
     version = "1.0.0"
     if info.task == "detection":
         subgraph["output_tensor_groups"] = [
-            {"name": "detection_result", "tensor_names": ["location", "category", "score"]}]
+            {"name": "detection_result", "tensor_names": ["location", "category", "score"]}
+        ]
         version = "1.2.0"
     if info.task == "segmentation":
         options = {"activation": info.activation.upper(), "min_parser_version": "1.0.0"}
-        subgraph["custom_metadata"] = [{"name": SEGMENTER_METADATA_NAME, "data": encode(
-            "ImageSegmenterOptions", options, SEGMENTER_OPTIONS_IDENTIFIER)}]
+        subgraph["custom_metadata"] = [
+            {
+                "name": SEGMENTER_METADATA_NAME,
+                "data": encode("ImageSegmenterOptions", options, SEGMENTER_OPTIONS_IDENTIFIER),
+            }
+        ]
         version = "1.5.0"
     return {
         "name": info.name,
-        "description": info.description or f"{info.name}: {info.task} on {info.input_size[1]}x"
-                                           f"{info.input_size[0]} RGB images, {len(info.labels)} labels.",
+        "description": info.description
+        or f"{info.name}: {info.task} on {info.input_size[1]}x"
+        f"{info.input_size[0]} RGB images, {len(info.labels)} labels.",
         "version": info.version,
         "subgraph_metadata": [subgraph],
-        "associated_files": [{"name": INFO_FILE, "description": "Vision-suite model information (JSON).",
-                              "type": "DESCRIPTIONS"}],
+        "associated_files": [
+            {"name": INFO_FILE, "description": "Vision-suite model information (JSON).", "type": "DESCRIPTIONS"}
+        ],
         "min_parser_version": version,
     }

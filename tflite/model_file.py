@@ -64,11 +64,11 @@ def io_tensors(data: bytes, signature: str = SIGNATURE) -> tuple[list[TensorInfo
 
     def info(index: int) -> TensorInfo:
         tensor = subgraph.Tensors(index)
-        return TensorInfo(names.get(index, tensor.Name().decode()), index, _TYPE_NAMES[tensor.Type()],
-                          tensor_shape(tensor))
+        return TensorInfo(
+            names.get(index, tensor.Name().decode()), index, _TYPE_NAMES[tensor.Type()], tensor_shape(tensor)
+        )
 
-    return ([info(int(i)) for i in subgraph.InputsAsNumpy()],
-            [info(int(i)) for i in subgraph.OutputsAsNumpy()])
+    return ([info(int(i)) for i in subgraph.InputsAsNumpy()], [info(int(i)) for i in subgraph.OutputsAsNumpy()])
 
 
 def tensor_shape(tensor: schema.Tensor) -> tuple[int, ...]:
@@ -111,7 +111,7 @@ def aligned_bytes(builder: flatbuffers.Builder, content: bytes, alignment: int =
     """Write ``content`` as a ``[ubyte]`` vector whose data starts ``alignment``-aligned; its offset."""
     builder.StartVector(1, len(content), alignment)
     builder.head -= len(content)
-    builder.Bytes[builder.head:builder.head + len(content)] = content
+    builder.Bytes[builder.head : builder.head + len(content)] = content
     return builder.EndVector()
 
 

@@ -58,9 +58,14 @@ class ConvShape:
 PEAK_SHAPE = ConvShape(height=28, width=28, in_channels=256, out_channels=256, kernel=3)
 
 
-def conv_model(shape: ConvShape, dtype: str, weights: np.ndarray | None = None, bias: np.ndarray | None = None,
-               input_range: tuple[float, float] = _INPUT_RANGE,
-               output_range: tuple[float, float] = _OUTPUT_RANGE) -> bytes:
+def conv_model(
+    shape: ConvShape,
+    dtype: str,
+    weights: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    input_range: tuple[float, float] = _INPUT_RANGE,
+    output_range: tuple[float, float] = _OUTPUT_RANGE,
+) -> bytes:
     """A ``.tflite`` flatbuffer holding one CONV_2D of ``shape`` in ``dtype`` (``int8`` or ``float32``).
 
     ``weights``: float ``[out_channels, kernel, kernel, in_channels]`` (TFLite's OHWI;
@@ -74,35 +79,40 @@ def conv_model(shape: ConvShape, dtype: str, weights: np.ndarray | None = None, 
     filter_shape = (shape.out_channels, shape.kernel, shape.kernel, shape.in_channels)
     if weights is None:
         fan_in = shape.kernel * shape.kernel * shape.in_channels
-        weights = np.random.default_rng(0).normal(0.0, fan_in ** -0.5, filter_shape)
+        weights = np.random.default_rng(0).normal(0.0, fan_in**-0.5, filter_shape)
     weights = np.asarray(weights, np.float32)
     bias = np.zeros(shape.out_channels, np.float32) if bias is None else np.asarray(bias, np.float32)
     if weights.shape != filter_shape or bias.shape != (shape.out_channels,):
-        raise ValueError(f"{shape}: weights must be {filter_shape} and bias ({shape.out_channels},), "
-                         f"got {weights.shape} and {bias.shape}")
+        raise ValueError(
+            f"{shape}: weights must be {filter_shape} and bias ({shape.out_channels},), "
+            f"got {weights.shape} and {bias.shape}"
+        )
     input_shape = [1, shape.height, shape.width, shape.in_channels]
     output_shape = [1, shape.height, shape.width, shape.out_channels]
     if dtype == "float32":
-        tensors = [_tensor("input", input_shape, schema.TensorType.FLOAT32, 1),
-                   _tensor("filter", filter_shape, schema.TensorType.FLOAT32, 2),
-                   _tensor("bias", [shape.out_channels], schema.TensorType.FLOAT32, 3),
-                   _tensor("output", output_shape, schema.TensorType.FLOAT32, 4)]
+        tensors = [
+            _tensor("input", input_shape, schema.TensorType.FLOAT32, 1),
+            _tensor("filter", filter_shape, schema.TensorType.FLOAT32, 2),
+            _tensor("bias", [shape.out_channels], schema.TensorType.FLOAT32, 3),
+            _tensor("output", output_shape, schema.TensorType.FLOAT32, 4),
+        ]
         constants = [weights.tobytes(), bias.tobytes()]
     else:
         input_scale, input_zero = activation_quantization(*input_range)
         # Scales in float32, as stored, so the bias scale is exactly input scale x weight scale.
-        weight_scales = (np.maximum(np.abs(weights).reshape(shape.out_channels, -1).max(axis=1), 1e-12)
-                         / 127.0).astype(np.float32)
+        weight_scales = (np.maximum(np.abs(weights).reshape(shape.out_channels, -1).max(axis=1), 1e-12) / 127.0).astype(
+            np.float32
+        )
         q_weights = np.clip(np.round(weights / weight_scales[:, None, None, None]), -127, 127).astype(np.int8)
         bias_scales = np.float32(input_scale) * weight_scales
         q_bias = np.round(bias / bias_scales).astype(np.int32)
         output_scale, output_zero = activation_quantization(*output_range)
-        tensors = [_tensor("input", input_shape, schema.TensorType.INT8, 1, [input_scale], [input_zero]),
-                   _tensor("filter", filter_shape, schema.TensorType.INT8, 2, weight_scales,
-                           [0] * shape.out_channels),
-                   _tensor("bias", [shape.out_channels], schema.TensorType.INT32, 3, bias_scales,
-                           [0] * shape.out_channels),
-                   _tensor("output", output_shape, schema.TensorType.INT8, 4, [output_scale], [output_zero])]
+        tensors = [
+            _tensor("input", input_shape, schema.TensorType.INT8, 1, [input_scale], [input_zero]),
+            _tensor("filter", filter_shape, schema.TensorType.INT8, 2, weight_scales, [0] * shape.out_channels),
+            _tensor("bias", [shape.out_channels], schema.TensorType.INT32, 3, bias_scales, [0] * shape.out_channels),
+            _tensor("output", output_shape, schema.TensorType.INT8, 4, [output_scale], [output_zero]),
+        ]
         constants = [q_weights.tobytes(), q_bias.tobytes()]
     return _single_op_model(tensors, constants, dtype)
 
@@ -115,16 +125,22 @@ def activation_quantization(low: float, high: float) -> tuple[float, int]:
     return scale, int(np.clip(np.round(-128 - low / scale), -128, 127))
 
 
-def measure_peak(dtype: str, threads: tuple[int, ...] = (1,), warmup: int = 10, runs: int = 50,
-                 shape: ConvShape = PEAK_SHAPE) -> dict:
+def measure_peak(
+    dtype: str, threads: tuple[int, ...] = (1,), warmup: int = 10, runs: int = 50, shape: ConvShape = PEAK_SHAPE
+) -> dict:
     """Time the ``dtype`` conv of ``shape`` with :func:`tflite.bench.benchmark` (GMAC/s over the median).
 
     Returns ``{"dtype", "shape": {height, width, in_channels, out_channels, kernel}, "macs",
     "load_average", "results": [{"threads", "p50_ms", "gmacs_per_s"}]}``.
     """
     report = benchmark(conv_model(shape, dtype), threads=threads, warmup=warmup, runs=runs, macs=shape.macs)
-    return {"dtype": dtype, "shape": asdict(shape), "macs": shape.macs, "load_average": report["load_average"],
-            "results": [{k: row[k] for k in ("threads", "p50_ms", "gmacs_per_s")} for row in report["results"]]}
+    return {
+        "dtype": dtype,
+        "shape": asdict(shape),
+        "macs": shape.macs,
+        "load_average": report["load_average"],
+        "results": [{k: row[k] for k in ("threads", "p50_ms", "gmacs_per_s")} for row in report["results"]],
+    }
 
 
 def add_peak(report: dict, shape: ConvShape = PEAK_SHAPE) -> dict:

@@ -54,8 +54,7 @@ class Prediction:
 class Predictor:
     """An exported model (path or bytes) with its metadata, called on RGB uint8 images."""
 
-    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None,
-                 score_threshold: float = 0.3):
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None, score_threshold: float = 0.3):
         self.data, self.source = load_model(model)
         self.info = read_metadata(model)
         self.model = TFLiteModel(self.data, num_threads=num_threads)
@@ -74,8 +73,11 @@ class Predictor:
     def __call__(self, image: np.ndarray) -> Prediction:
         outputs = self.model(self.preprocess(image))
         by_role = {role: outputs[name] for role, name in self.info.outputs.items()}
-        postprocess = {"classification": self._classification, "detection": self._detection,
-                       "segmentation": self._segmentation}[self.info.task]
+        postprocess = {
+            "classification": self._classification,
+            "detection": self._detection,
+            "segmentation": self._segmentation,
+        }[self.info.task]
         return postprocess(by_role, image.shape[:2])
 
     def _label(self, index: int) -> str:
@@ -84,19 +86,28 @@ class Predictor:
     def _classification(self, outputs: dict, image_size) -> Prediction:
         scores = outputs["probabilities"][0]
         order = np.argsort(-scores, kind="stable")
-        return Prediction("classification", [
-            {"index": int(i), "label": self._label(int(i)), "score": float(scores[i])} for i in order])
+        return Prediction(
+            "classification",
+            [{"index": int(i), "label": self._label(int(i)), "score": float(scores[i])} for i in order],
+        )
 
     def _detection(self, outputs: dict, image_size) -> Prediction:
         height, width = image_size
         count = int(outputs["num_detections"].reshape(-1)[0])
         labels = []
-        for box, index, score in zip(outputs["boxes"][0][:count], outputs["classes"][0][:count],
-                                     outputs["scores"][0][:count]):
+        for box, index, score in zip(
+            outputs["boxes"][0][:count], outputs["classes"][0][:count], outputs["scores"][0][:count]
+        ):
             if score >= self.score_threshold:
                 y_min, x_min, y_max, x_max = np.clip(box, 0.0, 1.0) * [height, width, height, width]
-                labels.append({"index": int(index), "label": self._label(int(index)), "score": float(score),
-                               "box": [float(x_min), float(y_min), float(x_max), float(y_max)]})
+                labels.append(
+                    {
+                        "index": int(index),
+                        "label": self._label(int(index)),
+                        "score": float(score),
+                        "box": [float(x_min), float(y_min), float(x_max), float(y_max)],
+                    }
+                )
         labels.sort(key=lambda d: -d["score"])
         return Prediction("detection", labels)
 
@@ -105,7 +116,9 @@ class Predictor:
         class_map = np.argmax(outputs["masks"][0], axis=-1).astype(np.uint16)
         class_map = cv2.resize(class_map, (width, height), interpolation=cv2.INTER_NEAREST)
         indices, counts = np.unique(class_map, return_counts=True)
-        labels = [{"index": int(i), "label": self._label(int(i)), "score": float(c / class_map.size)}
-                  for i, c in zip(indices, counts)]
+        labels = [
+            {"index": int(i), "label": self._label(int(i)), "score": float(c / class_map.size)}
+            for i, c in zip(indices, counts)
+        ]
         labels.sort(key=lambda d: -d["score"])
         return Prediction("segmentation", labels, class_map)

@@ -17,8 +17,7 @@ SIGNATURE = "serving_default"
 class TFLiteModel:
     """A loaded ``.tflite`` file (path or flatbuffer bytes) with one signature."""
 
-    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None,
-                 signature: str = SIGNATURE):
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None, signature: str = SIGNATURE):
         kwargs = {"num_threads": num_threads} if num_threads else {}
         if isinstance(model, (bytes, bytearray)):
             self.interpreter = Interpreter(model_content=bytes(model), **kwargs)
@@ -55,7 +54,7 @@ class TFLiteModel:
         """Run on float input ``x`` (batch 1 or a batch run one image at a time); float outputs."""
         x = np.asarray(x, np.float32)
         if x.shape[0] != self.input_shape[0]:
-            results = [self(x[i:i + 1]) for i in range(x.shape[0])]
+            results = [self(x[i : i + 1]) for i in range(x.shape[0])]
             return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
         raw = self.run_raw(self.quantize_input(x))
         return {name: _dequantize(value, self.outputs[name]) for name, value in raw.items()}

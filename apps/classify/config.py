@@ -27,22 +27,30 @@ class ModelConfig:
     backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
     input_size: int = setting(64, "square input side in pixels (images are resized to it)")
     channels: int = setting(3, "input channels: 3 (RGB) or 1 (grey)")
-    bn_momentum: float | None = setting(0.9, "momentum of every batch norm's moving statistics (null: each "
-                                             "architecture's own)")
+    bn_momentum: float | None = setting(
+        0.9, "momentum of every batch norm's moving statistics (null: each architecture's own)"
+    )
     layer_scale_init: float | None = setting(None, "RevCol: initial ConvNeXt layer scale (null: the paper's 1e-6)")
-    first_column_only: bool = setting(False, "RevCol: build its first column alone (a warm start whose weights "
-                                             "initialise the full model through --init-weights)")
+    first_column_only: bool = setting(
+        False,
+        "RevCol: build its first column alone (a warm start whose weights "
+        "initialise the full model through --init-weights)",
+    )
 
 
 @dataclasses.dataclass
 class DatasetConfig:
     """Where the images and labels come from; with no ``data``, the built-in shapes."""
 
-    data: str | None = setting(None, "class folders (train/<class>/*.png, val/<class>/*.png) or a CSV "
-                                     "(path,label[,split]) (null: the built-in shapes)")
+    data: str | None = setting(
+        None,
+        "class folders (train/<class>/*.png, val/<class>/*.png) or a CSV "
+        "(path,label[,split]) (null: the built-in shapes)",
+    )
     val: str | None = setting(None, "the validation split, as data (null: the 'val' split of data)")
-    class_names: tuple[str, ...] = setting((), "class names in output order (default: sorted folder names or "
-                                                "CSV labels); a label outside them is an error")
+    class_names: tuple[str, ...] = setting(
+        (), "class names in output order (default: sorted folder names or CSV labels); a label outside them is an error"
+    )
     demo_dir: str = setting("datasets/classify-shapes", "folder of the generated shapes (made on first use)")
     demo_train: int = setting(8000, "shapes: training images")
     demo_val: int = setting(400, "shapes: held-out images")
@@ -74,20 +82,41 @@ RECIPES: dict[str, dict] = {
 REVCOL_COLUMN0 = {"epochs": 6, "learning_rate": 3e-4, "layer_scale_init": 1.0, "first_column_only": True}
 # QAT of a shapes classifier: 100 steps distilling the float logits at 1e-6, batch norms frozen
 # (benchmarks/README.md, "QAT fine-tune"); 128 training images calibrate every int8 form.
-SHAPES_QAT = QATConfig(steps=100, fine_tune_lr=1e-6, fine_tune_batch=16, fine_tune_images=1024,
-                       fine_tune_target="distillation", calibration_images=128)
+SHAPES_QAT = QATConfig(
+    steps=100,
+    fine_tune_lr=1e-6,
+    fine_tune_batch=16,
+    fine_tune_images=1024,
+    fine_tune_target="distillation",
+    calibration_images=128,
+)
 
 
-def shapes_preset(backbone: str, epochs: int = 3, learning_rate: float = SHAPES_LEARNING_RATE, cycles: int = 1,
-                  layer_scale_init: float | None = None, first_column_only: bool = False) -> ClassifyConfig:
+def shapes_preset(
+    backbone: str,
+    epochs: int = 3,
+    learning_rate: float = SHAPES_LEARNING_RATE,
+    cycles: int = 1,
+    layer_scale_init: float | None = None,
+    first_column_only: bool = False,
+) -> ClassifyConfig:
     """``backbone`` on the built-in shapes: ``epochs`` per cycle, ``cycles`` warm-up + cosine cycles."""
     return ClassifyConfig(
         model=ModelConfig(backbone=backbone, layer_scale_init=layer_scale_init, first_column_only=first_column_only),
         dataset=DatasetConfig(augment=False),
-        train=TrainConfig(epochs=epochs * cycles, cycles=cycles, batch_size=32, optimizer="adam",
-                          learning_rate=learning_rate, weight_decay=0.0, warmup_epochs=epochs / 10, min_lr_ratio=0.0,
-                          seed=7),
-        qat=dataclasses.replace(SHAPES_QAT))
+        train=TrainConfig(
+            epochs=epochs * cycles,
+            cycles=cycles,
+            batch_size=32,
+            optimizer="adam",
+            learning_rate=learning_rate,
+            weight_decay=0.0,
+            warmup_epochs=epochs / 10,
+            min_lr_ratio=0.0,
+            seed=7,
+        ),
+        qat=dataclasses.replace(SHAPES_QAT),
+    )
 
 
 def _presets() -> dict[str, ClassifyConfig]:

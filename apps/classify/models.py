@@ -13,9 +13,16 @@ from vision_core.backbones.revcol import first_column_twin
 from vision_core.layers.normalization import set_batch_norm_momentum
 
 
-def build_classifier(num_classes: int, backbone: str = "resnet18", input_size: int = 64, channels: int = 3,
-                     backbone_alpha: float = 1.0, bn_momentum: float | None = None,
-                     layer_scale_init: float | None = None, first_column_only: bool = False):
+def build_classifier(
+    num_classes: int,
+    backbone: str = "resnet18",
+    input_size: int = 64,
+    channels: int = 3,
+    backbone_alpha: float = 1.0,
+    bn_momentum: float | None = None,
+    layer_scale_init: float | None = None,
+    first_column_only: bool = False,
+):
     """``backbone`` with a ``num_classes`` head (see the module docstring).
 
     ``backbone_alpha``: MobileNetV2's width multiplier; ``layer_scale_init``: RevCol's ConvNeXt

@@ -29,8 +29,10 @@ MEAN, STD = 127.5, 127.5  # pixels -> [-1, 1], as the shapes and the detection a
 
 class ClassifyTask(Task):
     name = "classify"
-    description = ("Image classification on any registered backbone, from class folders or a CSV (or the built-in "
-                   "shapes) to int8 TFLite with metadata, ONNX and TF Serving SavedModels.")
+    description = (
+        "Image classification on any registered backbone, from class folders or a CSV (or the built-in "
+        "shapes) to int8 TFLite with metadata, ONNX and TF Serving SavedModels."
+    )
     presets = PRESETS
     headline_metric = "top1"
     headline_mode = "max"
@@ -48,8 +50,15 @@ class ClassifyTask(Task):
         )
 
         settings = config.dataset
-        key = (settings.data, settings.val, settings.class_names, settings.demo_dir, settings.demo_train,
-               settings.demo_val, config.model.input_size)
+        key = (
+            settings.data,
+            settings.val,
+            settings.class_names,
+            settings.demo_dir,
+            settings.demo_train,
+            settings.demo_val,
+            config.model.input_size,
+        )
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
@@ -57,8 +66,9 @@ class ClassifyTask(Task):
             if settings.data is None:
                 names = list(SHAPE_CLASSES)  # the suite's label order, not the folders' sorted one
                 size = config.model.input_size
-                data = write_shapes_dataset(Path(settings.demo_dir) / f"{size}px", train=settings.demo_train,
-                                            val=settings.demo_val, size=size)
+                data = write_shapes_dataset(
+                    Path(settings.demo_dir) / f"{size}px", train=settings.demo_train, val=settings.demo_val, size=size
+                )
             else:
                 data = settings.data
             train = load_classification_dataset(data, "train", names)
@@ -82,17 +92,27 @@ class ClassifyTask(Task):
     def _pipeline(self, split, config: ClassifyConfig, batch_size: int, shuffle: bool, augment: bool = False):
         from vision_core.data.classification import make_classification_dataset
 
-        dataset = make_classification_dataset(split, config.model.input_size, batch_size, shuffle=shuffle,
-                                              augment=augment, seed=config.train.seed, channels=config.model.channels,
-                                              mean=MEAN, std=STD)
+        dataset = make_classification_dataset(
+            split,
+            config.model.input_size,
+            batch_size,
+            shuffle=shuffle,
+            augment=augment,
+            seed=config.train.seed,
+            channels=config.model.channels,
+            mean=MEAN,
+            std=STD,
+        )
         # an unreadable image is skipped mid-epoch; repeating keeps every epoch at its known number of batches
         return dataset.repeat().take(math.ceil(len(split) / batch_size))
 
     def datasets(self, config: ClassifyConfig):
         train, val = self.splits(config)
         batch = config.train.batch_size
-        return (self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment),
-                self._pipeline(val, config, batch, shuffle=False))
+        return (
+            self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment),
+            self._pipeline(val, config, batch, shuffle=False),
+        )
 
     def representative_data(self, config: ClassifyConfig, batches: int = 8):
         """Training images in a seeded shuffle (class folders list one class after another)."""
@@ -171,8 +191,9 @@ class ClassifyTask(Task):
         """The confusion matrix of the evaluation (rows: true class, columns: predicted)."""
         from vision_core.classification.plots import plot_confusion_matrix
 
-        path = plot_confusion_matrix(metrics["confusion_matrix"], self.class_names(config),
-                                     Path(out_dir) / f"confusion_matrix{suffix}.png")
+        path = plot_confusion_matrix(
+            metrics["confusion_matrix"], self.class_names(config), Path(out_dir) / f"confusion_matrix{suffix}.png"
+        )
         return {"confusion_matrix": path}
 
     def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
@@ -196,15 +217,24 @@ class ClassifyTask(Task):
     def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:
         from vision_core.classification.predict import predict_images
 
-        return predict_images(self.runner(model), sources, out_dir, self.class_names(config), config.model.input_size,
-                              MEAN, STD, config.model.channels)
+        return predict_images(
+            self.runner(model),
+            sources,
+            out_dir,
+            self.class_names(config),
+            config.model.input_size,
+            MEAN,
+            STD,
+            config.model.channels,
+        )
 
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: ClassifyConfig, name: str):
         from tflite.metadata import ModelInfo
 
-        return ModelInfo("classification", name, list(self.class_names(config)), mean=[MEAN], std=[STD],
-                         description=self.description)
+        return ModelInfo(
+            "classification", name, list(self.class_names(config)), mean=[MEAN], std=[STD], description=self.description
+        )
 
     def qat_builder(self, config: ClassifyConfig):
         return "apps.classify.models:build_classifier", self.model_kwargs(config)

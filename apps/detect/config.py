@@ -24,16 +24,21 @@ class ModelConfig:
     backbone: str = setting("resnet50", "registered backbone (python -m vision_core.backbones list)")
     backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
-    bn_momentum: float | None = setting(None, "momentum of every batch norm's moving statistics (null: each "
-                                              "architecture's own, e.g. 0.999 in MobileNetV2)")
+    bn_momentum: float | None = setting(
+        None,
+        "momentum of every batch norm's moving statistics (null: each architecture's own, e.g. 0.999 in MobileNetV2)",
+    )
     neck: Literal["fpn", "rcnet"] = setting("fpn", "RetinaNet neck: fpn or rcnet (RevFP + CSN)")
     neck_channels: int = setting(256, "RetinaNet: channels of the pyramid levels")
-    levels: tuple[int, ...] = setting((3, 4, 5, 6, 7), "RetinaNet: pyramid levels the head predicts on "
-                                                       "(3..7 = strides 8..128)")
+    levels: tuple[int, ...] = setting(
+        (3, 4, 5, 6, 7), "RetinaNet: pyramid levels the head predicts on (3..7 = strides 8..128)"
+    )
     head_depth: int = setting(4, "RetinaNet: 3x3 convs in each subnet before the predictor")
     head_channels: int = setting(256, "RetinaNet: channels of the subnet convs")
-    head_norm: bool = setting(False, "RetinaNet: batch norm after the subnet convs, per level (not in the paper; "
-                                     "speeds up training from scratch)")
+    head_norm: bool = setting(
+        False,
+        "RetinaNet: batch norm after the subnet convs, per level (not in the paper; speeds up training from scratch)",
+    )
     anchor_size: float = setting(4.0, "RetinaNet: anchor base size in strides (4 -> 32 px on P3)")
     scales_per_octave: int = setting(3, "RetinaNet: anchor scales per level (2^(i/n), i < n)")
     aspect_ratios: tuple[float, ...] = setting((0.5, 1.0, 2.0), "RetinaNet: anchor aspect ratios (width/height)")
@@ -49,8 +54,9 @@ class ModelConfig:
 class DatasetConfig:
     """Where the images and boxes come from; with no ``data``, the built-in demo dataset."""
 
-    data: str | None = setting(None, "COCO .json / VOC folder / YOLO .yaml or folder of the training split "
-                                     "(null: the built-in demo dataset)")
+    data: str | None = setting(
+        None, "COCO .json / VOC folder / YOLO .yaml or folder of the training split (null: the built-in demo dataset)"
+    )
     images: str | None = setting(None, "COCO/VOC image root of the training split (default: beside the annotations)")
     val: str | None = setting(None, "the validation split, as data (null: the 'val' split of a dataset folder)")
     val_images: str | None = setting(None, "image root of the validation split")
@@ -96,8 +102,9 @@ class DetectConfig:
     train: TrainConfig = setting(factory=TrainConfig)
 
 
-def _preset(model: ModelConfig, train: TrainConfig, loss: LossConfig | None = None,
-            dataset: DatasetConfig | None = None) -> DetectConfig:
+def _preset(
+    model: ModelConfig, train: TrainConfig, loss: LossConfig | None = None, dataset: DatasetConfig | None = None
+) -> DetectConfig:
     return DetectConfig(model=model, dataset=dataset or DatasetConfig(), loss=loss or LossConfig(), train=train)
 
 
@@ -105,27 +112,56 @@ SSD_LOSS = LossConfig(positive_iou=0.5, negative_iou=0.5)
 
 PRESETS = {
     "demo": _preset(
-        ModelConfig(architecture="retinanet", backbone="mobilenet_v2", backbone_alpha=0.5, input_size=256,
-                    bn_momentum=0.9, neck_channels=64, levels=(3, 4, 5, 6), head_depth=2, head_channels=64,
-                    head_norm=True, anchor_size=2.0, scales_per_octave=2),
-        TrainConfig(epochs=4, batch_size=8, optimizer="adam", learning_rate=8e-3, weight_decay=0.0,
-                    warmup_epochs=1 / 3, clipnorm=10.0, eval_interval=2),
-        dataset=DatasetConfig(crop_probability=0.0)),
+        ModelConfig(
+            architecture="retinanet",
+            backbone="mobilenet_v2",
+            backbone_alpha=0.5,
+            input_size=256,
+            bn_momentum=0.9,
+            neck_channels=64,
+            levels=(3, 4, 5, 6),
+            head_depth=2,
+            head_channels=64,
+            head_norm=True,
+            anchor_size=2.0,
+            scales_per_octave=2,
+        ),
+        TrainConfig(
+            epochs=4,
+            batch_size=8,
+            optimizer="adam",
+            learning_rate=8e-3,
+            weight_decay=0.0,
+            warmup_epochs=1 / 3,
+            clipnorm=10.0,
+            eval_interval=2,
+        ),
+        dataset=DatasetConfig(crop_probability=0.0),
+    ),
     "ssdlite_mobilenet_v2": _preset(
         ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", input_size=320),
         TrainConfig(epochs=100, batch_size=32, optimizer="sgd", learning_rate=0.04, weight_decay=4e-5),
-        SSD_LOSS),
+        SSD_LOSS,
+    ),
     "ssd_resnet50": _preset(
-        ModelConfig(architecture="ssd", backbone="resnet50", input_size=512, ssd_first_level=3, ssd_layers=7,
-                    ssd_min_scale=0.07, ssd_reduce_lowest_layer=False),
+        ModelConfig(
+            architecture="ssd",
+            backbone="resnet50",
+            input_size=512,
+            ssd_first_level=3,
+            ssd_layers=7,
+            ssd_min_scale=0.07,
+            ssd_reduce_lowest_layer=False,
+        ),
         TrainConfig(epochs=100, batch_size=32, optimizer="sgd", learning_rate=0.02, weight_decay=5e-4),
-        SSD_LOSS),
+        SSD_LOSS,
+    ),
     "retinanet_resnet50_fpn": _preset(
         ModelConfig(architecture="retinanet", backbone="resnet50", input_size=512, neck="fpn"),
-        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4,
-                    clipnorm=10.0)),
+        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4, clipnorm=10.0),
+    ),
     "retinanet_resnet50_rcnet": _preset(
         ModelConfig(architecture="retinanet", backbone="resnet50", input_size=512, neck="rcnet"),
-        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4,
-                    clipnorm=10.0)),
+        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4, clipnorm=10.0),
+    ),
 }

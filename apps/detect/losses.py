@@ -45,11 +45,13 @@ class BoxLoss:
 class ClassLoss:
     """Keras loss of the ``class_logits`` output: focal (sigmoid heads) or MultiBox confidence (softmax heads)."""
 
-    def __init__(self, softmax: bool, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 negative_ratio: float = 3.0):
+    def __init__(self, softmax: bool, focal_alpha: float = 0.25, focal_gamma: float = 2.0, negative_ratio: float = 3.0):
         self.softmax = bool(softmax)
-        self.focal_alpha, self.focal_gamma, self.negative_ratio = float(focal_alpha), float(focal_gamma), float(
-            negative_ratio)
+        self.focal_alpha, self.focal_gamma, self.negative_ratio = (
+            float(focal_alpha),
+            float(focal_gamma),
+            float(negative_ratio),
+        )
         self.__name__ = "class_loss"
 
     def __call__(self, y_true, y_pred):
@@ -58,10 +60,20 @@ class ClassLoss:
         return focal_loss(y_true, y_pred, self.focal_alpha, self.focal_gamma)
 
 
-def detection_loss(targets: dict, outputs: dict, *, softmax: bool, num_classes: int, box_weight: float = 1.0,
-                   focal_alpha: float = 0.25, focal_gamma: float = 2.0, negative_ratio: float = 3.0):
+def detection_loss(
+    targets: dict,
+    outputs: dict,
+    *,
+    softmax: bool,
+    num_classes: int,
+    box_weight: float = 1.0,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    negative_ratio: float = 3.0,
+):
     """The whole loss on target and output dicts (the QAT job's ``loss`` form): class loss + box loss."""
     box = BoxLoss(num_classes, box_weight)(targets["box_encodings"], outputs["box_encodings"])
-    classes = ClassLoss(softmax, focal_alpha, focal_gamma, negative_ratio)(targets["class_logits"],
-                                                                           outputs["class_logits"])
+    classes = ClassLoss(softmax, focal_alpha, focal_gamma, negative_ratio)(
+        targets["class_logits"], outputs["class_logits"]
+    )
     return box + classes

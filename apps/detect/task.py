@@ -35,16 +35,21 @@ def postprocess_config(config: DetectConfig, num_classes: int):
     """The ``TFLite_Detection_PostProcess`` settings of ``config`` for ``num_classes`` classes."""
     from vision_core.detection.nms import PostProcessConfig
 
-    return PostProcessConfig(num_classes=num_classes, max_detections=config.postprocess.max_detections,
-                             score_threshold=config.postprocess.score_threshold,
-                             iou_threshold=config.postprocess.iou_threshold)
+    return PostProcessConfig(
+        num_classes=num_classes,
+        max_detections=config.postprocess.max_detections,
+        score_threshold=config.postprocess.score_threshold,
+        iou_threshold=config.postprocess.iou_threshold,
+    )
 
 
 class DetectTask(Task):
     name = "detect"
-    description = ("Object detection: SSD, SSDLite and RetinaNet (FPN or RCNet neck) on any registered backbone, "
-                   "from COCO / VOC / YOLO data (or the built-in demo shapes) to int8 TFLite with the "
-                   "TFLite_Detection_PostProcess op, ONNX and TF Serving SavedModels.")
+    description = (
+        "Object detection: SSD, SSDLite and RetinaNet (FPN or RCNet neck) on any registered backbone, "
+        "from COCO / VOC / YOLO data (or the built-in demo shapes) to int8 TFLite with the "
+        "TFLite_Detection_PostProcess op, ONNX and TF Serving SavedModels."
+    )
     presets = PRESETS
     headline_metric = "mAP50"
     headline_mode = "max"
@@ -61,8 +66,10 @@ class DetectTask(Task):
         """``(train, val)`` :class:`DetectionDataset` of the config (the demo dataset when ``data`` is empty)."""
         train, val = self._read_splits(config)
         if val is None:
-            raise ConfigError(f"--data {config.dataset.data} is one annotation file: give the validation "
-                              "split with --val (and --val-images if its images live elsewhere)")
+            raise ConfigError(
+                f"--data {config.dataset.data} is one annotation file: give the validation "
+                "split with --val (and --val-images if its images live elsewhere)"
+            )
         return train, val
 
     def _read_splits(self, config: DetectConfig):
@@ -74,24 +81,41 @@ class DetectTask(Task):
         )
 
         settings = config.dataset
-        key = (settings.data, settings.images, settings.val, settings.val_images, settings.class_names,
-               settings.demo_dir, settings.demo_train, settings.demo_val, settings.demo_min_size,
-               settings.demo_min_visible)
+        key = (
+            settings.data,
+            settings.images,
+            settings.val,
+            settings.val_images,
+            settings.class_names,
+            settings.demo_dir,
+            settings.demo_train,
+            settings.demo_val,
+            settings.demo_min_size,
+            settings.demo_min_visible,
+        )
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
         try:
             if settings.data is None:
-                root = write_demo_dataset(settings.demo_dir, train=settings.demo_train, val=settings.demo_val,
-                                          size=320, min_size=settings.demo_min_size,
-                                          min_visible=settings.demo_min_visible)["train"].parents[1]
+                root = write_demo_dataset(
+                    settings.demo_dir,
+                    train=settings.demo_train,
+                    val=settings.demo_val,
+                    size=320,
+                    min_size=settings.demo_min_size,
+                    min_visible=settings.demo_min_visible,
+                )["train"].parents[1]
                 train = load_detection_dataset(root, split="train")
                 val = load_detection_dataset(root, split="val")
             else:
                 train = load_detection_dataset(settings.data, settings.images, "train", names)
                 one_file = settings.val is None and Path(settings.data).suffix.lower() == ".json"
-                val = None if one_file else load_detection_dataset(settings.val or settings.data,
-                                                                   settings.val_images, "val", names)
+                val = (
+                    None
+                    if one_file
+                    else load_detection_dataset(settings.val or settings.data, settings.val_images, "val", names)
+                )
         except (OSError, ValueError) as error:
             raise AppError(str(error)) from None
         if val is not None and train.class_names != val.class_names:
@@ -117,8 +141,13 @@ class DetectTask(Task):
         from vision_core.detection.boxes import AnchorEncoder
 
         size = config.model.input_size
-        return AnchorEncoder(detector_anchors(config.model), (size, size), self.num_classes(config),
-                             config.loss.positive_iou, config.loss.negative_iou)
+        return AnchorEncoder(
+            detector_anchors(config.model),
+            (size, size),
+            self.num_classes(config),
+            config.loss.positive_iou,
+            config.loss.negative_iou,
+        )
 
     def datasets(self, config: DetectConfig):
         from vision_core.data.detection.augment import train_transform, val_transform
@@ -127,11 +156,21 @@ class DetectTask(Task):
         train, val = self.splits(config)
         size, batch = config.model.input_size, config.train.batch_size
         settings = config.dataset
-        augment = (train_transform(size, crop_probability=settings.crop_probability, seed=config.train.seed)
-                   if settings.augment else val_transform(size))
+        augment = (
+            train_transform(size, crop_probability=settings.crop_probability, seed=config.train.seed)
+            if settings.augment
+            else val_transform(size)
+        )
         encoder = self.encoder(config)
-        train_set = make_dataset(train, augment, batch, shuffle=True, encoder=encoder, seed=config.train.seed,
-                                 num_parallel_calls=settings.workers)
+        train_set = make_dataset(
+            train,
+            augment,
+            batch,
+            shuffle=True,
+            encoder=encoder,
+            seed=config.train.seed,
+            num_parallel_calls=settings.workers,
+        )
         val_set = make_dataset(val, val_transform(size), batch, encoder=encoder, num_parallel_calls=settings.workers)
         # An image that cannot be read is skipped (and counted) mid-epoch; repeating keeps every epoch at the
         # same, known number of batches, which the trainer needs.
@@ -163,9 +202,14 @@ class DetectTask(Task):
 
     def compile_args(self, config: DetectConfig) -> dict[str, Any]:
         num_classes, loss = self.num_classes(config), config.loss
-        return {"loss": {"box_encodings": BoxLoss(num_classes, loss.box_weight),
-                         "class_logits": ClassLoss(uses_softmax(config.model), loss.focal_alpha, loss.focal_gamma,
-                                                   loss.negative_ratio)}}
+        return {
+            "loss": {
+                "box_encodings": BoxLoss(num_classes, loss.box_weight),
+                "class_logits": ClassLoss(
+                    uses_softmax(config.model), loss.focal_alpha, loss.focal_gamma, loss.negative_ratio
+                ),
+            }
+        }
 
     # evaluation and prediction -----------------------------------------------------------------------------
     def runner(self, model, config: DetectConfig):
@@ -202,8 +246,13 @@ class DetectTask(Task):
         detections = run_detector(self.runner(model, config), shown, progress=False)
         lowest = max(config.postprocess.score_threshold, DRAWN_MIN_SCORE)
         try:
-            written["gallery"] = save_gallery(shown, detections.by_image, out_dir / f"gallery{suffix}.png",
-                                              count=GALLERY_IMAGES, score_threshold=lowest)
+            written["gallery"] = save_gallery(
+                shown,
+                detections.by_image,
+                out_dir / f"gallery{suffix}.png",
+                count=GALLERY_IMAGES,
+                score_threshold=lowest,
+            )
         except ValueError as error:  # no image of the gallery could be read: the curves still stand
             log.warning("gallery not drawn: %s", error)
         return written
@@ -211,24 +260,33 @@ class DetectTask(Task):
     def predict(self, model, sources: list[str], config: DetectConfig, out_dir: Path) -> dict[str, Any]:
         from vision_core.detection.predict import predict
 
-        report = predict(self.runner(model, config), sources, out_dir, class_names=self.class_names(config),
-                         score_threshold=max(config.postprocess.score_threshold, DRAWN_MIN_SCORE))
+        report = predict(
+            self.runner(model, config),
+            sources,
+            out_dir,
+            class_names=self.class_names(config),
+            score_threshold=max(config.postprocess.score_threshold, DRAWN_MIN_SCORE),
+        )
         return {"json": str(report.json_path), "out_dir": str(out_dir), **report.counts()}
-
 
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: DetectConfig, name: str):
         """The TFLite metadata of an export: labels, ``x / 127.5 - 1`` normalisation, the op's four outputs."""
         from tflite.metadata import ModelInfo
 
-        return ModelInfo("detection", name, list(self.class_names(config)), mean=[127.5], std=[127.5],
-                         description=self.description)
+        return ModelInfo(
+            "detection", name, list(self.class_names(config)), mean=[127.5], std=[127.5], description=self.description
+        )
 
     def inference(self, config: DetectConfig):
         """Every shipped form ends in ``TFLite_Detection_PostProcess`` (:func:`with_postprocess_op`)."""
-        return ("apps.detect.task:with_postprocess_op",
-                {"model_config": describe(config.model),
-                 "postprocess": dataclasses.asdict(postprocess_config(config, self.num_classes(config)))})
+        return (
+            "apps.detect.task:with_postprocess_op",
+            {
+                "model_config": describe(config.model),
+                "postprocess": dataclasses.asdict(postprocess_config(config, self.num_classes(config))),
+            },
+        )
 
     def qat_builder(self, config: DetectConfig):
         return "apps.detect.models:build_detector", {"num_classes": self.num_classes(config), **describe(config.model)}
@@ -236,9 +294,13 @@ class DetectTask(Task):
     def qat_loss(self, config: DetectConfig):
         loss = config.loss
         return "apps.detect.losses:detection_loss", {
-            "softmax": uses_softmax(config.model), "num_classes": self.num_classes(config),
-            "box_weight": loss.box_weight, "focal_alpha": loss.focal_alpha, "focal_gamma": loss.focal_gamma,
-            "negative_ratio": loss.negative_ratio}
+            "softmax": uses_softmax(config.model),
+            "num_classes": self.num_classes(config),
+            "box_weight": loss.box_weight,
+            "focal_alpha": loss.focal_alpha,
+            "focal_gamma": loss.focal_gamma,
+            "negative_ratio": loss.negative_ratio,
+        }
 
     def qat_data(self, config: DetectConfig, count: int) -> dict[str, np.ndarray]:
         """``count`` training images with their targets, unaugmented (the fine-tune fits the model, not the
@@ -247,15 +309,24 @@ class DetectTask(Task):
         from vision_core.data.detection.pipeline import make_dataset
 
         train, _ = self.splits(config)
-        fine_tune = make_dataset(train, val_transform(config.model.input_size), config.qat.fine_tune_batch,
-                                 shuffle=True, encoder=self.encoder(config), seed=config.train.seed)
+        fine_tune = make_dataset(
+            train,
+            val_transform(config.model.input_size),
+            config.qat.fine_tune_batch,
+            shuffle=True,
+            encoder=self.encoder(config),
+            seed=config.train.seed,
+        )
         images, boxes, classes = [], [], []
         for image, targets in fine_tune.map(_keras_targets).unbatch().take(count):
             images.append(image.numpy())
             boxes.append(targets["box_encodings"].numpy())
             classes.append(targets["class_logits"].numpy())
-        return {"train_x": np.stack(images), "target.box_encodings": np.stack(boxes),
-                "target.class_logits": np.stack(classes)}
+        return {
+            "train_x": np.stack(images),
+            "target.box_encodings": np.stack(boxes),
+            "target.class_logits": np.stack(classes),
+        }
 
 
 def with_postprocess_op(model, *, model_config: dict, postprocess: dict):
@@ -276,4 +347,3 @@ def _keras_targets(images, targets):
     classes = tf.cast(targets["class_targets"], tf.float32)
     boxes = tf.concat([targets["box_targets"], classes[..., None]], axis=-1)
     return images, {"box_encodings": boxes, "class_logits": classes}
-

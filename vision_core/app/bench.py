@@ -21,18 +21,26 @@ def keras_latency(model, sample: np.ndarray, runs: int = 50, warmup: int = 5) ->
         if i >= warmup:
             times_ms.append((time.perf_counter() - start) * 1e3)
     times_ms = np.asarray(times_ms)
-    return {"p50_ms": float(np.percentile(times_ms, 50)), "p90_ms": float(np.percentile(times_ms, 90)),
-            "mean_ms": float(times_ms.mean()), "fps": float(1e3 / times_ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(times_ms, 50)),
+        "p90_ms": float(np.percentile(times_ms, 90)),
+        "mean_ms": float(times_ms.mean()),
+        "fps": float(1e3 / times_ms.mean()),
+    }
 
 
-def bench_run(task, model, config, run_dir: Path, runs: int = 50, warmup: int = 5,
-              threads: tuple[int, ...] = (1,)) -> dict:
+def bench_run(
+    task, model, config, run_dir: Path, runs: int = 50, warmup: int = 5, threads: tuple[int, ...] = (1,)
+) -> dict:
     """Keras model latency on one representative input, plus every ``<run>/exports/*.tflite``."""
     from tflite.bench import benchmark
 
     batch = next(iter(task.representative_data(config, batches=1)))
-    result = {"keras": {"input_shape": [1, *batch.shape[1:]], **keras_latency(model, batch[:1], runs, warmup)},
-              "load_average": list(os.getloadavg()), "tflite": {}}
+    result = {
+        "keras": {"input_shape": [1, *batch.shape[1:]], **keras_latency(model, batch[:1], runs, warmup)},
+        "load_average": list(os.getloadavg()),
+        "tflite": {},
+    }
     for path in sorted((run_dir / "exports").glob("*.tflite")):
         result["tflite"][path.name] = benchmark(path, threads=threads, warmup=warmup, runs=runs)["results"]
     return result

@@ -159,8 +159,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
         if self.state.diverged:
             return
         self.writer = self.writer or tf.summary.create_file_writer(str(self.log_dir))
-        metadata = tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
-            plugin_name="scalars")).SerializeToString()
+        metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+        ).SerializeToString()
         row = self.state.history[-1]
         with self.writer.as_default():
             for key, value in row.items():

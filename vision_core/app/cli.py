@@ -41,11 +41,13 @@ log = get_logger()
 CONFIG_DEST = "config:"
 COMMANDS = {
     "train": "train a model into a run folder (runs/<task>/<name>/), or continue one with --resume",
-    "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to <run>/eval.json, or eval_<file>.json for --model, and the task's plots beside it; prints the metrics without curves)",
+    "eval": "score a run's weights on the validation set with the task's evaluator (writes all metrics to "
+    "<run>/eval.json, or eval_<file>.json for --model, and the task's plots beside it; prints the metrics "
+    "without curves)",
     "predict": "run a run's weights on images, videos or folders and write drawn outputs",
     "qat": "quantization-aware fine-tuning (TF-MOT) of a trained run -> <run>/qat/qat_int8.tflite",
     "export": "write a run's shipped forms (TFLite float32/fp16/int8/int16x8 with metadata, SavedModel, ONNX) to "
-              "<run>/exports/ and score every form with the task's evaluator",
+    "<run>/exports/ and score every form with the task's evaluator",
     "bench": "batch-1 latency of a run's Keras model and exported .tflite files (writes <run>/bench.json)",
     "data": "check the datasets of a config (or of a run) before a long run",
 }
@@ -65,13 +67,20 @@ def _metavar(annotation: Any) -> str:
 def _add_config_options(parser: argparse.ArgumentParser, task) -> None:
     presets = list(task.presets)
     group = parser.add_argument_group("config", "precedence: --preset < --config YAML < --set < direct flags")
-    group.add_argument("--preset", choices=presets, default=None,
-                       help=f"named config (default: {presets[0]}; new runs only)")
-    group.add_argument("--config", metavar="YAML", default=None,
-                       help="YAML file of overrides, nested like config.yaml (default: none)")
-    group.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="assignments",
-                       help="override one config key by its dotted name, e.g. train.epochs=3; repeatable "
-                            "(default: none)")
+    group.add_argument(
+        "--preset", choices=presets, default=None, help=f"named config (default: {presets[0]}; new runs only)"
+    )
+    group.add_argument(
+        "--config", metavar="YAML", default=None, help="YAML file of overrides, nested like config.yaml (default: none)"
+    )
+    group.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="assignments",
+        help="override one config key by its dotted name, e.g. train.epochs=3; repeatable (default: none)",
+    )
     defaults = task.presets[presets[0]]
     names = flag_names(defaults)
     for leaf in leaves(defaults):
@@ -89,69 +98,110 @@ def build_parser(task) -> argparse.ArgumentParser:
     """The ``argparse`` parser of ``task``'s app: one sub-command per entry of :data:`COMMANDS`."""
     prog = f"python -m apps.{task.name}"
     parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(task.description + "\n\n" if task.description else "")
-        + "commands:\n" + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
+        + "commands:\n"
+        + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
         epilog=f"examples:\n  {prog} train --epochs 3 --batch-size 8 --name quick\n"
-               f"  {prog} train --config exp.yaml --set train.learning_rate=0.01\n"
-               f"  {prog} train --resume runs/{task.name}/quick\n"
-               f"  {prog} eval --run runs/{task.name}/quick --weights best\n"
-               f"  {prog} COMMAND --help   (every option of a command, with its default)")
+        f"  {prog} train --config exp.yaml --set train.learning_rate=0.01\n"
+        f"  {prog} train --resume runs/{task.name}/quick\n"
+        f"  {prog} eval --run runs/{task.name}/quick --weights best\n"
+        f"  {prog} COMMAND --help   (every option of a command, with its default)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     default_project = f"runs/{task.name}"
     for name, text in COMMANDS.items():
         command = sub.add_parser(name, help=text, description=text)
         run = command.add_argument_group("run")
         if name == "train":
-            run.add_argument("--project", default=default_project,
-                             help=f"folder holding the runs (default: {default_project})")
-            run.add_argument("--name", default=None,
-                             help="run name; if taken, name2, name3, ... are used (default: exp)")
-            run.add_argument("--exist-ok", action="store_true",
-                             help="reuse an existing --name folder instead of incrementing (default: off)")
-            run.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN",
-                             help="continue an interrupted run from its last completed epoch; without RUN, "
-                                  "the newest resumable run of --project (default: off)")
+            run.add_argument(
+                "--project", default=default_project, help=f"folder holding the runs (default: {default_project})"
+            )
+            run.add_argument(
+                "--name", default=None, help="run name; if taken, name2, name3, ... are used (default: exp)"
+            )
+            run.add_argument(
+                "--exist-ok",
+                action="store_true",
+                help="reuse an existing --name folder instead of incrementing (default: off)",
+            )
+            run.add_argument(
+                "--resume",
+                nargs="?",
+                const=True,
+                default=None,
+                metavar="RUN",
+                help="continue an interrupted run from its last completed epoch; without RUN, "
+                "the newest resumable run of --project (default: off)",
+            )
         else:
             needed = " (required)" if name != "data" else " (default: none: the config options alone)"
-            run.add_argument("--run", required=name != "data", default=None, type=Path,
-                             help=f"run folder, e.g. runs/{task.name}/exp{needed}")
+            run.add_argument(
+                "--run",
+                required=name != "data",
+                default=None,
+                type=Path,
+                help=f"run folder, e.g. runs/{task.name}/exp{needed}",
+            )
             if name != "data":
-                run.add_argument("--weights", default="best",
-                                 help="best, last, or a .weights.npz path (default: best)")
+                run.add_argument("--weights", default="best", help="best, last, or a .weights.npz path (default: best)")
             if name in ("eval", "predict"):
-                run.add_argument("--model", type=Path, default=None,
-                                 help="an exported model (.keras, .tflite, .onnx) to use instead of --weights; "
-                                      "scored with the same evaluator (default: none)")
+                run.add_argument(
+                    "--model",
+                    type=Path,
+                    default=None,
+                    help="an exported model (.keras, .tflite, .onnx) to use instead of --weights; "
+                    "scored with the same evaluator (default: none)",
+                )
         if name == "data":
-            command.add_argument("action", nargs="?", choices=["check"], default="check",
-                                 help="check: validate every image and annotation, name each bad one (default)")
+            command.add_argument(
+                "action",
+                nargs="?",
+                choices=["check"],
+                default="check",
+                help="check: validate every image and annotation, name each bad one (default)",
+            )
         if name == "predict":
             command.add_argument("sources", nargs="+", help="image or video files or folders")
             command.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/predict)")
         if name == "export":
-            command.add_argument("--format", nargs="+", default=["all"],
-                                 choices=[*task.export_formats, *ship.GROUPS],
-                                 help="forms to write: " + ", ".join(task.export_formats)
-                                      + "; tflite = every TFLite form (int8 includes the QAT file after qat), "
-                                        "all = every form (default: all)")
-            command.add_argument("--saved-models", type=Path, default=Path("saved_models"),
-                                 help="TF Serving root: the SavedModel goes to <root>/<task>_<run>/<version>/ and "
-                                      "<root>/models.config is rewritten (default: saved_models)")
-            command.add_argument("--score", action=argparse.BooleanOptionalAction, default=True,
-                                 help="score the float model and every written file with the task's evaluator "
-                                      "into <run>/exports/forms.json (default: on)")
+            command.add_argument(
+                "--format",
+                nargs="+",
+                default=["all"],
+                choices=[*task.export_formats, *ship.GROUPS],
+                help="forms to write: "
+                + ", ".join(task.export_formats)
+                + "; tflite = every TFLite form (int8 includes the QAT file after qat), "
+                "all = every form (default: all)",
+            )
+            command.add_argument(
+                "--saved-models",
+                type=Path,
+                default=Path("saved_models"),
+                help="TF Serving root: the SavedModel goes to <root>/<task>_<run>/<version>/ and "
+                "<root>/models.config is rewritten (default: saved_models)",
+            )
+            command.add_argument(
+                "--score",
+                action=argparse.BooleanOptionalAction,
+                default=True,
+                help="score the float model and every written file with the task's evaluator "
+                "into <run>/exports/forms.json (default: on)",
+            )
         if name == "bench":
             command.add_argument("--runs", type=int, default=50, help="timed runs per model (default: 50)")
             command.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
-            command.add_argument("--threads", type=int, nargs="+", default=[1],
-                                 help="TFLite thread counts (default: 1)")
+            command.add_argument(
+                "--threads", type=int, nargs="+", default=[1], help="TFLite thread counts (default: 1)"
+            )
         _add_config_options(command, task)
     return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {k[len(CONFIG_DEST):]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
+    return {k[len(CONFIG_DEST) :]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
 
 
 def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
@@ -159,8 +209,10 @@ def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
     if run_dir is None:
         return resolve(task.presets, args.preset, args.config, args.assignments, _flags(args))
     if args.preset:
-        raise AppError(f"--preset {args.preset}: a run's config comes from {run_dir / runs.CONFIG}; "
-                       "use --config/--set/flags to change it")
+        raise AppError(
+            f"--preset {args.preset}: a run's config comes from {run_dir / runs.CONFIG}; "
+            "use --config/--set/flags to change it"
+        )
     return resolve({"run": runs.run_config(task, run_dir)}, "run", args.config, args.assignments, _flags(args))
 
 
@@ -199,15 +251,22 @@ def _eval(task, args) -> dict:
     path = run_dir / ("eval.json" if args.model is None else f"eval_{args.model.name}.json")
     write_atomic(path, json.dumps(result, indent=2, default=float).encode())
     plots = task.plots(model, config, result["metrics"], run_dir, "" if args.model is None else f"_{args.model.name}")
-    return {**result, "metrics": _without_sequences(result["metrics"]), "written": str(path),
-            "plots": {name: str(plot) for name, plot in plots.items()}}
+    return {
+        **result,
+        "metrics": _without_sequences(result["metrics"]),
+        "written": str(path),
+        "plots": {name: str(plot) for name, plot in plots.items()},
+    }
 
 
 def _without_sequences(metrics: dict) -> dict:
     """``metrics`` without its lists (curves such as detection's PR curves) and without the dicts that held
     nothing else: what ``eval`` prints."""
-    kept = {key: _without_sequences(value) if isinstance(value, dict) else value
-            for key, value in metrics.items() if not isinstance(value, (list, tuple))}
+    kept = {
+        key: _without_sequences(value) if isinstance(value, dict) else value
+        for key, value in metrics.items()
+        if not isinstance(value, (list, tuple))
+    }
     return {key: value for key, value in kept.items() if value != {} or metrics[key] == {}}
 
 
@@ -247,8 +306,15 @@ def _data(task, args) -> dict:
     return task.check_data(config)
 
 
-HANDLERS = {"train": _train, "eval": _eval, "predict": _predict, "qat": _qat, "export": _export,
-            "bench": _bench, "data": _data}
+HANDLERS = {
+    "train": _train,
+    "eval": _eval,
+    "predict": _predict,
+    "qat": _qat,
+    "export": _export,
+    "bench": _bench,
+    "data": _data,
+}
 
 
 def main(task, argv: list[str] | None = None) -> int:

@@ -85,6 +85,7 @@ def type_name(annotation: Any) -> str:
 
 def check_value(annotation: Any, value: Any, key: str, source: str) -> Any:
     """``value`` converted to ``annotation`` (int -> float, list -> tuple) or :class:`ConfigError`."""
+
     def bad() -> ConfigError:
         return ConfigError(f"{source}: {key}={value!r} is not a valid {type_name(annotation)}")
 
@@ -196,8 +197,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return flatten(data)
 
 
-def resolve(presets: Mapping[str, Any], preset: str | None = None, yaml_path: str | Path | None = None,
-            assignments: list[str] | tuple[str, ...] = (), flags: Mapping[str, Any] | None = None) -> Any:
+def resolve(
+    presets: Mapping[str, Any],
+    preset: str | None = None,
+    yaml_path: str | Path | None = None,
+    assignments: list[str] | tuple[str, ...] = (),
+    flags: Mapping[str, Any] | None = None,
+) -> Any:
     """The config of ``preset`` (default: the first) < YAML file < ``--set`` assignments < direct ``flags``.
 
     ``flags`` maps dotted keys to already-parsed values (only flags the user gave).
@@ -243,6 +249,7 @@ def flag_names(config: Any) -> dict[str, str]:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A nested plain-data dict of ``config`` (tuples as lists), ready for YAML or JSON."""
+
     def plain(value):
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
@@ -272,26 +279,34 @@ class TrainConfig:
     clipnorm: float | None = setting(None, "clip each gradient to this L2 norm (null: no clipping)")
     schedule: Literal["cosine", "step", "constant"] = setting("cosine", "learning-rate decay after warm-up")
     warmup_epochs: float = setting(1.0, "linear warm-up length in epochs (fractions allowed), in each cycle")
-    cycles: int = setting(1, "run the warm-up and decay this many times over the epochs, each from the peak "
-                             "again (warm restarts); must divide epochs")
+    cycles: int = setting(
+        1,
+        "run the warm-up and decay this many times over the epochs, each from the peak "
+        "again (warm restarts); must divide epochs",
+    )
     min_lr_ratio: float = setting(0.01, "cosine: final learning rate as a fraction of the peak")
-    step_milestones: tuple[int, ...] = setting((), "step: epochs at which the learning rate is multiplied "
-                                                   "by step_gamma")
+    step_milestones: tuple[int, ...] = setting(
+        (), "step: epochs at which the learning rate is multiplied by step_gamma"
+    )
     step_gamma: float = setting(0.1, "step: learning-rate factor at each milestone")
-    ema: bool = setting(False, "keep an exponential moving average of the weights; evaluation and "
-                               "checkpoints use it")
+    ema: bool = setting(False, "keep an exponential moving average of the weights; evaluation and checkpoints use it")
     ema_decay: float = setting(0.999, "EMA momentum per step")
-    mixed_precision: Literal["auto", "on", "off"] = setting("auto", "mixed float16 (GPU) / bfloat16 (TPU); "
-                                                                    "auto: on when a GPU or TPU is used")
+    mixed_precision: Literal["auto", "on", "off"] = setting(
+        "auto", "mixed float16 (GPU) / bfloat16 (TPU); auto: on when a GPU or TPU is used"
+    )
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = setting(
-        "auto", "tf.distribute strategy; auto: mirrored on 2+ GPUs, else default; multi_worker reads TF_CONFIG")
+        "auto", "tf.distribute strategy; auto: mirrored on 2+ GPUs, else default; multi_worker reads TF_CONFIG"
+    )
     seed: int = setting(0, "seed of Python, NumPy, TensorFlow and Keras random generators")
     steps_per_epoch: int | None = setting(None, "batches per epoch (null: one pass over the training set)")
     eval_interval: int = setting(1, "run the task's evaluator every N epochs (0: Keras validation only)")
     jit_compile: bool = setting(False, "XLA-compile the train step (slower on CPU: keep off there)")
-    init_weights: str | None = setting(None, "a .weights.npz (e.g. another run's weights/best.weights.npz) copied "
-                                             "into the model by variable path before training; variables it "
-                                             "lacks keep their initialisation, a shape mismatch is an error")
+    init_weights: str | None = setting(
+        None,
+        "a .weights.npz (e.g. another run's weights/best.weights.npz) copied "
+        "into the model by variable path before training; variables it "
+        "lacks keep their initialisation, a shape mismatch is an error",
+    )
 
     def check(self) -> Iterator[tuple[str, str]]:
         """``(field, requirement)`` of each value out of bounds (see :func:`check_config`)."""
@@ -309,7 +324,6 @@ class TrainConfig:
             yield "steps_per_epoch", "must be null (one pass over the training set) or at least 1"
 
 
-
 @dataclasses.dataclass
 class QATConfig:
     """Quantization-aware fine-tuning, the ``qat`` command's section of every task config (``qat.*``).
@@ -323,10 +337,14 @@ class QATConfig:
     fine_tune_batch: int = setting(8, "images per QAT fine-tune step")
     fine_tune_images: int = setting(256, "training images the QAT fine-tune cycles through (without augmentation)")
     fine_tune_target: Literal["task", "distillation"] = setting(
-        "task", "what the QAT fine-tune fits: the task's loss on the labels, or the float model's logits "
-                "(distillation: keeps the float model's predictions)")
-    freeze_batch_norm: bool = setting(True, "batch norms keep the float statistics, scale and offset in the "
-                                            "QAT fine-tune")
+        "task",
+        "what the QAT fine-tune fits: the task's loss on the labels, or the float model's logits "
+        "(distillation: keeps the float model's predictions)",
+    )
+    freeze_batch_norm: bool = setting(
+        True, "batch norms keep the float statistics, scale and offset in the QAT fine-tune"
+    )
     calibration_images: int = setting(64, "images that calibrate int8 activation ranges (QAT and post-training)")
     calibration_ranges: Literal["batch_mean", "min_max"] = setting(
-        "batch_mean", "QAT activation ranges: mean of the calibration batches' min/max, or min/max over all")
+        "batch_mean", "QAT activation ranges: mean of the calibration batches' min/max, or min/max over all"
+    )

@@ -36,8 +36,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multi_worker needs TF_CONFIG (cluster and this worker's task) "
-                             "in the environment")
+            raise ValueError(
+                "--strategy multi_worker needs TF_CONFIG (cluster and this worker's task) in the environment"
+            )
         try:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as error:

@@ -30,7 +30,7 @@ def plot_history(history: list[dict], path: str | Path) -> Path:
     columns = min(3, max(len(panels), 1))
     rows = -(-max(len(panels), 1) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (title, keys) in zip(axes.flat, panels.items()):
         for key in keys:

@@ -32,8 +32,17 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     from the start (warm restarts): ``step`` is taken modulo ``total_steps // cycles``.
     """
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
-                 min_ratio: float = 0.0, milestones: tuple[int, ...] = (), gamma: float = 0.1, cycles: int = 1):
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        decay: str = "cosine",
+        min_ratio: float = 0.0,
+        milestones: tuple[int, ...] = (),
+        gamma: float = 0.1,
+        cycles: int = 1,
+    ):
         if decay not in DECAYS:
             raise ValueError(f"unknown decay {decay!r}: expected one of {', '.join(DECAYS)}")
         self.peak = float(peak)
@@ -70,9 +79,16 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup_steps, warm, decayed)
 
     def get_config(self) -> dict:
-        return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "decay": self.decay, "min_ratio": self.min_ratio, "milestones": list(self.milestones),
-                "gamma": self.gamma, "cycles": self.cycles}
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "decay": self.decay,
+            "min_ratio": self.min_ratio,
+            "milestones": list(self.milestones),
+            "gamma": self.gamma,
+            "cycles": self.cycles,
+        }
 
 
 def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
@@ -93,8 +109,12 @@ def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
 
 def build_optimizer(train: TrainConfig, schedule: WarmupDecay):
     """The Keras optimizer of a :class:`TrainConfig`, with Keras's built-in weight EMA when ``train.ema``."""
-    common = {"learning_rate": schedule, "clipnorm": train.clipnorm, "use_ema": train.ema,
-              "ema_momentum": train.ema_decay}
+    common = {
+        "learning_rate": schedule,
+        "clipnorm": train.clipnorm,
+        "use_ema": train.ema,
+        "ema_momentum": train.ema_decay,
+    }
     if train.optimizer == "sgd":
         return keras.optimizers.SGD(momentum=train.momentum, weight_decay=train.weight_decay or None, **common)
     if train.optimizer == "adam":

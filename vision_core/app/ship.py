@@ -75,7 +75,7 @@ def calibration_batches(task, config) -> list[np.ndarray]:
     count = config.qat.calibration_images
     batches, seen = [], 0
     for batch in task.representative_data(config, math.ceil(count / config.train.batch_size)):
-        batches.append(np.asarray(batch, np.float32)[:count - seen])
+        batches.append(np.asarray(batch, np.float32)[: count - seen])
         seen += len(batches[-1])
         if seen >= count:
             break
@@ -84,8 +84,9 @@ def calibration_batches(task, config) -> list[np.ndarray]:
     return batches
 
 
-def export_run(task, model, config, run_dir: str | Path, formats: list[str],
-               saved_models: str | Path = "saved_models") -> dict[str, Path]:
+def export_run(
+    task, model, config, run_dir: str | Path, formats: list[str], saved_models: str | Path = "saved_models"
+) -> dict[str, Path]:
     """Write the forms in ``formats`` (groups allowed) of the run's ``model``; ``{form: path}``."""
     from tflite.runtime import TFLiteModel
     from vision_core.export.onnx_export import (
@@ -109,15 +110,17 @@ def export_run(task, model, config, run_dir: str | Path, formats: list[str],
         if form in forms or (form == "int8" and "onnx" in forms):
             log.info("exporting %s TFLite", form)
             data = calibration if form in ("int8", "int16x8") else None
-            written[form] = export_tflite(shipped, out_dir / f"{task.name}_{form}.tflite", form, data, info=info,
-                                          **task.tflite_options)
+            written[form] = export_tflite(
+                shipped, out_dir / f"{task.name}_{form}.tflite", form, data, info=info, **task.tflite_options
+            )
     qat_file = run_dir / QAT_DIR / QAT_FILE
     if "int8" in written and qat_file.is_file():
         written["int8_qat"] = copy_atomic(qat_file, out_dir / f"{task.name}_int8_qat.tflite")
     if "saved_model" in forms or "onnx" in forms:
         log.info("exporting the SavedModel to %s", saved_models)
-        written["saved_model"] = export_saved_model(shipped, saved_models, name,
-                                                    preprocess=Normalization(info.mean, info.std))
+        written["saved_model"] = export_saved_model(
+            shipped, saved_models, name, preprocess=Normalization(info.mean, info.std)
+        )
         written["models_config"] = write_models_config(saved_models)
     if "onnx" in forms:
         log.info("exporting ONNX (from the SavedModel and from the int8 TFLite file)")
@@ -195,29 +198,52 @@ def run_qat(task, model, config, run_dir: str | Path) -> dict[str, Any]:
 
     settings, run_dir = config.qat, Path(run_dir)
     builder, kwargs = task.qat_builder(config)
-    loss, loss_options = (("distillation_kl_from_logits", {}) if settings.fine_tune_target == "distillation"
-                          else task.qat_loss(config))
+    loss, loss_options = (
+        ("distillation_kl_from_logits", {}) if settings.fine_tune_target == "distillation" else task.qat_loss(config)
+    )
     inference, inference_options = task.inference(config) or (None, {})
     info = task.model_info(config, export_name(task, run_dir))
-    spec = QATJobSpec(builder, kwargs, steps=settings.steps, batch_size=settings.fine_tune_batch,
-                      learning_rate=settings.fine_tune_lr, loss=loss, loss_options=loss_options,
-                      freeze_batch_norm=settings.freeze_batch_norm, calibration_ranges=settings.calibration_ranges,
-                      metadata=dataclasses.asdict(info), inference=inference, inference_options=inference_options,
-                      tflite_options=task.tflite_options, out_dir=".")
+    spec = QATJobSpec(
+        builder,
+        kwargs,
+        steps=settings.steps,
+        batch_size=settings.fine_tune_batch,
+        learning_rate=settings.fine_tune_lr,
+        loss=loss,
+        loss_options=loss_options,
+        freeze_batch_norm=settings.freeze_batch_norm,
+        calibration_ranges=settings.calibration_ranges,
+        metadata=dataclasses.asdict(info),
+        inference=inference,
+        inference_options=inference_options,
+        tflite_options=task.tflite_options,
+        out_dir=".",
+    )
     qat_dir = run_dir / QAT_DIR
     images = max(1, min(settings.fine_tune_images, settings.steps * settings.fine_tune_batch))
     data = {"calibration": np.concatenate(calibration_batches(task, config)), **task.qat_data(config, images)}
     spec_path = spec.write(qat_dir, weights_by_path(model), data)
-    log.info("QAT: %d steps of batch %d (%s) in a tf_keras process (%s)", settings.steps, settings.fine_tune_batch,
-             settings.fine_tune_target, qat_dir)
+    log.info(
+        "QAT: %d steps of batch %d (%s) in a tf_keras process (%s)",
+        settings.steps,
+        settings.fine_tune_batch,
+        settings.fine_tune_target,
+        qat_dir,
+    )
     job = launch(spec_path)
     (qat_dir / spec.data).unlink()
     rows = task.compare_forms({"float keras": model, QAT_FILE: qat_dir / QAT_FILE}, config)
     headline = task.headline_metric
     losses = job.get("losses") or [None]
-    report = {"qat_int8": str(qat_dir / QAT_FILE), "steps": settings.steps, "first_loss": losses[0],
-              "last_loss": losses[-1], "forms": rows, f"delta_{headline}": rows[1].get(f"{headline}_delta"),
-              "job": job}
+    report = {
+        "qat_int8": str(qat_dir / QAT_FILE),
+        "steps": settings.steps,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "forms": rows,
+        f"delta_{headline}": rows[1].get(f"{headline}_delta"),
+        "job": job,
+    }
     write_atomic(qat_dir / "report.json", json.dumps(report, indent=2, default=float).encode())
     log.info("QAT int8 against float:\n%s", format_rows(rows))
     return {k: v for k, v in report.items() if k != "job"}

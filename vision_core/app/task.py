@@ -102,6 +102,7 @@ class Task(abc.ABC):
         Default: nothing (types and section bounds are checked when the config is resolved). It should
         build nothing heavy; what it loads may be cached for :meth:`datasets`.
         """
+        return None
 
     def plots(self, model, config, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
         """Pictures of an evaluation written to ``out_dir``: ``{plot name: path}``; default none.
@@ -114,7 +115,8 @@ class Task(abc.ABC):
         return {}
 
     def predict(self, model, sources: list[str], config, out_dir: Path) -> dict[str, Any]:
-        """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs to ``out_dir``."""
+        """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs
+        to ``out_dir``."""
         raise NotSupported(f"task {self.name!r} does not implement predict")
 
     def representative_data(self, config, batches: int = 8) -> Iterable[np.ndarray]:
@@ -172,8 +174,10 @@ class Task(abc.ABC):
             images.append(np.asarray(batch_images))
             targets.append(tf.nest.map_structure(np.asarray, batch_targets))
         if isinstance(targets[0], dict):
-            return {"train_x": np.stack(images), **{f"target.{k}": np.stack([t[k] for t in targets])
-                                                   for k in targets[0]}}
+            return {
+                "train_x": np.stack(images),
+                **{f"target.{k}": np.stack([t[k] for t in targets]) for k in targets[0]},
+            }
         return {"train_x": np.stack(images), "train_y": np.stack(targets)}
 
     def compare_forms(self, forms: Mapping[str, Any], config) -> list[dict[str, Any]]:

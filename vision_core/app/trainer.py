@@ -55,8 +55,9 @@ from vision_core.storage.weights import assign_by_path, load_npz, variables_by_p
 log = get_logger()
 
 
-def epoch_stream(train_set: tf.data.Dataset, first_epoch: int, epochs: int,
-                 configured_steps: int | None) -> tf.data.Dataset:
+def epoch_stream(
+    train_set: tf.data.Dataset, first_epoch: int, epochs: int, configured_steps: int | None
+) -> tf.data.Dataset:
     """The batches of epochs ``first_epoch .. epochs - 1``: one iterator of ``train_set`` per epoch."""
     if configured_steps:
         return train_set.repeat()
@@ -69,8 +70,7 @@ def steps_per_epoch(dataset: tf.data.Dataset, configured: int | None) -> int:
         return configured
     count = int(dataset.cardinality())
     if count <= 0:
-        raise AppError("the training set has no known finite length: set train.steps_per_epoch "
-                       "(--steps-per-epoch)")
+        raise AppError("the training set has no known finite length: set train.steps_per_epoch (--steps-per-epoch)")
     return count
 
 
@@ -97,8 +97,7 @@ def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
         raise AppError(str(error)) from None
     for _ in range(state.epoch):
         iter(train_set)
-    log.info("resuming %s after epoch %d (best %s at epoch %s)", run_dir, state.epoch, state.best,
-             state.best_epoch)
+    log.info("resuming %s after epoch %d (best %s at epoch %s)", run_dir, state.epoch, state.best, state.best_epoch)
     return state
 
 
@@ -145,8 +144,9 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
         if settings.init_weights:
             initialise(model, settings.init_weights)
     if state.epoch >= settings.epochs:
-        raise AppError(f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; "
-                       "raise --epochs to continue")
+        raise AppError(
+            f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; raise --epochs to continue"
+        )
 
     evaluation = TaskEvaluation(task, config, state, settings.eval_interval, settings.epochs)
     callbacks = [
@@ -160,12 +160,22 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
     ]
     prebuild_for_multi_worker(model, strategy, next(iter(val_set)))
     stream = epoch_stream(train_set, state.epoch, settings.epochs, settings.steps_per_epoch)
-    model.fit(stream, validation_data=val_set, epochs=settings.epochs, initial_epoch=state.epoch,
-              steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-              verbose=1 if sys.stderr.isatty() else 2)
+    model.fit(
+        stream,
+        validation_data=val_set,
+        epochs=settings.epochs,
+        initial_epoch=state.epoch,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=1 if sys.stderr.isatty() else 2,
+    )
     if state.diverged:
-        kept = f"last good checkpoint: {runs.weights_path(run_dir, 'last')} (epoch {state.epoch})" \
-            if state.epoch else "no checkpoint was saved"
+        kept = (
+            f"last good checkpoint: {runs.weights_path(run_dir, 'last')} (epoch {state.epoch})"
+            if state.epoch
+            else "no checkpoint was saved"
+        )
         raise TrainingDiverged(f"{run_dir}: {state.diverged}; training stopped, {kept}")
     return finish(task, config, model, run_dir, state, evaluation.scored)
 
@@ -186,11 +196,19 @@ def finish(task, config, model, run_dir: Path, state: RunState, scored: dict[int
         metrics = scored[state.best_epoch]
     else:
         metrics = task.evaluate(model, config)
-    result = {"run": str(run_dir), "weights": which, "epochs": state.epoch, "best_epoch": state.best_epoch,
-              "headline_metric": task.headline_metric, "headline": metrics.get(task.headline_metric),
-              "metrics": metrics, "config": to_dict(config)}
+    result = {
+        "run": str(run_dir),
+        "weights": which,
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
+        "headline_metric": task.headline_metric,
+        "headline": metrics.get(task.headline_metric),
+        "metrics": metrics,
+        "config": to_dict(config),
+    }
     write_atomic(run_dir / runs.METRICS, json.dumps(result, indent=2, default=float).encode())
-    log.info("%s: %s = %s (%s weights, epoch %s)", run_dir, task.headline_metric, result["headline"], which,
-             state.best_epoch)
+    log.info(
+        "%s: %s = %s (%s weights, epoch %s)", run_dir, task.headline_metric, result["headline"], which, state.best_epoch
+    )
     plots = task.plots(model, config, metrics, run_dir)
     return {**result, "plots": {name: str(path) for name, path in plots.items()}}

@@ -15,9 +15,10 @@ from vision_core.logs import log_to_console
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vision_core.backbones",
-                                     description="List and measure the suite's backbones (train one with "
-                                                 "python -m apps.classify).")
+    parser = argparse.ArgumentParser(
+        prog="python -m vision_core.backbones",
+        description="List and measure the suite's backbones (train one with python -m apps.classify).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="print the registered backbone names")
     table = sub.add_parser("table", help="parameters and MACs at 224x224 (1000 classes) beside the references")

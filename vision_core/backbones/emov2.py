@@ -80,8 +80,9 @@ def _symmetric_pad(x, kernel_size: int, name: str):
 def stem(x, channels: int):
     """3x3 stride-2 conv (bias) + BN + SiLU -> depthwise 3x3 + BN + SiLU -> 1x1 conv: (H/2, W/2, channels)."""
     x = _symmetric_pad(x, 3, "stem_pad")
-    x = conv_bn_act(x, channels, 3, 2, name="stem_conv", activation="silu", padding="valid",
-                    use_bias=True, bn_epsilon=NORM_EPSILON)
+    x = conv_bn_act(
+        x, channels, 3, 2, name="stem_conv", activation="silu", padding="valid", use_bias=True, bn_epsilon=NORM_EPSILON
+    )
     x = dwconv_bn_act(x, 3, name="stem_local", activation="silu", bn_epsilon=NORM_EPSILON)
     return keras.layers.Conv2D(channels, 1, use_bias=False, name="stem_pointwise")(x)
 
@@ -106,8 +107,12 @@ def i2rmb(
     x = _norm(x, stage.norm, f"{name}_norm")
     if attention:
         x = WindowAttention(
-            num_heads=in_channels // stage.head_dim, key_dim=stage.head_dim, value_channels=mid_channels,
-            window_size=window_size, value_activation=stage.activation, name=f"{name}_attention",
+            num_heads=in_channels // stage.head_dim,
+            key_dim=stage.head_dim,
+            value_channels=mid_channels,
+            window_size=window_size,
+            value_activation=stage.activation,
+            name=f"{name}_attention",
         )(x)
     else:
         x = keras.layers.Conv2D(mid_channels, 1, use_bias=True, name=f"{name}_expand_conv")(x)
@@ -115,13 +120,22 @@ def i2rmb(
     local_input = x
     if stride > 1:
         local_input = _symmetric_pad(x, kernel_size, f"{name}_local_pad")
-    local = dwconv_bn_act(local_input, kernel_size, stride, name=f"{name}_local", activation="silu",
-                          padding="same" if stride == 1 else "valid", bn_epsilon=NORM_EPSILON)
+    local = dwconv_bn_act(
+        local_input,
+        kernel_size,
+        stride,
+        name=f"{name}_local",
+        activation="silu",
+        padding="same" if stride == 1 else "valid",
+        bn_epsilon=NORM_EPSILON,
+    )
     x = keras.layers.Add(name=f"{name}_local_add")([x, local]) if residual else local
     x = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_proj")(x)
     # Per-channel layer scale as a 1x1 depthwise conv: a plain Keras layer with C weights.
     x = keras.layers.DepthwiseConv2D(
-        1, use_bias=False, depthwise_initializer=keras.initializers.Constant(LAYER_SCALE_INIT),
+        1,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.Constant(LAYER_SCALE_INIT),
         name=f"{name}_layer_scale",
     )(x)
     if residual:
@@ -148,17 +162,23 @@ def emov2(
         for block in range(1, stage.depth + 1):
             first = block == 1
             x = i2rmb(
-                x, stage.channels, stride=2 if first else 1,
+                x,
+                stage.channels,
+                stride=2 if first else 1,
                 expansion=stage.expansion * 2 if first else stage.expansion,
-                stage=stage, attention=stage.attention and not first,
-                kernel_size=kernel_size, window_size=window_size, name=f"stage{index}_block{block}",
+                stage=stage,
+                attention=stage.attention and not first,
+                kernel_size=kernel_size,
+                window_size=window_size,
+                name=f"stage{index}_block{block}",
             )
         features[FEATURE_NAMES[index - 1]] = x
     if num_classes is None:
         return feature_model(inputs, features, variant)
     x = LayerNorm(epsilon=NORM_EPSILON, name="head_norm")(x)
-    return classifier_model(inputs, x, num_classes, variant, dropout=dropout,
-                            classifier_activation=classifier_activation)
+    return classifier_model(
+        inputs, x, num_classes, variant, dropout=dropout, classifier_activation=classifier_activation
+    )
 
 
 @register_backbone

@@ -21,11 +21,21 @@ ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # (output channels, stride, expansion) per inverted residual block, block_id = index.
 BLOCKS = (
     (16, 1, 1),
-    (24, 2, 6), (24, 1, 6),
-    (32, 2, 6), (32, 1, 6), (32, 1, 6),
-    (64, 2, 6), (64, 1, 6), (64, 1, 6), (64, 1, 6),
-    (96, 1, 6), (96, 1, 6), (96, 1, 6),
-    (160, 2, 6), (160, 1, 6), (160, 1, 6),
+    (24, 2, 6),
+    (24, 1, 6),
+    (32, 2, 6),
+    (32, 1, 6),
+    (32, 1, 6),
+    (64, 2, 6),
+    (64, 1, 6),
+    (64, 1, 6),
+    (64, 1, 6),
+    (96, 1, 6),
+    (96, 1, 6),
+    (96, 1, 6),
+    (160, 2, 6),
+    (160, 1, 6),
+    (160, 1, 6),
     (320, 1, 6),
 )
 FEATURE_BLOCKS = {2: "C2", 5: "C3", 12: "C4"}
@@ -61,8 +71,9 @@ def inverted_residual(x, filters: int, stride: int, expansion: int, alpha: float
         prefix = "expanded_conv_"
     if stride == 2:
         x = keras.layers.ZeroPadding2D(_stride2_padding(x), name=f"{prefix}pad")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=stride, use_bias=False,
-                                     padding="same" if stride == 1 else "valid", name=f"{prefix}depthwise")(x)
+    x = keras.layers.DepthwiseConv2D(
+        3, strides=stride, use_bias=False, padding="same" if stride == 1 else "valid", name=f"{prefix}depthwise"
+    )(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(_bn(x, f"{prefix}depthwise_BN"))
     x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=f"{prefix}project")(x)
     x = _bn(x, f"{prefix}project_BN")
@@ -76,8 +87,9 @@ def mobilenet_v2(input_shape, num_classes=None, *, alpha: float = 1.0, classifie
     if not 0.35 <= alpha <= 1.4:
         raise ValueError(f"mobilenet_v2: alpha must be in [0.35, 1.4], got {alpha}")
     inputs = keras.Input(input_shape, name="image")
-    x = keras.layers.Conv2D(make_divisible(32 * alpha, 8), 3, strides=2, padding="same",
-                            use_bias=False, name="Conv1")(inputs)
+    x = keras.layers.Conv2D(make_divisible(32 * alpha, 8), 3, strides=2, padding="same", use_bias=False, name="Conv1")(
+        inputs
+    )
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(_bn(x, "bn_Conv1"))
     features = {}
     for block_id, (filters, stride, expansion) in enumerate(BLOCKS):

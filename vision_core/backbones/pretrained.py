@@ -34,8 +34,9 @@ def imagenet_file_name(backbone: str, include_top: bool, alpha: float = 1.0, row
     raise ValueError(f"no keras.applications weights for {backbone!r}; available: {', '.join(_APPLICATIONS)}")
 
 
-def load_keras_applications_weights(model, backbone: str, source: str | os.PathLike = "imagenet",
-                                    *, alpha: float = 1.0) -> Path:
+def load_keras_applications_weights(
+    model, backbone: str, source: str | os.PathLike = "imagenet", *, alpha: float = 1.0
+) -> Path:
     """Copy keras.applications weights from ``source`` into ``model``; returns the file used.
 
     ``model`` is a suite backbone built with the keras.applications layout (features or a

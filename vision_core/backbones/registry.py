@@ -10,7 +10,7 @@ shape ``(batch, N)`` (or probabilities with ``classifier_activation="softmax"``)
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _BACKBONES: dict[str, Callable] = {}
 

@@ -41,7 +41,11 @@ PARAM_TOLERANCE = 0.03
 
 def count_parameters(model) -> int:
     """Weights excluding batch norm moving mean/variance (PyTorch's ``parameters()``)."""
-    return sum(int(np.prod(v.shape)) for v in model.weights if "moving_" not in v.name and "moving_" not in getattr(v, "path", ""))
+    return sum(
+        int(np.prod(v.shape))
+        for v in model.weights
+        if "moving_" not in v.name and "moving_" not in getattr(v, "path", "")
+    )
 
 
 def count_macs(model) -> int:
@@ -53,9 +57,13 @@ def count_macs(model) -> int:
 
     spec = tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32)
     frozen = convert_variables_to_constants_v2(
-        tf.function(lambda x: model(x, training=False)).get_concrete_function(spec))
-    options = option_builder.ProfileOptionBuilder(
-        option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+        tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    )
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     options["account_type_regexes"] = ["Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul.*"]
     quiet = logging.getLogger("tensorflow")
     level, quiet.level = quiet.level, logging.ERROR
@@ -89,13 +97,29 @@ def measure(name: str, input_size: int = 224, num_classes: int = 1000) -> Backbo
 
 
 def format_table(rows: list[BackboneRow], markdown: bool = True) -> str:
-    header = ("backbone", "params (M)", "MACs @224 (G)", "reference params (M)", "reference MACs (G)", "Δ params", "source")
+    header = (
+        "backbone",
+        "params (M)",
+        "MACs @224 (G)",
+        "reference params (M)",
+        "reference MACs (G)",
+        "Δ params",
+        "source",
+    )
     lines = []
     for r in rows:
         delta = "" if r.params_delta is None else f"{100 * r.params_delta:+.1f}%"
-        lines.append((r.name, f"{r.params / 1e6:.2f}", f"{r.macs / 1e9:.2f}",
-                      "" if r.reference_params_m is None else f"{r.reference_params_m:g}",
-                      "" if r.reference_macs_g is None else f"{r.reference_macs_g:g}", delta, r.source))
+        lines.append(
+            (
+                r.name,
+                f"{r.params / 1e6:.2f}",
+                f"{r.macs / 1e9:.2f}",
+                "" if r.reference_params_m is None else f"{r.reference_params_m:g}",
+                "" if r.reference_macs_g is None else f"{r.reference_macs_g:g}",
+                delta,
+                r.source,
+            )
+        )
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(line) + " |" for line in lines]

@@ -61,8 +61,7 @@ def _conv(x, filters: int, kernel: int, strides: int, opts: ResNetOptions, name:
         padding = "valid"
     else:
         padding = "same"
-    return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
-                               use_bias=opts.conv_bias, name=name)(x)
+    return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=opts.conv_bias, name=name)(x)
 
 
 def _squeeze_excite(x, in_filters: int, opts: ResNetOptions, name: str):

@@ -132,9 +132,9 @@ def _layer_norm(x, name: str):
 def convnext_block(x, kernel_size: int, layer_scale_init: float, drop_path: float, name: str):
     """ConvNeXt block on ``(B, H, W, C)``; same shape out. Pointwise layers are 1x1 convs."""
     channels = x.shape[-1]
-    y = keras.layers.DepthwiseConv2D(
-        kernel_size, padding="same", depthwise_initializer=_init(), name=f"{name}_dwconv"
-    )(x)
+    y = keras.layers.DepthwiseConv2D(kernel_size, padding="same", depthwise_initializer=_init(), name=f"{name}_dwconv")(
+        x
+    )
     y = _layer_norm(y, f"{name}_norm")
     y = _conv(y, MLP_EXPANSION * channels, 1, 1, f"{name}_pwconv1")
     y = keras.layers.Activation("gelu", name=f"{name}_gelu")(y)  # exact (erf) GELU in both flavours
@@ -158,8 +158,16 @@ def _upsample(x, channels: int, size: tuple[int, int], name: str):
     return keras.layers.Resizing(size[0], size[1], interpolation="nearest", name=f"{name}_up_resize")(x)
 
 
-def column(stem, previous: list | None, index: int, config: RevColConfig, kernel_size: int,
-           layer_scale_init: float, reversible_scale_init: float, drop_path_rate: float) -> list:
+def column(
+    stem,
+    previous: list | None,
+    index: int,
+    config: RevColConfig,
+    kernel_size: int,
+    layer_scale_init: float,
+    reversible_scale_init: float,
+    drop_path_rate: float,
+) -> list:
     """One column: the stem output and the previous column's 4 levels -> this column's 4 levels."""
     # Drop-path rates rise linearly over one column's blocks, the same in every column (official).
     depth = sum(config.blocks)
@@ -177,8 +185,9 @@ def column(stem, previous: list | None, index: int, config: RevColConfig, kernel
             x = convnext_block(x, kernel_size, layer_scale_init, rate, f"{name}_block{block}")
         if previous is not None:
             # The first column has nothing to carry: its levels start from zero.
-            carried = ChannelScale(reversible_scale_init, min_magnitude=1e-3,
-                                   name=f"{name}_reversible_scale")(previous[level])
+            carried = ChannelScale(reversible_scale_init, min_magnitude=1e-3, name=f"{name}_reversible_scale")(
+                previous[level]
+            )
             x = keras.layers.Add(name=f"{name}_reversible_add")([carried, x])
         levels.append(x)
     return levels
@@ -205,8 +214,9 @@ def revcol(
     stem = _layer_norm(_conv(inputs, config.channels[0], 4, 4, "stem_conv"), "stem_norm")
     levels = None
     for index in range(config.columns):
-        levels = column(stem, levels, index, config, kernel_size, layer_scale_init, reversible_scale_init,
-                        drop_path_rate)
+        levels = column(
+            stem, levels, index, config, kernel_size, layer_scale_init, reversible_scale_init, drop_path_rate
+        )
     if num_classes is None:
         return feature_model(inputs, dict(zip(FEATURE_NAMES, levels)), name)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(levels[-1])

@@ -58,18 +58,60 @@ _WIDE = dict(stage_filters=(128, 160, 192, 224), stage_out_filters=(256, 512, 76
 _SLIM = dict(stage_filters=(64, 80, 96, 112), stage_out_filters=(112, 256, 384, 512))
 
 SPECS = {
-    "vovnet39": VoVNetSpec((64, 64, 128), **_WIDE, layers_per_block=5, blocks_per_stage=(1, 1, 2, 2),
-                           ese=False, identity=False, depthwise=False),
-    "vovnet57": VoVNetSpec((64, 64, 128), **_WIDE, layers_per_block=5, blocks_per_stage=(1, 1, 4, 3),
-                           ese=False, identity=False, depthwise=False),
-    "ese_vovnet19_slim": VoVNetSpec((64, 64, 64), **_SLIM, layers_per_block=3, blocks_per_stage=(1, 1, 1, 1),
-                                    ese=True, identity=True, depthwise=True),
-    "ese_vovnet19": VoVNetSpec((64, 64, 128), **_WIDE, layers_per_block=3, blocks_per_stage=(1, 1, 1, 1),
-                               ese=True, identity=True, depthwise=False),
-    "ese_vovnet39": VoVNetSpec((64, 64, 128), **_WIDE, layers_per_block=5, blocks_per_stage=(1, 1, 2, 2),
-                               ese=True, identity=True, depthwise=False),
-    "ese_vovnet57": VoVNetSpec((64, 64, 128), **_WIDE, layers_per_block=5, blocks_per_stage=(1, 1, 4, 3),
-                               ese=True, identity=True, depthwise=False),
+    "vovnet39": VoVNetSpec(
+        (64, 64, 128),
+        **_WIDE,
+        layers_per_block=5,
+        blocks_per_stage=(1, 1, 2, 2),
+        ese=False,
+        identity=False,
+        depthwise=False,
+    ),
+    "vovnet57": VoVNetSpec(
+        (64, 64, 128),
+        **_WIDE,
+        layers_per_block=5,
+        blocks_per_stage=(1, 1, 4, 3),
+        ese=False,
+        identity=False,
+        depthwise=False,
+    ),
+    "ese_vovnet19_slim": VoVNetSpec(
+        (64, 64, 64),
+        **_SLIM,
+        layers_per_block=3,
+        blocks_per_stage=(1, 1, 1, 1),
+        ese=True,
+        identity=True,
+        depthwise=True,
+    ),
+    "ese_vovnet19": VoVNetSpec(
+        (64, 64, 128),
+        **_WIDE,
+        layers_per_block=3,
+        blocks_per_stage=(1, 1, 1, 1),
+        ese=True,
+        identity=True,
+        depthwise=False,
+    ),
+    "ese_vovnet39": VoVNetSpec(
+        (64, 64, 128),
+        **_WIDE,
+        layers_per_block=5,
+        blocks_per_stage=(1, 1, 2, 2),
+        ese=True,
+        identity=True,
+        depthwise=False,
+    ),
+    "ese_vovnet57": VoVNetSpec(
+        (64, 64, 128),
+        **_WIDE,
+        layers_per_block=5,
+        blocks_per_stage=(1, 1, 4, 3),
+        ese=True,
+        identity=True,
+        depthwise=False,
+    ),
 }
 
 
@@ -151,7 +193,10 @@ def vovnet(
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"stage{stage}_pool")(x)
         for block in range(blocks):
             x = osa_block(
-                x, spec, spec.stage_filters[index], spec.stage_out_filters[index],
+                x,
+                spec,
+                spec.stage_filters[index],
+                spec.stage_out_filters[index],
                 ese=spec.ese and (ese_on_every_block or block == blocks - 1),
                 identity=spec.identity and block > 0,
                 name=f"stage{stage}_osa{block + 1}",
@@ -159,8 +204,7 @@ def vovnet(
         features[f"C{stage}"] = x
     if num_classes is None:
         return feature_model(inputs, features, name)
-    return classifier_model(inputs, x, num_classes, name, dropout=dropout,
-                            classifier_activation=classifier_activation)
+    return classifier_model(inputs, x, num_classes, name, dropout=dropout, classifier_activation=classifier_activation)
 
 
 @register_backbone

@@ -57,11 +57,17 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, class_names: 
     matrix = np.zeros((classes, classes), np.int64)
     np.add.at(matrix, (labels, predicted), 1)
     per_class = matrix.sum(axis=1)
-    recall = {name: (float(matrix[i, i] / per_class[i]) if per_class[i] else None)
-              for i, name in enumerate(class_names)}
-    return {"top1": float(np.mean(predicted == labels)),
-            "top5": float(np.mean((ranked[:, :k] == labels[:, None]).any(axis=1))), "top5_k": k,
-            "per_class_accuracy": recall, "confusion_matrix": matrix.tolist(), "samples": len(labels)}
+    recall = {
+        name: (float(matrix[i, i] / per_class[i]) if per_class[i] else None) for i, name in enumerate(class_names)
+    }
+    return {
+        "top1": float(np.mean(predicted == labels)),
+        "top5": float(np.mean((ranked[:, :k] == labels[:, None]).any(axis=1))),
+        "top5_k": k,
+        "per_class_accuracy": recall,
+        "confusion_matrix": matrix.tolist(),
+        "samples": len(labels),
+    }
 
 
 def top1_agreement(scores_a: np.ndarray, scores_b: np.ndarray) -> float:

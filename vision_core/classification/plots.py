@@ -22,8 +22,12 @@ from vision_core.storage.atomic import write_atomic
 MAX_ANNOTATED_CLASSES = 30  # above this many classes the counts no longer fit in their cells
 
 
-def plot_confusion_matrix(matrix: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str],
-                          path: str | os.PathLike, title: str = "confusion matrix") -> Path:
+def plot_confusion_matrix(
+    matrix: np.ndarray | Sequence[Sequence[int]],
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "confusion matrix",
+) -> Path:
     """Write ``matrix`` (int [K, K], rows = true class, columns = predicted) to ``path`` (PNG); returns the path.
 
     Colour is the row-normalised share in [0, 1] (an empty row stays blank); each cell shows its
@@ -40,14 +44,26 @@ def plot_confusion_matrix(matrix: np.ndarray | Sequence[Sequence[int]], class_na
     axes = figure.add_subplot()
     shown = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
-    axes.set(xticks=range(classes), yticks=range(classes), xlabel="predicted class", ylabel="true class",
-             title=f"{title} ({int(matrix.sum())} images)")
+    axes.set(
+        xticks=range(classes),
+        yticks=range(classes),
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"{title} ({int(matrix.sum())} images)",
+    )
     axes.set_xticklabels(class_names, rotation=45, ha="right", rotation_mode="anchor")
     axes.set_yticklabels(class_names)
     if classes <= MAX_ANNOTATED_CLASSES:
         for (row, column), count in np.ndenumerate(matrix):
-            axes.text(column, row, str(int(count)), ha="center", va="center", fontsize=8,
-                      color="white" if share[row, column] > 0.5 else "black")
+            axes.text(
+                column,
+                row,
+                str(int(count)),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[row, column] > 0.5 else "black",
+            )
     figure.tight_layout()
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)

@@ -59,8 +59,13 @@ def collect_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> 
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         path = Path(source)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif not path.exists():
             skipped[str(path)] = "no such file or folder"
         elif path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -80,9 +85,20 @@ def _output_name(source: Path, taken: set[str]) -> str:
     return name
 
 
-def predict_images(runner, sources, out_dir: str | os.PathLike, class_names: Sequence[str],
-                   image_size: int | Sequence[int], mean: float | Sequence[float], std: float | Sequence[float],
-                   channels: int = 3, top_k: int = 3, *, batch_size: int = 32, progress: bool = True) -> dict:
+def predict_images(
+    runner,
+    sources,
+    out_dir: str | os.PathLike,
+    class_names: Sequence[str],
+    image_size: int | Sequence[int],
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    channels: int = 3,
+    top_k: int = 3,
+    *,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict:
     """Classify the images of ``sources`` and write the results to ``out_dir`` (format in the module docstring).
 
     Args:
@@ -104,13 +120,15 @@ def predict_images(runner, sources, out_dir: str | os.PathLike, class_names: Seq
     files, skipped = collect_images(sources)
     for path, reason in skipped.items():
         log.warning("skipping %s: %s", path, reason)
-    preprocess = tf.function(lambda path: preprocess_image_file(path, image_size, channels, mean, std),
-                             input_signature=[tf.TensorSpec((), tf.string)])
+    preprocess = tf.function(
+        lambda path: preprocess_image_file(path, image_size, channels, mean, std),
+        input_signature=[tf.TensorSpec((), tf.string)],
+    )
     results, taken = [], {RESULTS_FILE}
     bar = tqdm(total=len(files), desc="predict", unit="image", disable=not progress)
     for start in range(0, len(files), batch_size):
         images, inputs, paths = [], [], []
-        for path in files[start:start + batch_size]:
+        for path in files[start : start + batch_size]:
             try:
                 image, model_input = _load(path, preprocess)
             except OSError as error:  # missing, corrupt or truncated file
@@ -123,15 +141,21 @@ def predict_images(runner, sources, out_dir: str | os.PathLike, class_names: Seq
         if paths:
             probabilities = to_probabilities(runner(np.stack(inputs)))
             if probabilities.shape[1] != len(class_names):
-                raise ValueError(f"the model scores {probabilities.shape[1]} classes, class_names has "
-                                 f"{len(class_names)}")
+                raise ValueError(
+                    f"the model scores {probabilities.shape[1]} classes, class_names has {len(class_names)}"
+                )
             for path, image, row in zip(paths, images, probabilities):
                 results.append(_write_result(path, image, row, class_names, top_k, out_dir, taken))
-        bar.update(len(files[start:start + batch_size]))
+        bar.update(len(files[start : start + batch_size]))
     bar.close()
     counts = {"images": len(results), "skipped": len(skipped)}
-    content = {"class_names": list(class_names), "top_k": top_k, "results": results, "skipped": skipped,
-               "counts": counts}
+    content = {
+        "class_names": list(class_names),
+        "top_k": top_k,
+        "results": results,
+        "skipped": skipped,
+        "counts": counts,
+    }
     write_atomic(out_dir / RESULTS_FILE, json.dumps(content, indent=1).encode())
     return counts
 
@@ -145,15 +169,21 @@ def _load(path: Path, preprocess) -> tuple[np.ndarray, np.ndarray]:
         raise UnreadableImageError(f"{path}: OpenCV reads it but TensorFlow cannot decode it") from error
 
 
-def _write_result(path: Path, image: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], top_k: int,
-                  out_dir: Path, taken: set[str]) -> dict:
+def _write_result(
+    path: Path,
+    image: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    top_k: int,
+    out_dir: Path,
+    taken: set[str],
+) -> dict:
     """Draw the top-1 class on ``image`` (uint8 RGB [H, W, 3]), write it, and return its JSON entry."""
-    order = np.argsort(-probabilities, kind="stable")[:max(1, top_k)]
+    order = np.argsort(-probabilities, kind="stable")[: max(1, top_k)]
     top = [{"index": int(i), "label": class_names[i], "score": round(float(probabilities[i]), 5)} for i in order]
     name = _output_name(path, taken)
     ok, encoded = cv2.imencode(".jpg", draw_prediction(image, Prediction("classification", top), top_k=1))
     if not ok:
         raise ValueError(f"OpenCV could not encode {name}")
     write_atomic(out_dir / name, encoded.tobytes())
-    return {"file": str(path), "output": name, "width": int(image.shape[1]), "height": int(image.shape[0]),
-            "top": top}
+    return {"file": str(path), "output": name, "width": int(image.shape[1]), "height": int(image.shape[0]), "top": top}

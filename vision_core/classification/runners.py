@@ -51,8 +51,10 @@ def class_scores(outputs: dict[str, np.ndarray], source: str) -> np.ndarray:
     else:
         name = next((n for n in SCORE_OUTPUTS if n in outputs), None)
         if name is None:
-            raise ValueError(f"{source}: cannot tell the class scores among the outputs {sorted(outputs)}; "
-                             f"name one of them {' or '.join(SCORE_OUTPUTS)}")
+            raise ValueError(
+                f"{source}: cannot tell the class scores among the outputs {sorted(outputs)}; "
+                f"name one of them {' or '.join(SCORE_OUTPUTS)}"
+            )
         scores = outputs[name]
     scores = np.asarray(scores, np.float32)
     if scores.ndim != 2:
@@ -69,8 +71,7 @@ class ClassifierRunner(ABC):
         class_names: the class names the model carries (TFLite metadata), else None.
     """
 
-    def __init__(self, source: str, input_size: tuple[int, int] | None,
-                 class_names: Sequence[str] | None = None):
+    def __init__(self, source: str, input_size: tuple[int, int] | None, class_names: Sequence[str] | None = None):
         self.source = source
         self.input_size = input_size
         self.class_names = tuple(class_names) if class_names else None
@@ -80,8 +81,10 @@ class ClassifierRunner(ABC):
         if images.ndim != 4:
             raise ValueError(f"{self.source}: expected images [N, H, W, C], got shape {images.shape}")
         if self.input_size is not None and images.shape[1:3] != self.input_size:
-            raise ValueError(f"{self.source}: takes {self.input_size[0]}x{self.input_size[1]} images, "
-                             f"got {images.shape[1]}x{images.shape[2]}")
+            raise ValueError(
+                f"{self.source}: takes {self.input_size[0]}x{self.input_size[1]} images, "
+                f"got {images.shape[1]}x{images.shape[2]}"
+            )
         scores = self.run(images)
         if len(scores) != len(images):
             raise ValueError(f"{self.source}: {len(scores)} score rows for {len(images)} images")
@@ -118,8 +121,13 @@ class KerasClassifierRunner(ClassifierRunner):
 class TFLiteClassifierRunner(ClassifierRunner):
     """A ``.tflite`` classifier (path or flatbuffer bytes); inputs as the module docstring says."""
 
-    def __init__(self, model: bytes | str | os.PathLike, mean: float | Sequence[float] | None = None,
-                 std: float | Sequence[float] | None = None, num_threads: int | None = None):
+    def __init__(
+        self,
+        model: bytes | str | os.PathLike,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+        num_threads: int | None = None,
+    ):
         data, source = load_model(model)
         info = model_info(data)
         self.model = TFLiteModel(data, num_threads=num_threads)
@@ -158,9 +166,15 @@ class ONNXClassifierRunner(ClassifierRunner):
         return class_scores(self.model(images), self.source)
 
 
-def load_classifier_runner(model, *, mean: float | Sequence[float] | None = None,
-                           std: float | Sequence[float] | None = None, num_threads: int | None = None,
-                           batch_size: int = 32, custom_objects: dict | None = None) -> ClassifierRunner:
+def load_classifier_runner(
+    model,
+    *,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
+    num_threads: int | None = None,
+    batch_size: int = 32,
+    custom_objects: dict | None = None,
+) -> ClassifierRunner:
     """A runner for ``model``: a :class:`ClassifierRunner` (returned as is), a Keras model, TFLite
     flatbuffer bytes, or a path ending in ``.keras``, ``.tflite`` or ``.onnx``.
 
@@ -207,5 +221,5 @@ def scores_on(runner: ClassifierRunner, data, batch_size: int = 64) -> tuple[np.
     images = np.asarray(images, np.float32)
     if not len(images):
         raise ValueError("no images to score")
-    scores = np.concatenate([runner(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    scores = np.concatenate([runner(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     return scores, None if labels is None else np.asarray(labels)

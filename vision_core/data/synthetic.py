@@ -16,8 +16,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth colour gradient plus low-frequency texture, like an out-of-focus scene."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
     corners = rng.uniform(30, 225, size=(4, 3)).astype(np.float32)
-    image = (corners[0] * (1 - xx)[..., None] * (1 - yy)[..., None] + corners[1] * xx[..., None] * (1 - yy)[..., None]
-             + corners[2] * (1 - xx)[..., None] * yy[..., None] + corners[3] * xx[..., None] * yy[..., None])
+    image = (
+        corners[0] * (1 - xx)[..., None] * (1 - yy)[..., None]
+        + corners[1] * xx[..., None] * (1 - yy)[..., None]
+        + corners[2] * (1 - xx)[..., None] * yy[..., None]
+        + corners[3] * xx[..., None] * yy[..., None]
+    )
     for _ in range(3):
         fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 2 * np.pi)
         image += rng.uniform(5, 20) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)[..., None]
@@ -41,15 +45,16 @@ def _shape_mask(kind: str, size: int, box: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {kind!r}")
 
 
-def draw_scene(rng: np.random.Generator, size: int, num_objects: int, min_fraction: float = 0.2,
-               max_fraction: float = 0.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_scene(
+    rng: np.random.Generator, size: int, num_objects: int, min_fraction: float = 0.2, max_fraction: float = 0.6
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One scene: ``(image uint8 HxWx3, boxes float32 [N,4] xyxy pixels, classes int32 [N])``."""
     image = _background(rng, size)
     boxes, classes = [], []
     for _ in range(num_objects):
         side = rng.uniform(min_fraction, max_fraction) * size
         aspect = rng.uniform(0.75, 1.33)
-        w, h = side * aspect ** 0.5, side / aspect ** 0.5
+        w, h = side * aspect**0.5, side / aspect**0.5
         x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
         box = np.array([x0, y0, x0 + w, y0 + h], np.float32)
         label = int(rng.integers(len(SHAPE_CLASSES)))
@@ -57,8 +62,11 @@ def draw_scene(rng: np.random.Generator, size: int, num_objects: int, min_fracti
         image[_shape_mask(SHAPE_CLASSES[label], size, box)] = colour
         boxes.append(box)
         classes.append(label)
-    return (np.clip(image, 0, 255).astype(np.uint8), np.array(boxes, np.float32).reshape(-1, 4),
-            np.array(classes, np.int32))
+    return (
+        np.clip(image, 0, 255).astype(np.uint8),
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(classes, np.int32),
+    )
 
 
 def classification_set(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,8 @@ to the image.
 
 Order (the order a detection head's outputs must be flattened in): level by level (finest
 first), then row ``y``, then column ``x``, then the anchors of one location in the order of
-:meth:`RetinaNetAnchors.shapes` / :meth:`SSDDefaultBoxes.scale_ratios`. A head emitting ``[B, fh, fw, n * 4]`` per level,
-reshaped to ``[B, fh * fw * n, 4]`` and concatenated over levels, lines up with it.
+:meth:`RetinaNetAnchors.shapes` / :meth:`SSDDefaultBoxes.scale_ratios`. A head emitting
+``[B, fh, fw, n * 4]`` per level, reshaped to ``[B, fh * fw * n, 4]`` and concatenated over levels, lines up with it.
 
 Geometry shared by both: a level of stride ``s`` has a ``ceil(H / s) x ceil(W / s)`` grid
 (what a stack of stride-2 ``padding="same"`` layers gives), and the anchor centres of cell
@@ -66,8 +66,11 @@ class RetinaNetAnchors:
 
     def shapes(self, level: int) -> list[tuple[float, float]]:
         """``(width, height)`` in pixels of the anchors of one location of ``level`` (0 = finest)."""
-        return [(self.sizes[level] * scale * math.sqrt(ratio), self.sizes[level] * scale / math.sqrt(ratio))
-                for scale in self.scales for ratio in self.aspect_ratios]
+        return [
+            (self.sizes[level] * scale * math.sqrt(ratio), self.sizes[level] * scale / math.sqrt(ratio))
+            for scale in self.scales
+            for ratio in self.aspect_ratios
+        ]
 
     @property
     def boxes_per_location(self) -> tuple[int, ...]:
@@ -100,8 +103,9 @@ class SSDDefaultBoxes:
     def scale_ratios(self, layer: int) -> list[tuple[float, float]]:
         """``(scale, aspect ratio)`` of the boxes of one location of ``layer``, in order."""
         count = len(self.strides)
-        scales = [self.min_scale + (self.max_scale - self.min_scale) * k / max(count - 1, 1)
-                  for k in range(count)] + [1.0]
+        scales = [self.min_scale + (self.max_scale - self.min_scale) * k / max(count - 1, 1) for k in range(count)] + [
+            1.0
+        ]
         scale, next_scale = scales[layer], scales[layer + 1]
         if layer == 0 and self.reduce_boxes_in_lowest_layer:
             return [(0.1, 1.0), (scale, 2.0), (scale, 0.5)]
@@ -110,8 +114,10 @@ class SSDDefaultBoxes:
     def shapes(self, layer: int, image_size: tuple[int, int]) -> list[tuple[float, float]]:
         """``(width, height)`` in pixels of the boxes of one location of ``layer``."""
         side = min(image_size)
-        return [(side * scale * math.sqrt(ratio), side * scale / math.sqrt(ratio))
-                for scale, ratio in self.scale_ratios(layer)]
+        return [
+            (side * scale * math.sqrt(ratio), side * scale / math.sqrt(ratio))
+            for scale, ratio in self.scale_ratios(layer)
+        ]
 
     @property
     def boxes_per_location(self) -> tuple[int, ...]:
@@ -128,7 +134,8 @@ def _cached(config: RetinaNetAnchors | SSDDefaultBoxes, image_size: tuple[int, i
         shapes = [config.shapes(level) for level in range(len(config.strides))]
     else:
         shapes = [config.shapes(layer, image_size) for layer in range(len(config.strides))]
-    boxes = np.concatenate([grid_boxes(image_size, stride, level_shapes)
-                            for stride, level_shapes in zip(config.strides, shapes)])
+    boxes = np.concatenate(
+        [grid_boxes(image_size, stride, level_shapes) for stride, level_shapes in zip(config.strides, shapes)]
+    )
     boxes.flags.writeable = False
     return boxes

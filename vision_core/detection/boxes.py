@@ -45,12 +45,15 @@ def _xyxy_from(boxes, source: str) -> tf.Tensor:
 
 
 def _xyxy_to(xmin, ymin, xmax, ymax, target: str) -> tf.Tensor:
-    return tf.stack({
-        "xyxy": lambda: (xmin, ymin, xmax, ymax),
-        "xywh": lambda: (xmin, ymin, xmax - xmin, ymax - ymin),
-        "cxcywh": lambda: ((xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin),
-        "yxyx": lambda: (ymin, xmin, ymax, xmax),
-    }[target](), axis=-1)
+    return tf.stack(
+        {
+            "xyxy": lambda: (xmin, ymin, xmax, ymax),
+            "xywh": lambda: (xmin, ymin, xmax - xmin, ymax - ymin),
+            "cxcywh": lambda: ((xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin),
+            "yxyx": lambda: (ymin, xmin, ymax, xmax),
+        }[target](),
+        axis=-1,
+    )
 
 
 def convert_format(boxes, source: str, target: str) -> tf.Tensor:
@@ -104,8 +107,9 @@ def pairwise_iou(boxes_a, boxes_b) -> tf.Tensor:
     return tf.where(has_area, overlap / tf.where(has_area, union, 1.0), 0.0)
 
 
-def match_anchors(anchors, gt_boxes, positive_threshold: float = 0.5, negative_threshold: float = 0.4,
-                  force_best_anchor: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+def match_anchors(
+    anchors, gt_boxes, positive_threshold: float = 0.5, negative_threshold: float = 0.4, force_best_anchor: bool = True
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Assign every anchor to a ground-truth box by IoU.
 
     ``anchors [A, 4]`` and ``gt_boxes [G, 4]`` are xyxy pixels (``G`` may be 0). An anchor
@@ -125,8 +129,9 @@ def match_anchors(anchors, gt_boxes, positive_threshold: float = 0.5, negative_t
     iou = tf.concat([pairwise_iou(anchors, gt_boxes), tf.zeros([num_anchors, 1])], axis=1)  # [A, G + 1]
     best_iou = tf.reduce_max(iou, axis=1)
     matched = tf.argmax(iou, axis=1, output_type=tf.int32)  # ties go to the first column: never the padding
-    state = tf.where(best_iou >= positive_threshold, POSITIVE,
-                     tf.where(best_iou < negative_threshold, NEGATIVE, IGNORED))
+    state = tf.where(
+        best_iou >= positive_threshold, POSITIVE, tf.where(best_iou < negative_threshold, NEGATIVE, IGNORED)
+    )
     if force_best_anchor:
         gt_iou = iou[:, :-1]
         best_anchor = tf.argmax(gt_iou, axis=0, output_type=tf.int32)  # [G]
@@ -148,8 +153,15 @@ def encode_boxes(boxes, anchors, box_scales=BOX_SCALES) -> tf.Tensor:
     cx, cy, w, h = tf.unstack(convert_format(boxes, "xyxy", "cxcywh"), 4, axis=-1)
     acx, acy, aw, ah = tf.unstack(convert_format(anchors, "xyxy", "cxcywh"), 4, axis=-1)
     y_scale, x_scale, h_scale, w_scale = box_scales
-    return tf.stack([y_scale * (cy - acy) / ah, x_scale * (cx - acx) / aw,
-                     h_scale * tf.math.log(h / ah), w_scale * tf.math.log(w / aw)], axis=-1)
+    return tf.stack(
+        [
+            y_scale * (cy - acy) / ah,
+            x_scale * (cx - acx) / aw,
+            h_scale * tf.math.log(h / ah),
+            w_scale * tf.math.log(w / aw),
+        ],
+        axis=-1,
+    )
 
 
 def decode_boxes(encodings, anchors, box_scales=BOX_SCALES) -> tf.Tensor:
@@ -160,8 +172,10 @@ def decode_boxes(encodings, anchors, box_scales=BOX_SCALES) -> tf.Tensor:
     ty, tx, th, tw = tf.unstack(_as_boxes(encodings), 4, axis=-1)
     acx, acy, aw, ah = tf.unstack(convert_format(anchors, "xyxy", "cxcywh"), 4, axis=-1)
     y_scale, x_scale, h_scale, w_scale = box_scales
-    centres_sizes = tf.stack([tx / x_scale * aw + acx, ty / y_scale * ah + acy,
-                              tf.exp(tw / w_scale) * aw, tf.exp(th / h_scale) * ah], axis=-1)
+    centres_sizes = tf.stack(
+        [tx / x_scale * aw + acx, ty / y_scale * ah + acy, tf.exp(tw / w_scale) * aw, tf.exp(th / h_scale) * ah],
+        axis=-1,
+    )
     return convert_format(centres_sizes, "cxcywh", "xyxy")
 
 
@@ -182,9 +196,15 @@ class AnchorEncoder:
     In ``tf.data``: ``ds.map(lambda image, boxes, classes: (image, encoder(image, boxes, classes)))``.
     """
 
-    def __init__(self, anchors, image_size: tuple[int, int], num_classes: int,
-                 positive_threshold: float = 0.5, negative_threshold: float = 0.4,
-                 box_scales=BOX_SCALES):
+    def __init__(
+        self,
+        anchors,
+        image_size: tuple[int, int],
+        num_classes: int,
+        positive_threshold: float = 0.5,
+        negative_threshold: float = 0.4,
+        box_scales=BOX_SCALES,
+    ):
         self.anchors = _as_boxes(anchors)
         self.image_size = tuple(int(s) for s in image_size)
         self.num_classes = int(num_classes)
@@ -194,15 +214,22 @@ class AnchorEncoder:
         self.box_scales = tuple(box_scales)
 
     def __call__(self, image, boxes, classes) -> dict[str, tf.Tensor]:
-        return self._encode(tf.shape(image)[:2], tf.reshape(_as_boxes(boxes), [-1, 4]),
-                            tf.reshape(tf.cast(classes, tf.int32), [-1]))
+        return self._encode(
+            tf.shape(image)[:2], tf.reshape(_as_boxes(boxes), [-1, 4]), tf.reshape(tf.cast(classes, tf.int32), [-1])
+        )
 
-    @tf.function(input_signature=[tf.TensorSpec([2], tf.int32), tf.TensorSpec([None, 4], tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([2], tf.int32),
+            tf.TensorSpec([None, 4], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        ]
+    )
     def _encode(self, image_size, boxes, classes):
         # A graph even when called eagerly (e.g. from tf.numpy_function): ~10x faster than op by op.
-        tf.debugging.assert_equal(image_size, self.image_size,
-                                  message="image size differs from the anchors' image_size")
+        tf.debugging.assert_equal(
+            image_size, self.image_size, message="image size differs from the anchors' image_size"
+        )
         has_area = box_area(boxes) > 0
         boxes, classes = tf.boolean_mask(boxes, has_area), tf.boolean_mask(classes, has_area)
         matched, state = match_anchors(self.anchors, boxes, self.positive_threshold, self.negative_threshold)
@@ -211,6 +238,7 @@ class AnchorEncoder:
         boxes = tf.concat([boxes, [[0.0, 0.0, 1.0, 1.0]]], axis=0)
         classes = tf.concat([classes, [self.background]], axis=0)
         encoded = encode_boxes(tf.gather(boxes, matched), self.anchors, self.box_scales)
-        class_targets = tf.where(positive, tf.gather(classes, matched),
-                                 tf.where(state == NEGATIVE, self.background, IGNORE))
+        class_targets = tf.where(
+            positive, tf.gather(classes, matched), tf.where(state == NEGATIVE, self.background, IGNORE)
+        )
         return {"box_targets": tf.where(positive[:, None], encoded, 0.0), "class_targets": class_targets}

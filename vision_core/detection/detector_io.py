@@ -94,8 +94,9 @@ class DetectorInput:
             raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {image.shape}")
         return self._resize(image=image)["image"][None]
 
-    def detections(self, outputs: dict[str, np.ndarray], image_hw: tuple[int, int],
-                   score_threshold: float = 0.0) -> Detections:
+    def detections(
+        self, outputs: dict[str, np.ndarray], image_hw: tuple[int, int], score_threshold: float = 0.0
+    ) -> Detections:
         """The post-process op's outputs (see the module docstring) -> :class:`Detections` of the original image.
 
         Keeps the first ``num_detections`` rows with ``score >= score_threshold``; boxes are clipped

@@ -92,19 +92,32 @@ def coco_evaluate(dataset: DetectionDataset, detections: DatasetDetections | Map
     for image_id in image_ids:
         classes = detections.by_image[image_id].classes
         if len(classes) and not 0 <= classes.min() <= classes.max() < dataset.num_classes:
-            raise ValueError(f"image {image_id}: detected class ids {sorted(set(classes.tolist()))} outside "
-                             f"0..{dataset.num_classes - 1}, the classes of {dataset.split} ({dataset.source})")
+            raise ValueError(
+                f"image {image_id}: detected class ids {sorted(set(classes.tolist()))} outside "
+                f"0..{dataset.num_classes - 1}, the classes of {dataset.split} ({dataset.source})"
+            )
     # only the scored images: coco_dict reads missing image sizes from the files, which skipped ones lack
     scored = dataclasses.replace(dataset, records=[r for r in dataset.records if r.image_id in detections.by_image])
     ground_truth = coco_dict(scored)
-    results = [entry for image_id in image_ids
-               for entry in coco_results(dataset, [image_id] * len(detections.by_image[image_id]),
-                                         detections.by_image[image_id].boxes, detections.by_image[image_id].classes,
-                                         detections.by_image[image_id].scores)]
+    results = [
+        entry
+        for image_id in image_ids
+        for entry in coco_results(
+            dataset,
+            [image_id] * len(detections.by_image[image_id]),
+            detections.by_image[image_id].boxes,
+            detections.by_image[image_id].classes,
+            detections.by_image[image_id].scores,
+        )
+    ]
     precision, recall = _coco_eval(ground_truth, results)  # [T, 101, K], [T, K] in dataset class order
     metrics = _summarise(dataset, ground_truth, results, precision, recall)
-    metrics.update(num_images=len(image_ids), num_detections=len(results),
-                   skipped_images=len(detections.skipped), skipped=dict(detections.skipped))
+    metrics.update(
+        num_images=len(image_ids),
+        num_detections=len(results),
+        skipped_images=len(detections.skipped),
+        skipped=dict(detections.skipped),
+    )
     return metrics
 
 
@@ -136,22 +149,35 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def _summarise(dataset: DetectionDataset, ground_truth: dict, results: list[dict], precision: np.ndarray,
-               recall: np.ndarray) -> dict:
+def _summarise(
+    dataset: DetectionDataset, ground_truth: dict, results: list[dict], precision: np.ndarray, recall: np.ndarray
+) -> dict:
     params = Params(iouType="bbox")
     iou_50, iou_75 = (int(np.argmin(np.abs(params.iouThrs - t))) for t in (0.5, 0.75))
-    gt_counts = np.bincount([dataset.category_ids.index(a["category_id"]) for a in ground_truth["annotations"]],
-                            minlength=dataset.num_classes)
-    det_counts = np.bincount([dataset.category_ids.index(r["category_id"]) for r in results],
-                             minlength=dataset.num_classes)
+    gt_counts = np.bincount(
+        [dataset.category_ids.index(a["category_id"]) for a in ground_truth["annotations"]],
+        minlength=dataset.num_classes,
+    )
+    det_counts = np.bincount(
+        [dataset.category_ids.index(r["category_id"]) for r in results], minlength=dataset.num_classes
+    )
     per_class, curves = {}, {}
     for k, name in enumerate(dataset.class_names):
-        per_class[name] = {"AP": _mean(precision[:, :, k]), "AP50": _mean(precision[iou_50, :, k]),
-                           "AR100": _mean(recall[:, k]), "ground_truth": int(gt_counts[k]),
-                           "detections": int(det_counts[k])}
+        per_class[name] = {
+            "AP": _mean(precision[:, :, k]),
+            "AP50": _mean(precision[iou_50, :, k]),
+            "AR100": _mean(recall[:, k]),
+            "ground_truth": int(gt_counts[k]),
+            "detections": int(det_counts[k]),
+        }
         if gt_counts[k]:
             curves[name] = precision[iou_50, :, k].tolist()
     # pycocotools' own summary: the mean over every (IoU, recall, class) cell with ground truth
-    return {"mAP": _mean(precision) or 0.0, "mAP50": _mean(precision[iou_50]) or 0.0,
-            "mAP75": _mean(precision[iou_75]) or 0.0, "AR100": _mean(recall) or 0.0, "per_class": per_class,
-            "pr_curve": {"iou": PR_CURVE_IOU, "recall": params.recThrs.tolist(), "precision": curves}}
+    return {
+        "mAP": _mean(precision) or 0.0,
+        "mAP50": _mean(precision[iou_50]) or 0.0,
+        "mAP75": _mean(precision[iou_75]) or 0.0,
+        "AR100": _mean(recall) or 0.0,
+        "per_class": per_class,
+        "pr_curve": {"iou": PR_CURVE_IOU, "recall": params.recThrs.tolist(), "precision": curves},
+    }

@@ -49,16 +49,20 @@ class DetectionPostProcess(keras.layers.Layer):
         self.config = config
 
     def call(self, box_encodings, class_scores):
-        return tflite_detection_postprocess(box_encodings, class_scores, self.anchors, self.image_size,
-                                            self.config)
+        return tflite_detection_postprocess(box_encodings, class_scores, self.anchors, self.image_size, self.config)
 
     def get_config(self):
-        return {**super().get_config(), "anchors": self.anchors.tolist(), "image_size": self.image_size,
-                "config": dataclasses.asdict(self.config)}
+        return {
+            **super().get_config(),
+            "anchors": self.anchors.tolist(),
+            "image_size": self.image_size,
+            "config": dataclasses.asdict(self.config),
+        }
 
 
-def with_postprocess(model, anchors, config: PostProcessConfig, encodings: str = "box_encodings",
-                     scores: str = "class_scores"):
+def with_postprocess(
+    model, anchors, config: PostProcessConfig, encodings: str = "box_encodings", scores: str = "class_scores"
+):
     """``model`` (one image input, dict outputs ``encodings`` and ``scores``) followed by the post-process.
 
     ``anchors [A, 4]`` are xyxy pixels of the model's input size. Returns a Keras model
@@ -71,8 +75,14 @@ def with_postprocess(model, anchors, config: PostProcessConfig, encodings: str =
     return keras.Model(image, tail(raw[encodings], raw[scores]), name=f"{model.name}_postprocess")
 
 
-def convert_detector(model, mode: str = "int8", representative_data: Iterable | Callable | None = None, *,
-                     input_dtype: str = "uint8", max_calibration_batches: int = 100) -> bytes:
+def convert_detector(
+    model,
+    mode: str = "int8",
+    representative_data: Iterable | Callable | None = None,
+    *,
+    input_dtype: str = "uint8",
+    max_calibration_batches: int = 100,
+) -> bytes:
     """Convert a model ending in :class:`DetectionPostProcess` to TFLite bytes; outputs stay float32.
 
     ``mode``: ``float32`` or ``int8`` (full-integer graph up to the post-process op, which
@@ -82,8 +92,15 @@ def convert_detector(model, mode: str = "int8", representative_data: Iterable | 
     """
     if mode not in ("float32", "int8"):
         raise ValueError(f"detector conversion supports float32 and int8, not {mode!r}")
-    return convert(model, mode, representative_data, io_dtype=input_dtype, output_dtype="float32",
-                   max_calibration_batches=max_calibration_batches, allow_custom_ops=True)
+    return convert(
+        model,
+        mode,
+        representative_data,
+        io_dtype=input_dtype,
+        output_dtype="float32",
+        max_calibration_batches=max_calibration_batches,
+        allow_custom_ops=True,
+    )
 
 
 def require_int8_detector(model: bytes | str, source: str = "detector") -> list[OpRecord]:

@@ -52,8 +52,7 @@ def focal_loss(class_targets, class_logits, alpha: float = 0.25, gamma: float = 
     return tf.reduce_sum(per_anchor) / _num_positives(positive_mask(class_targets, num_classes))
 
 
-def box_regression_loss(box_targets, box_predictions, class_targets, num_classes: int,
-                        delta: float = 1.0) -> tf.Tensor:
+def box_regression_loss(box_targets, box_predictions, class_targets, num_classes: int, delta: float = 1.0) -> tf.Tensor:
     """Huber loss on the encoded boxes of positive anchors (smooth L1 when ``delta`` is 1, as in SSD).
 
     ``box_targets`` and ``box_predictions [B, A, 4]`` are ``(ty, tx, th, tw)``; per
@@ -62,13 +61,14 @@ def box_regression_loss(box_targets, box_predictions, class_targets, num_classes
     """
     error = tf.convert_to_tensor(box_predictions, tf.float32) - tf.convert_to_tensor(box_targets, tf.float32)
     absolute = tf.abs(error)
-    huber = tf.where(absolute <= delta, 0.5 * error ** 2, delta * (absolute - 0.5 * delta))
+    huber = tf.where(absolute <= delta, 0.5 * error**2, delta * (absolute - 0.5 * delta))
     positive = positive_mask(class_targets, num_classes)
     return tf.reduce_sum(tf.where(positive[..., None], huber, 0.0)) / _num_positives(positive)
 
 
-def hard_negatives(class_targets, confidence_loss, num_classes: int, negative_ratio: float = 3.0,
-                   min_negatives_per_image: int = 0) -> tf.Tensor:
+def hard_negatives(
+    class_targets, confidence_loss, num_classes: int, negative_ratio: float = 3.0, min_negatives_per_image: int = 0
+) -> tf.Tensor:
     """bool ``[B, A]``: the background anchors SSD trains on.
 
     Per image, the ``max(floor(negative_ratio * positives), min_negatives_per_image)``
@@ -87,8 +87,9 @@ def hard_negatives(class_targets, confidence_loss, num_classes: int, negative_ra
     return negative & (rank < keep[:, None])
 
 
-def multibox_confidence_loss(class_targets, class_logits, negative_ratio: float = 3.0,
-                             min_negatives_per_image: int = 0) -> tf.Tensor:
+def multibox_confidence_loss(
+    class_targets, class_logits, negative_ratio: float = 3.0, min_negatives_per_image: int = 0
+) -> tf.Tensor:
     """SSD's confidence loss: softmax cross-entropy on positives and hard-mined negatives.
 
     ``class_logits [B, A, K + 1]`` with **column 0 background** (the layout
@@ -102,15 +103,24 @@ def multibox_confidence_loss(class_targets, class_logits, negative_ratio: float 
     columns = tf.where((class_targets == num_classes) | (class_targets < 0), 0, class_targets + 1)
     cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=columns, logits=class_logits)
     positive = positive_mask(class_targets, num_classes)
-    selected = positive | hard_negatives(class_targets, cross_entropy, num_classes, negative_ratio,
-                                         min_negatives_per_image)
+    selected = positive | hard_negatives(
+        class_targets, cross_entropy, num_classes, negative_ratio, min_negatives_per_image
+    )
     return tf.reduce_sum(tf.where(selected, cross_entropy, 0.0)) / _num_positives(positive)
 
 
-def multibox_loss(class_targets, class_logits, box_targets, box_predictions, negative_ratio: float = 3.0,
-                  box_weight: float = 1.0, min_negatives_per_image: int = 0) -> tf.Tensor:
+def multibox_loss(
+    class_targets,
+    class_logits,
+    box_targets,
+    box_predictions,
+    negative_ratio: float = 3.0,
+    box_weight: float = 1.0,
+    min_negatives_per_image: int = 0,
+) -> tf.Tensor:
     """SSD's MultiBox loss: :func:`multibox_confidence_loss` + ``box_weight`` x smooth L1
     (:func:`box_regression_loss` with ``delta`` 1). ``class_logits [B, A, K + 1]``, column 0 background."""
     num_classes = class_logits.shape[-1] - 1
-    return (multibox_confidence_loss(class_targets, class_logits, negative_ratio, min_negatives_per_image)
-            + box_weight * box_regression_loss(box_targets, box_predictions, class_targets, num_classes))
+    return multibox_confidence_loss(
+        class_targets, class_logits, negative_ratio, min_negatives_per_image
+    ) + box_weight * box_regression_loss(box_targets, box_predictions, class_targets, num_classes)

@@ -40,9 +40,15 @@ def _strictly_above(threshold: float) -> np.float32:
     return np.nextafter(np.float32(threshold), np.float32(-np.inf))
 
 
-def multiclass_nms(boxes, scores, max_detections: int = 100, detections_per_class: int = 100,
-                   score_threshold: float = 0.05, iou_threshold: float = 0.5,
-                   class_agnostic: bool = False) -> dict[str, tf.Tensor]:
+def multiclass_nms(
+    boxes,
+    scores,
+    max_detections: int = 100,
+    detections_per_class: int = 100,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.5,
+    class_agnostic: bool = False,
+) -> dict[str, tf.Tensor]:
     """Per-class NMS over a batch.
 
     ``boxes [B, A, 4]``: xyxy, any one unit (IoU does not depend on it); ``scores [B, A, K]``
@@ -69,10 +75,12 @@ def multiclass_nms(boxes, scores, max_detections: int = 100, detections_per_clas
     # class with the most such boxes has (exact, and fast when most scores are low).
     above = tf.reduce_sum(tf.cast(class_scores >= np.float32(score_threshold), tf.int32), axis=-1)
     best = tf.math.top_k(class_scores, tf.maximum(tf.reduce_max(above), 1))  # ties: lower anchor first
-    selected, valid = _nms_per_row(tf.gather(boxes, best.indices, batch_dims=1), best.values, per_class,
-                                   iou_threshold, score_threshold)  # [B, K, per_class], [B, K]
-    kept_scores = tf.where(tf.range(per_class) < valid[..., None],
-                           tf.gather(best.values, selected, batch_dims=2), -1.0)  # -1: no detection
+    selected, valid = _nms_per_row(
+        tf.gather(boxes, best.indices, batch_dims=1), best.values, per_class, iou_threshold, score_threshold
+    )  # [B, K, per_class], [B, K]
+    kept_scores = tf.where(
+        tf.range(per_class) < valid[..., None], tf.gather(best.values, selected, batch_dims=2), -1.0
+    )  # -1: no detection
     selected = tf.gather(best.indices, selected, batch_dims=2)  # anchor indices
 
     candidates = num_classes * per_class
@@ -82,8 +90,9 @@ def multiclass_nms(boxes, scores, max_detections: int = 100, detections_per_clas
     classes = tf.gather(best_class, anchor, batch_dims=1) if class_agnostic else top.indices // per_class
     padding = [[0, 0], [0, max_detections - top.indices.shape[-1]]]
     return {
-        "boxes": tf.pad(tf.where(is_detection[..., None], tf.gather(boxes, anchor, batch_dims=1), 0.0),
-                        padding + [[0, 0]]),
+        "boxes": tf.pad(
+            tf.where(is_detection[..., None], tf.gather(boxes, anchor, batch_dims=1), 0.0), padding + [[0, 0]]
+        ),
         "scores": tf.pad(tf.where(is_detection, top.values, 0.0), padding),
         "classes": tf.pad(tf.where(is_detection, classes, 0), padding),
         "num_detections": tf.reduce_sum(tf.cast(is_detection, tf.int32), axis=-1),
@@ -100,19 +109,23 @@ def _nms_per_row(boxes, scores, max_output: int, iou_threshold: float, score_thr
         row_boxes, row_scores = row
         # The greedy CPU kernel (non_max_suppression_padded's batched algorithm is ~30x slower on CPU);
         # it reads boxes as yxyx, but IoU does not depend on the axis order.
-        kept = tf.image.non_max_suppression(row_boxes, row_scores, max_output, iou_threshold,
-                                            _strictly_above(score_threshold))
+        kept = tf.image.non_max_suppression(
+            row_boxes, row_scores, max_output, iou_threshold, _strictly_above(score_threshold)
+        )
         count = tf.size(kept)
         return tf.pad(kept, [[0, max_output - count]]), count
 
     indices, counts = tf.map_fn(
-        one_row, (tf.reshape(boxes, [-1, num_boxes, 4]), tf.reshape(scores, [-1, num_boxes])),
-        fn_output_signature=(tf.TensorSpec([max_output], tf.int32), tf.TensorSpec([], tf.int32)))
+        one_row,
+        (tf.reshape(boxes, [-1, num_boxes, 4]), tf.reshape(scores, [-1, num_boxes])),
+        fn_output_signature=(tf.TensorSpec([max_output], tf.int32), tf.TensorSpec([], tf.int32)),
+    )
     return tf.reshape(indices, tf.concat([rows, [max_output]], 0)), tf.reshape(counts, rows)
 
 
-def decode_detections(box_encodings, class_scores, anchors, *, background_column: bool = False,
-                      box_scales=BOX_SCALES, **nms_options) -> dict[str, tf.Tensor]:
+def decode_detections(
+    box_encodings, class_scores, anchors, *, background_column: bool = False, box_scales=BOX_SCALES, **nms_options
+) -> dict[str, tf.Tensor]:
     """Raw head outputs of a batch -> detections with **xyxy pixel** boxes.
 
     ``box_encodings [B, A, 4]``: ``(ty, tx, th, tw)`` scaled by ``box_scales`` (see
@@ -148,28 +161,37 @@ class PostProcessConfig:
     def implements_signature(self) -> str:
         """The ``experimental_implements`` string the TFLite converter turns into the op's options."""
         y_scale, x_scale, h_scale, w_scale = self.box_scales
-        attributes = [("max_detections", "i", self.max_detections), ("max_classes_per_detection", "i", 1),
-                      ("detections_per_class", "i", OP_DETECTIONS_PER_CLASS),
-                      ("use_regular_nms", "b", str(self.use_regular_nms).lower()),
-                      ("nms_score_threshold", "f", f"{self.score_threshold:f}"),
-                      ("nms_iou_threshold", "f", f"{self.iou_threshold:f}"),
-                      ("y_scale", "f", f"{y_scale:f}"), ("x_scale", "f", f"{x_scale:f}"),
-                      ("h_scale", "f", f"{h_scale:f}"), ("w_scale", "f", f"{w_scale:f}"),
-                      ("num_classes", "i", self.num_classes)]
-        return " ".join([f'name: "{POSTPROCESS_OP}"'] + [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
-                                                         for key, kind, value in attributes])
+        attributes = [
+            ("max_detections", "i", self.max_detections),
+            ("max_classes_per_detection", "i", 1),
+            ("detections_per_class", "i", OP_DETECTIONS_PER_CLASS),
+            ("use_regular_nms", "b", str(self.use_regular_nms).lower()),
+            ("nms_score_threshold", "f", f"{self.score_threshold:f}"),
+            ("nms_iou_threshold", "f", f"{self.iou_threshold:f}"),
+            ("y_scale", "f", f"{y_scale:f}"),
+            ("x_scale", "f", f"{x_scale:f}"),
+            ("h_scale", "f", f"{h_scale:f}"),
+            ("w_scale", "f", f"{w_scale:f}"),
+            ("num_classes", "i", self.num_classes),
+        ]
+        return " ".join(
+            [f'name: "{POSTPROCESS_OP}"']
+            + [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}' for key, kind, value in attributes]
+        )
 
 
 def op_anchors(anchors, image_size: tuple[int, int]) -> np.ndarray:
     """xyxy pixel ``anchors [A, 4]`` -> the op's anchors: ``(ycenter, xcenter, h, w)`` normalised, float32."""
     xmin, ymin, xmax, ymax = np.moveaxis(np.asarray(anchors, np.float64), -1, 0)
     height, width = image_size
-    return np.stack([(ymin + ymax) / 2 / height, (xmin + xmax) / 2 / width,
-                     (ymax - ymin) / height, (xmax - xmin) / width], axis=-1).astype(np.float32)
+    return np.stack(
+        [(ymin + ymax) / 2 / height, (xmin + xmax) / 2 / width, (ymax - ymin) / height, (xmax - xmin) / width], axis=-1
+    ).astype(np.float32)
 
 
-def tflite_detection_postprocess(box_encodings, class_scores, anchors, image_size: tuple[int, int],
-                                 config: PostProcessConfig) -> dict[str, tf.Tensor]:
+def tflite_detection_postprocess(
+    box_encodings, class_scores, anchors, image_size: tuple[int, int], config: PostProcessConfig
+) -> dict[str, tf.Tensor]:
     """The ``TFLite_Detection_PostProcess`` tail of a batch-1 detector.
 
     ``box_encodings [1, A, 4]`` ``(ty, tx, th, tw)`` with ``config.box_scales``;
@@ -185,8 +207,11 @@ def tflite_detection_postprocess(box_encodings, class_scores, anchors, image_siz
     op's regular mode; the op's fast mode leaves them unwritten (read only ``num_detections`` rows).
     """
     implements = tf.function(_postprocess_body(config), experimental_implements=config.implements_signature())
-    outputs = implements(tf.convert_to_tensor(box_encodings, tf.float32),
-                         tf.convert_to_tensor(class_scores, tf.float32), tf.constant(op_anchors(anchors, image_size)))
+    outputs = implements(
+        tf.convert_to_tensor(box_encodings, tf.float32),
+        tf.convert_to_tensor(class_scores, tf.float32),
+        tf.constant(op_anchors(anchors, image_size)),
+    )
     return dict(zip(OUTPUT_NAMES, outputs))
 
 
@@ -196,12 +221,23 @@ def _postprocess_body(config: PostProcessConfig):
     def postprocess(box_encodings, class_scores, anchors):
         anchors_xyxy = convert_format(tf.gather(anchors, [1, 0, 3, 2], axis=-1), "cxcywh", "xyxy")
         boxes = decode_boxes(box_encodings, anchors_xyxy[None], config.box_scales)  # xyxy normalised
-        class_scores = class_scores[..., class_scores.shape[-1] - config.num_classes:]
+        class_scores = class_scores[..., class_scores.shape[-1] - config.num_classes :]
         # Fast mode runs one NMS that keeps up to max_detections.
         per_class = OP_DETECTIONS_PER_CLASS if config.use_regular_nms else config.max_detections
-        detections = multiclass_nms(boxes, class_scores, config.max_detections, per_class, config.score_threshold,
-                                    config.iou_threshold, class_agnostic=not config.use_regular_nms)
-        return (convert_format(detections["boxes"], "xyxy", "yxyx"), tf.cast(detections["classes"], tf.float32),
-                detections["scores"], tf.cast(detections["num_detections"], tf.float32))
+        detections = multiclass_nms(
+            boxes,
+            class_scores,
+            config.max_detections,
+            per_class,
+            config.score_threshold,
+            config.iou_threshold,
+            class_agnostic=not config.use_regular_nms,
+        )
+        return (
+            convert_format(detections["boxes"], "xyxy", "yxyx"),
+            tf.cast(detections["classes"], tf.float32),
+            detections["scores"],
+            tf.cast(detections["num_detections"], tf.float32),
+        )
 
     return postprocess

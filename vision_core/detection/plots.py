@@ -39,19 +39,22 @@ def class_name(class_names, index: int) -> str:
     return class_names[index] if class_names is not None and 0 <= index < len(class_names) else f"class {index}"
 
 
-def draw_detections(image: np.ndarray, detections: Detections, class_names=None,
-                    ground_truth: np.ndarray | None = None) -> np.ndarray:
+def draw_detections(
+    image: np.ndarray, detections: Detections, class_names=None, ground_truth: np.ndarray | None = None
+) -> np.ndarray:
     """A BGR uint8 copy of RGB ``image`` [H, W, 3] (ready for ``cv2.imwrite`` / ``VideoWriter``).
 
     ``detections``: boxes xyxy pixels of ``image``, drawn with class name and score.
     ``ground_truth``: optional float [M, 4] xyxy pixels of ``image``, drawn on top in thin white lines.
     """
-    labels = [{"index": int(c), "label": class_name(class_names, int(c)), "score": float(s),
-               "box": [float(v) for v in box]}
-              for box, c, s in zip(detections.boxes, detections.classes, detections.scores)]
+    labels = [
+        {"index": int(c), "label": class_name(class_names, int(c)), "score": float(s), "box": [float(v) for v in box]}
+        for box, c, s in zip(detections.boxes, detections.classes, detections.scores)
+    ]
     canvas = draw_prediction(image, Prediction("detection", labels))
-    for x_min, y_min, x_max, y_max in np.rint(np.asarray(ground_truth if ground_truth is not None else [])
-                                              .reshape(-1, 4)).astype(int):
+    for x_min, y_min, x_max, y_max in np.rint(
+        np.asarray(ground_truth if ground_truth is not None else []).reshape(-1, 4)
+    ).astype(int):
         cv2.rectangle(canvas, (x_min, y_min), (x_max, y_max), GROUND_TRUTH_COLOUR, 1)
     return canvas
 
@@ -83,16 +86,22 @@ def plot_pr_curves(metrics: dict, path: str | os.PathLike, title: str = "") -> P
     if curve["precision"]:
         mean = np.mean(list(curve["precision"].values()), axis=0)
         axes.plot(recall, mean, color="black", linewidth=2.5, label=f"mean AP50 {metrics['mAP50']:.3f}")
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-             title=title or f"precision-recall at IoU {curve['iou']:g}")
+    axes.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=title or f"precision-recall at IoU {curve['iou']:g}",
+    )
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left", fontsize="small")
     figure.tight_layout()
     return write_atomic(path, _png(figure))
 
 
-def _tile(image: np.ndarray, detections: Detections, ground_truth: np.ndarray, class_names,
-          tile_size: int) -> np.ndarray:
+def _tile(
+    image: np.ndarray, detections: Detections, ground_truth: np.ndarray, class_names, tile_size: int
+) -> np.ndarray:
     """One gallery cell, BGR [tile_size, tile_size, 3]: the image scaled to fit, centred, boxes drawn at that scale."""
     height, width = image.shape[:2]
     scale = tile_size / max(height, width)
@@ -103,12 +112,19 @@ def _tile(image: np.ndarray, detections: Detections, ground_truth: np.ndarray, c
     drawn = draw_detections(resized, scaled, class_names, np.asarray(ground_truth).reshape(-1, 4) * box_scale)
     tile = np.full((tile_size, tile_size, 3), TILE_BACKGROUND, np.uint8)
     top, left = (tile_size - size[1]) // 2, (tile_size - size[0]) // 2
-    tile[top:top + size[1], left:left + size[0]] = drawn
+    tile[top : top + size[1], left : left + size[0]] = drawn
     return tile
 
 
-def save_gallery(dataset: DetectionDataset, detections: Mapping[int, Detections], path: str | os.PathLike,
-                 count: int = 16, columns: int = 4, tile_size: int = 256, score_threshold: float = 0.3) -> Path:
+def save_gallery(
+    dataset: DetectionDataset,
+    detections: Mapping[int, Detections],
+    path: str | os.PathLike,
+    count: int = 16,
+    columns: int = 4,
+    tile_size: int = 256,
+    score_threshold: float = 0.3,
+) -> Path:
     """A grid PNG of the first ``count`` readable images of ``dataset`` that have detections listed.
 
     ``detections``: image id -> :class:`Detections` (xyxy pixels of that image), e.g.
@@ -129,13 +145,20 @@ def save_gallery(dataset: DetectionDataset, detections: Mapping[int, Detections]
             continue
         found = detections[record.image_id]
         keep = found.scores >= score_threshold
-        tiles.append(_tile(image, Detections(found.boxes[keep], found.classes[keep], found.scores[keep]),
-                           record.boxes, dataset.class_names, tile_size))
+        tiles.append(
+            _tile(
+                image,
+                Detections(found.boxes[keep], found.classes[keep], found.scores[keep]),
+                record.boxes,
+                dataset.class_names,
+                tile_size,
+            )
+        )
     if not tiles:
         raise ValueError(f"no readable image of {dataset.split} has detections to draw")
     rows = math.ceil(len(tiles) / columns)
     grid = np.full((rows * tile_size, columns * tile_size, 3), TILE_BACKGROUND, np.uint8)
     for i, tile in enumerate(tiles):
         row, column = divmod(i, columns)
-        grid[row * tile_size:(row + 1) * tile_size, column * tile_size:(column + 1) * tile_size] = tile
+        grid[row * tile_size : (row + 1) * tile_size, column * tile_size : (column + 1) * tile_size] = tile
     return write_atomic(path, _png(grid))

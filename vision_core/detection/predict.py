@@ -63,8 +63,9 @@ def collect_sources(sources, report: PredictionReport) -> list[Path]:
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         path = Path(source)
         if path.is_dir():
-            files += sorted(p for p in path.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+            files += sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+            )
         elif not path.exists():
             _skip(report, path, "no such file or folder")
         elif path.suffix.lower() not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
@@ -83,11 +84,16 @@ def _entry(path: Path, detections: Detections, image_hw, class_names, output: st
     entry = {"file": str(path)}
     if frame is not None:
         entry["frame"] = frame
-    return {**entry, "width": int(image_hw[1]), "height": int(image_hw[0]), "output": output,
-            "boxes": [[round(float(v), 2) for v in box] for box in detections.boxes],
-            "classes": [int(c) for c in detections.classes],
-            "names": [class_name(class_names, int(c)) for c in detections.classes],
-            "scores": [round(float(s), 5) for s in detections.scores]}
+    return {
+        **entry,
+        "width": int(image_hw[1]),
+        "height": int(image_hw[0]),
+        "output": output,
+        "boxes": [[round(float(v), 2) for v in box] for box in detections.boxes],
+        "classes": [int(c) for c in detections.classes],
+        "names": [class_name(class_names, int(c)) for c in detections.classes],
+        "scores": [round(float(s), 5) for s in detections.scores],
+    }
 
 
 def _above(detections: Detections, score_threshold: float) -> Detections:
@@ -115,8 +121,9 @@ def _predict_image(runner, path: Path, out_path: Path, class_names, score_thresh
     return _entry(path, detections, image.shape[:2], class_names, out_path.name)
 
 
-def _predict_video(runner, path: Path, out_path: Path, class_names, score_threshold: float,
-                   frame_stride: int) -> list[dict]:
+def _predict_video(
+    runner, path: Path, out_path: Path, class_names, score_threshold: float, frame_stride: int
+) -> list[dict]:
     """Entries of every ``frame_stride``-th frame; the drawn frames go to ``out_path`` (mp4v), atomically."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -134,8 +141,12 @@ def _predict_video(runner, path: Path, out_path: Path, class_names, score_thresh
                 image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 detections = _above(runner(image), score_threshold)
                 if writer is None:
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps / frame_stride,
-                                             (image.shape[1], image.shape[0]))
+                    writer = cv2.VideoWriter(
+                        str(partial),
+                        cv2.VideoWriter_fourcc(*"mp4v"),
+                        fps / frame_stride,
+                        (image.shape[1], image.shape[0]),
+                    )
                 writer.write(draw_detections(image, detections, class_names))
                 entries.append(_entry(path, detections, image.shape[:2], class_names, out_path.name, index))
             index += 1
@@ -149,8 +160,16 @@ def _predict_video(runner, path: Path, out_path: Path, class_names, score_thresh
     return entries
 
 
-def predict(runner, sources, out_dir: str | os.PathLike, *, class_names=None, score_threshold: float = 0.3,
-            frame_stride: int = 1, progress: bool = True) -> PredictionReport:
+def predict(
+    runner,
+    sources,
+    out_dir: str | os.PathLike,
+    *,
+    class_names=None,
+    score_threshold: float = 0.3,
+    frame_stride: int = 1,
+    progress: bool = True,
+) -> PredictionReport:
     """Detect on ``sources`` (paths of images, videos, folders) and write results to ``out_dir``.
 
     Args:
@@ -184,7 +203,13 @@ def predict(runner, sources, out_dir: str | os.PathLike, *, class_names=None, sc
         except OSError as error:  # missing, corrupt or truncated image; unreadable video
             _skip(report, path, str(error))
     names = list(class_names) if class_names is not None else None
-    content = {"box_format": BOX_FORMAT, "class_names": names, "score_threshold": score_threshold,
-               "results": report.results, "skipped": report.skipped, "counts": report.counts()}
+    content = {
+        "box_format": BOX_FORMAT,
+        "class_names": names,
+        "score_threshold": score_threshold,
+        "results": report.results,
+        "skipped": report.skipped,
+        "counts": report.counts(),
+    }
     report.json_path = write_atomic(out_dir / RESULTS_FILE, json.dumps(content, indent=1).encode())
     return report

@@ -51,8 +51,13 @@ class DetectorRunner(ABC):
         class_names: names of the class ids when the model carries them (TFLite metadata), else None.
     """
 
-    def __init__(self, input_size: tuple[int, int], resize_mode: str = "stretch", score_threshold: float = 0.0,
-                 class_names: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        resize_mode: str = "stretch",
+        score_threshold: float = 0.0,
+        class_names: tuple[str, ...] | None = None,
+    ):
         self.input = DetectorInput(input_size, resize_mode)
         self.score_threshold = score_threshold
         self.class_names = tuple(class_names) if class_names else None
@@ -79,8 +84,10 @@ def _input_size(shape, source) -> tuple[int, int]:
 def _four_outputs(outputs: dict, source) -> dict[str, np.ndarray]:
     missing = [name for name in OUTPUT_NAMES if name not in outputs]
     if missing:
-        raise ValueError(f"{source}: outputs {sorted(outputs)} lack {missing}; a detector must end in the "
-                         "post-process (export_tail.with_postprocess)")
+        raise ValueError(
+            f"{source}: outputs {sorted(outputs)} lack {missing}; a detector must end in the "
+            "post-process (export_tail.with_postprocess)"
+        )
     return {name: np.asarray(outputs[name]) for name in OUTPUT_NAMES}
 
 
@@ -89,8 +96,9 @@ class KerasRunner(DetectorRunner):
 
     def __init__(self, model, resize_mode: str = "stretch", score_threshold: float = 0.0):
         if isinstance(model, (str, os.PathLike)):
-            model = keras.saving.load_model(os.fspath(model), safe_mode=True,
-                                            custom_objects={"DetectionPostProcess": DetectionPostProcess})
+            model = keras.saving.load_model(
+                os.fspath(model), safe_mode=True, custom_objects={"DetectionPostProcess": DetectionPostProcess}
+            )
         self.model = model
         super().__init__(_input_size(tuple(model.inputs[0].shape), model.name), resize_mode, score_threshold)
 
@@ -106,8 +114,13 @@ class TFLiteRunner(DetectorRunner):
     suite's metadata when the file has it.
     """
 
-    def __init__(self, model: bytes | str | os.PathLike, resize_mode: str = "stretch", score_threshold: float = 0.0,
-                 num_threads: int | None = None):
+    def __init__(
+        self,
+        model: bytes | str | os.PathLike,
+        resize_mode: str = "stretch",
+        score_threshold: float = 0.0,
+        num_threads: int | None = None,
+    ):
         self.model = TFLiteModel(model, num_threads=num_threads)
         self.source = "model bytes" if isinstance(model, (bytes, bytearray)) else os.fspath(model)
         try:
@@ -125,15 +138,21 @@ class TFLiteRunner(DetectorRunner):
         else:
             model_input = normalize(pixels)
         outputs = self.model(model_input)
-        return _four_outputs({role: outputs[name] for role, name in self.output_names.items()
-                              if name in outputs}, self.source)
+        return _four_outputs(
+            {role: outputs[name] for role, name in self.output_names.items() if name in outputs}, self.source
+        )
 
 
 class ONNXRunner(DetectorRunner):
     """An ``.onnx`` detector taking the normalised float image, outputs by name (any order)."""
 
-    def __init__(self, path: str | os.PathLike, resize_mode: str = "stretch", score_threshold: float = 0.0,
-                 num_threads: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        resize_mode: str = "stretch",
+        score_threshold: float = 0.0,
+        num_threads: int | None = None,
+    ):
         self.model = ONNXModel(path, num_threads=num_threads)
         self.source = os.fspath(path)
         if len(self.model.inputs) != 1:
@@ -145,8 +164,9 @@ class ONNXRunner(DetectorRunner):
         return _four_outputs(self.model(normalize(pixels)), self.source)
 
 
-def load_runner(model, *, resize_mode: str = "stretch", score_threshold: float = 0.0,
-                num_threads: int | None = None) -> DetectorRunner:
+def load_runner(
+    model, *, resize_mode: str = "stretch", score_threshold: float = 0.0, num_threads: int | None = None
+) -> DetectorRunner:
     """A runner for ``model``: a :class:`DetectorRunner` (returned as is), a Keras model, TFLite
     flatbuffer bytes, or a path ending in ``.keras``, ``.tflite`` or ``.onnx``.
 

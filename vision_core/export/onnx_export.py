@@ -48,12 +48,21 @@ def tensor_name(name: str) -> str:
 def _tf2onnx(source_args: list[str], opset: int, timeout: float) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="tf2onnx_") as tmp:
         output = Path(tmp) / "model.onnx"
-        command = [sys.executable, "-m", "tf2onnx.convert", *source_args, "--opset", str(opset),
-                   "--output", str(output)]
+        command = [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            *source_args,
+            "--opset",
+            str(opset),
+            "--output",
+            str(output),
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or not output.exists():
-            raise RuntimeError(f"tf2onnx failed (exit {result.returncode}): {' '.join(command)}\n"
-                               f"{result.stderr[-4000:]}")
+            raise RuntimeError(
+                f"tf2onnx failed (exit {result.returncode}): {' '.join(command)}\n{result.stderr[-4000:]}"
+            )
         return onnx.load(str(output))
 
 
@@ -62,9 +71,13 @@ def _write(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     return write_atomic(path, model.SerializeToString())
 
 
-def export_onnx_from_saved_model(saved_model_dir: str | os.PathLike, path: str | os.PathLike,
-                                 opset: int = DEFAULT_OPSET, signature: str = "serving_default",
-                                 timeout: float = 900) -> Path:
+def export_onnx_from_saved_model(
+    saved_model_dir: str | os.PathLike,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    signature: str = "serving_default",
+    timeout: float = 900,
+) -> Path:
     """Convert one tensor signature of a SavedModel to ONNX at ``path``; returns the path.
 
     Inputs and outputs keep the signature's names and shapes (a free batch dimension stays
@@ -74,8 +87,9 @@ def export_onnx_from_saved_model(saved_model_dir: str | os.PathLike, path: str |
     return _write(model, path)
 
 
-def export_onnx_from_tflite(tflite_path: str | os.PathLike, path: str | os.PathLike,
-                            opset: int = DEFAULT_OPSET, timeout: float = 900) -> Path:
+def export_onnx_from_tflite(
+    tflite_path: str | os.PathLike, path: str | os.PathLike, opset: int = DEFAULT_OPSET, timeout: float = 900
+) -> Path:
     """Convert a ``.tflite`` file to ONNX at ``path`` with float32 I/O named by its signature; returns the path."""
     model = _tf2onnx(["--tflite", os.fspath(tflite_path)], opset, timeout)
     _name_by_signature(model, TFLiteModel(tflite_path))
@@ -94,8 +108,9 @@ def _name_by_signature(model: onnx.ModelProto, tflite: TFLiteModel) -> None:
         value = next((v for v in values if v.name == inner), None)
         if value is None or key in taken:
             raise ValueError(f"cannot name ONNX tensor {inner!r} as {key!r}: tensor missing or name taken")
-        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                 for d in value.type.tensor_type.shape.dim]
+        shape = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in value.type.tensor_type.shape.dim
+        ]
         value.CopyFrom(helper.make_tensor_value_info(key, TensorProto.FLOAT, shape))
         source, target = (key, inner) if is_input else (inner, key)
         dtype = np.dtype(detail["dtype"])
@@ -104,8 +119,12 @@ def _name_by_signature(model: onnx.ModelProto, tflite: TFLiteModel) -> None:
         if dtype not in (np.int8, np.uint8):
             raise ValueError(f"opset-17 QuantizeLinear takes int8 or uint8, TFLite tensor {key!r} is {dtype}")
         scale, zero_point = detail["quantization"]
-        graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), f"{key}_scale"),
-                                  numpy_helper.from_array(np.array(zero_point, dtype), f"{key}_zero_point")])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(scale, np.float32), f"{key}_scale"),
+                numpy_helper.from_array(np.array(zero_point, dtype), f"{key}_zero_point"),
+            ]
+        )
         op = "QuantizeLinear" if is_input else "DequantizeLinear"
         return helper.make_node(op, [source, f"{key}_scale", f"{key}_zero_point"], [target])
 
@@ -117,8 +136,13 @@ def _name_by_signature(model: onnx.ModelProto, tflite: TFLiteModel) -> None:
 
 
 # onnxruntime input type -> the numpy dtype fed to it.
-_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-                "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
 
 
 class ONNXModel:
@@ -148,14 +172,20 @@ class ONNXModel:
         batch = next(iter(inputs.values())).shape[0]
         fixed = self.inputs[next(iter(inputs))].shape[0]
         if isinstance(fixed, int) and fixed != batch:
-            parts = [self({k: v[i:i + fixed] for k, v in inputs.items()}) for i in range(0, batch, fixed)]
+            parts = [self({k: v[i : i + fixed] for k, v in inputs.items()}) for i in range(0, batch, fixed)]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         feed = {self.inputs[k].name: np.asarray(v, _NUMPY_TYPES.get(self.inputs[k].type)) for k, v in inputs.items()}
         return dict(zip(self.output_names, self.session.run(None, feed)))
 
 
-def check_onnx(path: str | os.PathLike, reference: dict[str, np.ndarray], inputs: np.ndarray | dict[str, np.ndarray],
-               *, atol: float | None = None, min_cosine: float | None = None) -> dict[str, dict[str, float]]:
+def check_onnx(
+    path: str | os.PathLike,
+    reference: dict[str, np.ndarray],
+    inputs: np.ndarray | dict[str, np.ndarray],
+    *,
+    atol: float | None = None,
+    min_cosine: float | None = None,
+) -> dict[str, dict[str, float]]:
     """Run the ONNX file on ``inputs`` and compare with ``reference`` outputs, matched by name.
 
     Returns ``{name: {"max_abs_diff": float, "cosine": float}}``. Raises ``ValueError`` when
@@ -170,12 +200,18 @@ def check_onnx(path: str | os.PathLike, reference: dict[str, np.ndarray], inputs
     if shapes:
         raise ValueError(f"{path}: output shapes differ (reference, onnx): {shapes}")
     cosines = output_agreement(reference, outputs)
-    report = {name: {"max_abs_diff": float(np.max(np.abs(outputs[name].astype(np.float64) - reference[name]))),
-                     "cosine": cosines[name]} for name in sorted(reference)}
+    report = {
+        name: {
+            "max_abs_diff": float(np.max(np.abs(outputs[name].astype(np.float64) - reference[name]))),
+            "cosine": cosines[name],
+        }
+        for name in sorted(reference)
+    }
     too_far = [name for name, r in report.items() if atol is not None and r["max_abs_diff"] > atol]
     too_skewed = [name for name, r in report.items() if min_cosine is not None and r["cosine"] < min_cosine]
     failures = [f"{name}: {report[name]}" for name in sorted(set(too_far) | set(too_skewed))]
     if failures:
-        raise ValueError(f"{path} differs from the reference (atol={atol}, min_cosine={min_cosine}):\n"
-                         + "\n".join(failures))
+        raise ValueError(
+            f"{path} differs from the reference (atol={atol}, min_cosine={min_cosine}):\n" + "\n".join(failures)
+        )
     return report

@@ -115,9 +115,14 @@ def export_saved_model(
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-"))
     try:
         bytes_spec = tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)
-        save_signatures(model, staging, {
-            "serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function(),
-            "serving_bytes": tf.function(serve_bytes, input_signature=[bytes_spec]).get_concrete_function()})
+        save_signatures(
+            model,
+            staging,
+            {
+                "serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function(),
+                "serving_bytes": tf.function(serve_bytes, input_signature=[bytes_spec]).get_concrete_function(),
+            },
+        )
         version_dir = model_dir / str(next_version(model_dir))
         # rename refuses a non-empty target: a version taken meanwhile fails this export, never overwritten.
         os.rename(staging, version_dir)

@@ -88,7 +88,8 @@ def check_uint8_normalisation(flatbuffer: bytes, info: ModelInfo, source: str = 
         raise ValueError(
             f"{source}: uint8 input quantization (scale {scale:.6g}, zero point {zero_point}) does not "
             f"normalise pixels as (p - {mean}) / {std} (expected scale {1 / std:.6g}, zero point ~{mean}); "
-            "the calibration data are probably not normalised that way")
+            "the calibration data are probably not normalised that way"
+        )
 
 
 def _with_pixel_extremes(data: Iterable | Callable | None, info: ModelInfo) -> Callable | None:
@@ -96,8 +97,10 @@ def _with_pixel_extremes(data: Iterable | Callable | None, info: ModelInfo) -> C
     if data is None:
         return None
     if len(set(info.mean)) > 1 or len(set(info.std)) > 1:
-        raise ValueError(f"{info.name}: uint8 input needs one mean/std for all channels (got mean={info.mean} "
-                         f"std={info.std}); export with io_dtype='float32' or normalise inside the model")
+        raise ValueError(
+            f"{info.name}: uint8 input needs one mean/std for all channels (got mean={info.mean} "
+            f"std={info.std}); export with io_dtype='float32' or normalise inside the model"
+        )
     low, high = ((p - info.mean[0]) / info.std[0] for p in PIXEL_RANGE)
 
     def batches():

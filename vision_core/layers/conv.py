@@ -49,11 +49,18 @@ def conv_bn_act(
     ``bn_gamma_initializer="zeros"`` starts a residual branch at zero (Goyal et al. 2017).
     """
     x = keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, groups=groups,
-        dilation_rate=dilation_rate, use_bias=use_bias, name=f"{name}_conv",
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        dilation_rate=dilation_rate,
+        use_bias=use_bias,
+        name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=BN_MOMENTUM,
-                                        gamma_initializer=bn_gamma_initializer, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(
+        epsilon=bn_epsilon, momentum=BN_MOMENTUM, gamma_initializer=bn_gamma_initializer, name=f"{name}_bn"
+    )(x)
     return apply_activation(x, activation, f"{name}_act")
 
 
@@ -71,8 +78,12 @@ def dwconv_bn_act(
 ):
     """``DepthwiseConv2D -> BatchNormalization -> activation`` on NHWC ``x``."""
     x = keras.layers.DepthwiseConv2D(
-        kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-        dilation_rate=dilation_rate, name=f"{name}_dwconv",
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        dilation_rate=dilation_rate,
+        name=f"{name}_dwconv",
     )(x)
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return apply_activation(x, activation, f"{name}_act")

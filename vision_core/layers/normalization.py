@@ -41,8 +41,7 @@ class LayerNorm(QuantizableLayer):
     # (trained RevCol-S, QAT int8: mean per-norm error 2.58 -> 2.46 %, output rounding alone 1.3 %).
     qat_options = {"quantize_centred": True}
 
-    def __init__(self, epsilon: float = 1e-6, scale_and_shift: bool = True, quantize_centred: bool = False,
-                 **kwargs):
+    def __init__(self, epsilon: float = 1e-6, scale_and_shift: bool = True, quantize_centred: bool = False, **kwargs):
         """``scale_and_shift=False``: no ``gamma`` / ``beta`` (folded into the next layer,
         :func:`vision_core.quant.fold.fold_for_int8`). ``quantize_centred`` (QAT's
         clone): fake-quantize ``x - mean`` to ``centred_min`` / ``centred_max``, which QAT sets
@@ -86,8 +85,12 @@ class LayerNorm(QuantizableLayer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon, "scale_and_shift": self.scale_and_shift,
-                "quantize_centred": self.quantize_centred}
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "scale_and_shift": self.scale_and_shift,
+            "quantize_centred": self.quantize_centred,
+        }
 
 
 @custom_layer

@@ -27,7 +27,7 @@ Registered: ``fpn`` (RetinaNet's FPN, :mod:`.fpn`) and ``rcnet`` (RevFP + CSN, :
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 PYRAMID_LEVELS = ("P3", "P4", "P5", "P6", "P7")
 PYRAMID_STRIDES = {"P3": 8, "P4": 16, "P5": 32, "P6": 64, "P7": 128}
@@ -74,8 +74,9 @@ def pyramid_model(backbone, neck: str, channels: int = 256, **options):
     return keras.Model(backbone.input, pyramid, name=f"{backbone.name}_{neck}")
 
 
-def build_pyramid(backbone: str, neck: str, input_shape, channels: int = 256,
-                  backbone_options: dict | None = None, **neck_options):
+def build_pyramid(
+    backbone: str, neck: str, input_shape, channels: int = 256, backbone_options: dict | None = None, **neck_options
+):
     """:func:`pyramid_model` from registered names: ``build_backbone(backbone, input_shape)`` + ``neck``."""
     from vision_core.backbones import build_backbone
 

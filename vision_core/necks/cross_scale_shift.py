@@ -118,7 +118,9 @@ class CrossScaleShift(QuantizableLayer):
 
     def call(self, levels):
         g, count = self.group_channels, len(levels)
-        groups = [levels[(self.level + shift) % count][..., k * g:(k + 1) * g] for k, shift in enumerate(LEVEL_SHIFTS)]
+        groups = [
+            levels[(self.level + shift) % count][..., k * g : (k + 1) * g] for k, shift in enumerate(LEVEL_SHIFTS)
+        ]
         return tf.concat([*groups, levels[self.level]], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -230,8 +232,10 @@ def dual_global_context(levels: list, *, name: str):
     """``G_sp + G_sc`` of same-shaped levels ``(B, H, W, C)``: one ``(B, 1, 1, C)`` context."""
     scale_pooled = keras.layers.Average(name=f"{name}_spatial_scale_pool")(levels)
     spatial = _context_pool(scale_pooled, name=f"{name}_spatial")
-    per_level = [keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_scale_spatial_pool{i}")(x)
-                 for i, x in enumerate(levels)]
+    per_level = [
+        keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_scale_spatial_pool{i}")(x)
+        for i, x in enumerate(levels)
+    ]
     stacked = keras.layers.Concatenate(axis=1, name=f"{name}_scale_stack")(per_level)  # (B, L, 1, C)
     scale = _context_pool(stacked, name=f"{name}_scale")
     return keras.layers.Add(name=f"{name}_sum")([spatial, scale])

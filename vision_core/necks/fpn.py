@@ -33,11 +33,14 @@ def fpn(features: dict, channels: int = 256, *, prefix: str = "fpn", p6_from: st
     merged = {5: keras.layers.Conv2D(channels, 1, name=f"{prefix}_lateral5")(features["C5"])}
     for level in (4, 3):
         lateral = keras.layers.Conv2D(channels, 1, name=f"{prefix}_lateral{level}")(features[f"C{level}"])
-        upsampled = resize_to(merged[level + 1], spatial_size(lateral), upsample="nearest",
-                              name=f"{prefix}_upsample{level + 1}")
+        upsampled = resize_to(
+            merged[level + 1], spatial_size(lateral), upsample="nearest", name=f"{prefix}_upsample{level + 1}"
+        )
         merged[level] = keras.layers.Add(name=f"{prefix}_merge{level}")([lateral, upsampled])
-    pyramid = {f"P{level}": keras.layers.Conv2D(channels, 3, padding="same", name=f"{prefix}_output{level}")(merged[level])
-               for level in (3, 4, 5)}
+    pyramid = {
+        f"P{level}": keras.layers.Conv2D(channels, 3, padding="same", name=f"{prefix}_output{level}")(merged[level])
+        for level in (3, 4, 5)
+    }
     source = features["C5"] if p6_from == "C5" else pyramid["P5"]
     pyramid["P6"] = keras.layers.Conv2D(channels, 3, strides=2, padding="same", name=f"{prefix}_p6")(source)
     p6_relu = keras.layers.ReLU(name=f"{prefix}_p6_relu")(pyramid["P6"])

@@ -90,10 +90,12 @@ def fusion_conv(x, channels: int, *, name: str):
 def feature_guided_upsampling(lateral, upsampled, *, name: str):
     """``W * Up`` with ``W = N softmax_N(T / sqrt(C) Conv3x3(concat(lateral, Up)))``; shape of ``upsampled``."""
     channels = int(lateral.shape[-1])
-    lateral_logits = keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros",
-                                         name=f"{name}_logits_lateral")(lateral)
-    upsampled_logits = keras.layers.Conv2D(1, 3, padding="same", use_bias=False, kernel_initializer="zeros",
-                                           name=f"{name}_logits_upsampled")(upsampled)
+    lateral_logits = keras.layers.Conv2D(
+        1, 3, padding="same", kernel_initializer="zeros", name=f"{name}_logits_lateral"
+    )(lateral)
+    upsampled_logits = keras.layers.Conv2D(
+        1, 3, padding="same", use_bias=False, kernel_initializer="zeros", name=f"{name}_logits_upsampled"
+    )(upsampled)
     logits = keras.layers.Add(name=f"{name}_logits")([lateral_logits, upsampled_logits])
     weights = PositionSoftmax(scale=channels**-0.5, learnable_temperature=True, name=f"{name}_softmax")(logits)
     return keras.layers.Multiply(name=f"{name}_weighted")([upsampled, weights])
@@ -106,7 +108,8 @@ def weighted_fusion(a, b, *, name: str):
     """
     logits = [
         keras.layers.Conv2D(1, 1, use_bias=side == "a", kernel_initializer="zeros", name=f"{name}_gate_{side}")(
-            keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool_{side}")(x))
+            keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool_{side}")(x)
+        )
         for side, x in (("a", a), ("b", b))
     ]
     logits = keras.layers.Add(name=f"{name}_gate_logits")(logits)
@@ -140,16 +143,17 @@ def reverse_feature_pyramid(laterals: dict, *, name: str) -> dict:
         top, bottom = level == LEVELS[-1], level == LEVELS[0]
         higher = pyramid[f"P{level - 1}"] if top else laterals[level + 1]
         lower = None if top or bottom else pyramid[f"P{level - 1}"]
-        pyramid[f"P{level}"] = reverse_fusion(laterals[level], higher, lower, guided=not top,
-                                              name=f"{name}_p{level}")
+        pyramid[f"P{level}"] = reverse_fusion(laterals[level], higher, lower, guided=not top, name=f"{name}_p{level}")
     return pyramid
 
 
 @register_neck
 def rcnet(features: dict, channels: int = 256, *, prefix: str = "rcnet") -> dict:
     """RCNet on ``features`` ``{"C3", "C4", "C5"}``: ``{"P3": ..., "P7": ...}`` (see the module docstring)."""
-    laterals = {level: conv_bn_act(features[f"C{level}"], channels, 1, activation=None,
-                                   name=f"{prefix}_lateral{level}") for level in (3, 4, 5)}
+    laterals = {
+        level: conv_bn_act(features[f"C{level}"], channels, 1, activation=None, name=f"{prefix}_lateral{level}")
+        for level in (3, 4, 5)
+    }
     for level in (6, 7):
         x = conv_bn_act(laterals[level - 1], channels, 1, activation=None, name=f"{prefix}_extra{level}")
         laterals[level] = QuantizedMaxPooling2D(2, name=f"{prefix}_extra{level}_pool")(x)

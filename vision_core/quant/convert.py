@@ -57,14 +57,16 @@ def save_signatures(model, path: str | Path, signatures: dict) -> Path:
 
 
 def write_saved_model(model, path: str | Path, batch_size: int = 1) -> Path:
-    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature (see :func:`save_signatures`)."""
+    """Write ``model`` as a SavedModel with a fixed-shape ``serving_default`` signature
+    (see :func:`save_signatures`)."""
     spec = input_spec(model, batch_size)
 
     def serve(image):
         return output_dict(model, model(image, training=False))
 
-    return save_signatures(model, path, {"serving_default": tf.function(serve, input_signature=[spec])
-                                         .get_concrete_function()})
+    return save_signatures(
+        model, path, {"serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function()}
+    )
 
 
 def _representative(dataset: Iterable | Callable | None, limit: int):

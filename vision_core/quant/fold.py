@@ -29,8 +29,12 @@ from vision_core.layers.quantizable import CUSTOM_LAYERS
 def _per_position_linear(layer) -> bool:
     if type(layer) is keras.layers.Dense:
         return True
-    return (type(layer) is keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
-            and tuple(layer.strides) == (1, 1) and layer.groups == 1)
+    return (
+        type(layer) is keras.layers.Conv2D
+        and tuple(layer.kernel_size) == (1, 1)
+        and tuple(layer.strides) == (1, 1)
+        and layer.groups == 1
+    )
 
 
 def _scales_outputs(layer) -> bool:
@@ -66,8 +70,12 @@ def fold_for_int8(model):
     norms = 0
     for layer in model.layers:
         reader = only_reader(layer.name)
-        if isinstance(layer, LayerNorm) and layer.scale_and_shift and reader is not None \
-                and _per_position_linear(reader):
+        if (
+            isinstance(layer, LayerNorm)
+            and layer.scale_and_shift
+            and reader is not None
+            and _per_position_linear(reader)
+        ):
             gamma, beta = weights[layer.name]
             kernel, *bias = weights[reader.name]
             matrix = kernel.reshape(-1, kernel.shape[-1])  # (C_in, C_out): 1x1 conv and dense alike
@@ -87,7 +95,7 @@ def fold_for_int8(model):
                 kernel_scale = scale[:, None] if type(producer) is keras.layers.DepthwiseConv2D else scale
                 weights[producer.name] = [kernel * kernel_scale, *(b * scale for b in bias)]
                 removed[layer.name] = nodes[0][0]
-    for name, inbound in removed.items():
+    for name in removed:
         config["layers"].remove(entries[name])
         del weights[name]
     for entry in config["layers"]:

@@ -37,8 +37,7 @@ def shapes_data(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return normalize(images), labels
 
 
-def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learning_rate: float = 3e-4,
-                  seed: int = 7):
+def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learning_rate: float = 3e-4, seed: int = 7):
     """``(classifier, per-step training losses, train images, labels)`` after ``steps`` Adam steps.
 
     The first batch is revisited every step so the loss curve shows learning, not batch noise.
@@ -52,28 +51,45 @@ def train_briefly(name: str, size: int, steps: int, batch_size: int = 8, learnin
     keras.utils.set_random_seed(seed)
     x, labels = shapes_data(max(96, batch_size), size, seed=seed + 4)
     classifier = build_backbone(name, (size, size, 3), num_classes=len(SHAPE_CLASSES))
-    classifier.compile(optimizer=FusedAdam(learning_rate),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                       jit_compile=False, run_eagerly=True)
+    classifier.compile(
+        optimizer=FusedAdam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+        run_eagerly=True,
+    )
     losses = [float(classifier.train_on_batch(x[:batch_size], labels[:batch_size])) for _ in range(steps)]
     return classifier, losses, x, labels
 
 
-def ptq_feature_agreement(name: str, size: int, weights: dict, calibration: np.ndarray,
-                          probe: np.ndarray) -> tuple[dict[str, float], bytes]:
+def ptq_feature_agreement(
+    name: str, size: int, weights: dict, calibration: np.ndarray, probe: np.ndarray
+) -> tuple[dict[str, float], bytes]:
     """Cosine per feature map between the float features and their full-int8 TFLite conversion."""
     features = build_backbone(name, (size, size, 3))
     assign_by_path(features, weights, strict=False)
-    flatbuffer = convert(features, "int8", [calibration[i:i + 8] for i in range(0, len(calibration), 8)])
+    flatbuffer = convert(features, "int8", [calibration[i : i + 8] for i in range(0, len(calibration), 8)])
     reference = {k: np.asarray(v) for k, v in features(probe, training=False).items()}
     return output_agreement(reference, TFLiteModel(flatbuffer)(probe)), flatbuffer
 
 
-def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, labels: np.ndarray,
-                   probe: np.ndarray, steps: int, batch_size: int = 8, quantize: bool = True,
-                   calibration_images: int = 16, eval_x: np.ndarray | None = None,
-                   learning_rate: float = 1e-4, distill: bool = False, freeze_batch_norm: bool = True,
-                   calibration_ranges: str = "batch_mean") -> Path:
+def write_qat_spec(
+    work: Path,
+    classifier,
+    name: str,
+    size: int,
+    x: np.ndarray,
+    labels: np.ndarray,
+    probe: np.ndarray,
+    steps: int,
+    batch_size: int = 8,
+    quantize: bool = True,
+    calibration_images: int = 16,
+    eval_x: np.ndarray | None = None,
+    learning_rate: float = 1e-4,
+    distill: bool = False,
+    freeze_batch_norm: bool = True,
+    calibration_ranges: str = "batch_mean",
+) -> Path:
     """Write float weights, data and the QAT job spec into ``work``; returns the spec path.
 
     The first ``calibration_images`` of ``x`` calibrate the activation ranges; ``eval_x``
@@ -87,9 +103,14 @@ def write_qat_spec(work: Path, classifier, name: str, size: int, x: np.ndarray, 
     spec = QATJobSpec(
         "vision_core.backbones:build_backbone",
         {"name": name, "input_shape": [size, size, 3], "num_classes": len(SHAPE_CLASSES)},
-        steps=steps, batch_size=batch_size, learning_rate=learning_rate, quantize=quantize,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        quantize=quantize,
         loss="distillation_kl_from_logits" if distill else "sparse_categorical_crossentropy_from_logits",
-        freeze_batch_norm=freeze_batch_norm, calibration_ranges=calibration_ranges)
+        freeze_batch_norm=freeze_batch_norm,
+        calibration_ranges=calibration_ranges,
+    )
     return spec.write(work, weights_by_path(classifier), data if eval_x is None else {**data, "eval_x": eval_x})
 
 
@@ -104,13 +125,17 @@ def agreement_table(results: list[dict]) -> str:
     the epochs of one training cycle (x cycles when more than one), the QAT int8 file's RMS error of the
     class probabilities against float ("-" in results without it), the lowest
     PTQ feature cosine of C2..C5 (named below :data:`COSINE_FLOOR`) and the target verdict."""
-    lines = ["| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 probability error | min PTQ cosine "
-             "| target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backbone | epochs | float | PTQ int8 | QAT Keras | QAT int8 | QAT int8 probability error | min PTQ cosine "
+        "| target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for result in results:
         forms = {form["form"]: form for form in result["forms"]}
-        cells = [f"{100 * forms[name]['top1']:.2f} ({100 * forms[name]['agreement']:.2f})"
-                 for name in ("ptq_int8.tflite", "qat_keras", "qat_int8.tflite")]
+        cells = [
+            f"{100 * forms[name]['top1']:.2f} ({100 * forms[name]['agreement']:.2f})"
+            for name in ("ptq_int8.tflite", "qat_keras", "qat_int8.tflite")
+        ]
         cosines = result["ptq_int8_feature_cosine"]
         lowest = min(cosines, key=cosines.get)
         cosine = f"{cosines[lowest]:.4f}" + (f" ({lowest})" if cosines[lowest] < COSINE_FLOOR else "")
@@ -119,6 +144,8 @@ def agreement_table(results: list[dict]) -> str:
         error = "-" if error is None else f"{error:.4f}"
         cycles = result.get("cycles", 1)
         epochs = f"{result['epochs']}" + (f" x {cycles}" if cycles > 1 else "")
-        lines.append(f"| {result['backbone']} | {epochs} | {100 * forms['float']['top1']:.2f} | "
-                     f"{' | '.join(cells)} | {error} | {cosine} | {verdict} |")
+        lines.append(
+            f"| {result['backbone']} | {epochs} | {100 * forms['float']['top1']:.2f} | "
+            f"{' | '.join(cells)} | {error} | {cosine} | {verdict} |"
+        )
     return "\n".join(lines)

@@ -126,7 +126,7 @@ def quantize_model(model):
         annotated = keras.models.clone_model(model, clone_function=annotate)
         for layer, clone in zip(model.layers, annotated.layers):  # a clone may add QAT variables after its own
             own = layer.get_weights()
-            clone.set_weights(own + clone.get_weights()[len(own):])
+            clone.set_weights(own + clone.get_weights()[len(own) :])
         qat_model = _qkeras.quantize_apply(annotated)
     set_weight_ranges(qat_model)
     tie_same_scale_ranges(qat_model)

@@ -109,8 +109,13 @@ def launch(spec_path: str | Path, timeout: float | None = None) -> dict:
     from vision_core.backend import TF_KERAS, flavour_environment
 
     spec_path = Path(spec_path)
-    process = subprocess.run([sys.executable, "-m", "vision_core.quant.qat_job", str(spec_path)],
-                             env=flavour_environment(TF_KERAS), capture_output=True, text=True, timeout=timeout)
+    process = subprocess.run(
+        [sys.executable, "-m", "vision_core.quant.qat_job", str(spec_path)],
+        env=flavour_environment(TF_KERAS),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if process.returncode != 0:
         raise RuntimeError(f"QAT job {spec_path} failed (exit {process.returncode}):\n{process.stderr[-4000:]}")
     return json.loads((spec_path.parent / QATJobSpec.read(spec_path).out_dir / "result.json").read_text())
@@ -151,12 +156,13 @@ def distillation_kl(teacher_logits, student_logits):
 def _targets(data: dict) -> dict[str, np.ndarray]:
     """The loss's targets: ``label`` (train_y) and every ``target.<name>`` array as ``<name>``."""
     targets = {"label": data["train_y"]} if "train_y" in data else {}
-    return {**targets, **{key.removeprefix("target."): value for key, value in data.items()
-                          if key.startswith("target.")}}
+    return {
+        **targets,
+        **{key.removeprefix("target."): value for key, value in data.items() if key.startswith("target.")},
+    }
 
 
-def _fine_tune(qat_model, data: dict, loss_fn, steps: int, batch_size: int, learning_rate: float,
-               eager: bool) -> list:
+def _fine_tune(qat_model, data: dict, loss_fn, steps: int, batch_size: int, learning_rate: float, eager: bool) -> list:
     """``steps`` Adam steps over ``train_x`` and its targets in order, wrapping around; the losses.
 
     ``eager``: run each step eagerly instead of tracing the step into a tf.function first.
@@ -242,16 +248,17 @@ def run(spec_path: str | Path) -> dict:
     if steps and loss_name == "distillation_kl_from_logits" and "target.teacher_logits" not in data:
         teacher_logits = model.predict(data["train_x"], batch_size=batch_size, verbose=0)
         if isinstance(teacher_logits, dict):
-            raise ValueError(f"{spec_path}: distillation_kl_from_logits distils a single-output classifier, "
-                             f"{model.name} has outputs {sorted(teacher_logits)}")
+            raise ValueError(
+                f"{spec_path}: distillation_kl_from_logits distils a single-output classifier, "
+                f"{model.name} has outputs {sorted(teacher_logits)}"
+            )
         data["target.teacher_logits"] = teacher_logits
         lap("teacher_logits")
     qat_model = quantize_model(model)
     calibration = data["calibration"]
-    batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
+    batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
     lap("quantize_model")
-    result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches,
-                                                   spec.calibration_ranges)
+    result["calibrated_ranges"] = calibrate_ranges(qat_model, model, batches, spec.calibration_ranges)
     info = ModelInfo(**spec.metadata) if spec.metadata is not None else None
     if info is not None:  # a uint8 export's input range is the pixel range; train with it
         set_input_range(qat_model, *info.input_range)
@@ -263,8 +270,7 @@ def run(spec_path: str | Path) -> dict:
             result["frozen_batch_norms"] = freeze_batch_norms(qat_model)
         loss_fn = _loss(loss_name, spec.loss_options)
         result["eager"] = steps < EAGER_STEPS if spec.eager is None else spec.eager
-        result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size,
-                                      spec.learning_rate, result["eager"])
+        result["losses"] = _fine_tune(qat_model, data, loss_fn, steps, batch_size, spec.learning_rate, result["eager"])
         if info is not None:  # fine-tuning moved it with the data's range
             set_input_range(qat_model, *info.input_range)
         lap("fine_tune")
@@ -280,8 +286,9 @@ def run(spec_path: str | Path) -> dict:
         from vision_core.export.tflite_export import export_tflite
 
         shipped = imported(spec.inference)(qat_model, **spec.inference_options) if spec.inference else qat_model
-        flatbuffer = export_tflite(shipped, out_dir / "qat_int8.tflite", "int8", batches, info=info,
-                                   **spec.tflite_options).read_bytes()
+        flatbuffer = export_tflite(
+            shipped, out_dir / "qat_int8.tflite", "int8", batches, info=info, **spec.tflite_options
+        ).read_bytes()
         records = require_int8(flatbuffer, source=f"{model.name} (QAT int8)")
     else:
         flatbuffer = convert(qat_model, "int8", batches)

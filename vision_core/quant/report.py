@@ -54,8 +54,12 @@ def logit_rms_error(reference: Outputs, candidate: Outputs, output: str | None =
     return float(np.sqrt(np.mean(np.square(_scores(candidate, output) - _scores(reference, output)))))
 
 
-def compare(evaluate: Callable[[Outputs], dict], forms: Mapping[str, Outputs], reference: str,
-            agreement: Callable[[Outputs, Outputs], float] | None = None) -> list[dict]:
+def compare(
+    evaluate: Callable[[Outputs], dict],
+    forms: Mapping[str, Outputs],
+    reference: str,
+    agreement: Callable[[Outputs, Outputs], float] | None = None,
+) -> list[dict]:
     """One row per form: its metrics, each metric's delta to ``reference``, and its agreement with it.
 
     Rows keep the order of ``forms``; keys are ``form``, ``<metric>``, ``<metric>_delta``

@@ -24,8 +24,9 @@ def save_training_state(path: str | os.PathLike, model, meta: dict) -> Path:
     arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(model.optimizer.variables)})
     numpy_state = np.random.get_state()
     arrays["rng/numpy_keys"] = numpy_state[1]
-    arrays["meta"] = np.array(json.dumps({"state": meta, "python_rng": random.getstate(),
-                                          "numpy_rng": [numpy_state[0], *numpy_state[2:]]}))
+    arrays["meta"] = np.array(
+        json.dumps({"state": meta, "python_rng": random.getstate(), "numpy_rng": [numpy_state[0], *numpy_state[2:]]})
+    )
     return save_npz(arrays, path)
 
 
@@ -39,7 +40,8 @@ def load_training_state(path: str | os.PathLike, model) -> dict:
     optimizer_variables = model.optimizer.variables
     saved_optimizer = sorted(k for k in arrays if k.startswith("optimizer/"))
     if set(variables) != {k for k in arrays if k.startswith("model/")} or len(saved_optimizer) != len(
-            optimizer_variables):
+        optimizer_variables
+    ):
         raise ValueError(f"{path}: the saved model/optimizer variables do not match this model")
     for key, variable in variables.items():
         variable.assign(arrays[key])

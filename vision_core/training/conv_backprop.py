@@ -54,9 +54,14 @@ def input_gradient(output_gradient, kernel, padding: str):
 
 def _serves(op) -> bool:
     kernel_size = op.inputs[1].shape[:2]
-    return (op.get_attr("data_format") == b"NHWC" and list(op.get_attr("strides")) == [1, 1, 1, 1]
-            and list(op.get_attr("dilations")) == [1, 1, 1, 1] and op.get_attr("padding") in (b"SAME", b"VALID")
-            and kernel_size.is_fully_defined() and op.inputs[0].shape[1:3].is_fully_defined())
+    return (
+        op.get_attr("data_format") == b"NHWC"
+        and list(op.get_attr("strides")) == [1, 1, 1, 1]
+        and list(op.get_attr("dilations")) == [1, 1, 1, 1]
+        and op.get_attr("padding") in (b"SAME", b"VALID")
+        and kernel_size.is_fully_defined()
+        and op.inputs[0].shape[1:3].is_fully_defined()
+    )
 
 
 def conv2d_gradient(op, grad):
@@ -65,9 +70,15 @@ def conv2d_gradient(op, grad):
         return TENSORFLOW_GRADIENT(op, grad)
     inputs, kernel = op.inputs
     kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
-        input=inputs, filter_sizes=tf.shape(kernel), out_backprop=grad, strides=op.get_attr("strides"),
-        padding=op.get_attr("padding"), use_cudnn_on_gpu=op.get_attr("use_cudnn_on_gpu"),
-        data_format=op.get_attr("data_format"), dilations=op.get_attr("dilations"))
+        input=inputs,
+        filter_sizes=tf.shape(kernel),
+        out_backprop=grad,
+        strides=op.get_attr("strides"),
+        padding=op.get_attr("padding"),
+        use_cudnn_on_gpu=op.get_attr("use_cudnn_on_gpu"),
+        data_format=op.get_attr("data_format"),
+        dilations=op.get_attr("dilations"),
+    )
     return input_gradient(grad, kernel, op.get_attr("padding").decode()), kernel_gradient
 
 

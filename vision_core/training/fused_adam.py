@@ -30,15 +30,24 @@ class FusedAdam(keras.optimizers.Adam):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         step = tf.cast(self.iterations + 1, tf.float32)
         beta_1, beta_2 = tf.constant(self.beta_1, tf.float32), tf.constant(self.beta_2, tf.float32)
-        self._step_scalars = {"beta1_power": tf.pow(beta_1, step), "beta2_power": tf.pow(beta_2, step),
-                              "lr": tf.cast(learning_rate, tf.float32), "beta1": beta_1, "beta2": beta_2,
-                              "epsilon": tf.constant(self.epsilon, tf.float32)}
+        self._step_scalars = {
+            "beta1_power": tf.pow(beta_1, step),
+            "beta2_power": tf.pow(beta_2, step),
+            "lr": tf.cast(learning_rate, tf.float32),
+            "beta1": beta_1,
+            "beta2": beta_2,
+            "epsilon": tf.constant(self.epsilon, tf.float32),
+        }
         super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
         if tf.as_dtype(variable.dtype) != tf.float32:
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[index].handle,
-                                     v=self._velocities[index].handle, grad=tf.cast(gradient, tf.float32),
-                                     **self._step_scalars)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            grad=tf.cast(gradient, tf.float32),
+            **self._step_scalars,
+        )

@@ -50,14 +50,20 @@ def anchor_generator(config: ModelConfig | dict) -> RetinaNetAnchors | SSDDefaul
     """The anchor (default box) configuration of a detector."""
     config = model_config(config)
     if uses_softmax(config):
-        return SSDDefaultBoxes(strides=ssd_module.strides(config.ssd_first_level, config.ssd_layers),
-                               min_scale=config.ssd_min_scale, max_scale=config.ssd_max_scale,
-                               aspect_ratios=config.ssd_aspect_ratios,
-                               reduce_boxes_in_lowest_layer=config.ssd_reduce_lowest_layer)
-    strides = tuple(2 ** level for level in config.levels)
-    return RetinaNetAnchors(strides=strides, sizes=tuple(config.anchor_size * s for s in strides),
-                            scales=tuple(2 ** (i / config.scales_per_octave) for i in range(config.scales_per_octave)),
-                            aspect_ratios=config.aspect_ratios)
+        return SSDDefaultBoxes(
+            strides=ssd_module.strides(config.ssd_first_level, config.ssd_layers),
+            min_scale=config.ssd_min_scale,
+            max_scale=config.ssd_max_scale,
+            aspect_ratios=config.ssd_aspect_ratios,
+            reduce_boxes_in_lowest_layer=config.ssd_reduce_lowest_layer,
+        )
+    strides = tuple(2**level for level in config.levels)
+    return RetinaNetAnchors(
+        strides=strides,
+        sizes=tuple(config.anchor_size * s for s in strides),
+        scales=tuple(2 ** (i / config.scales_per_octave) for i in range(config.scales_per_octave)),
+        aspect_ratios=config.aspect_ratios,
+    )
 
 
 def detector_anchors(config: ModelConfig | dict) -> np.ndarray:
@@ -80,21 +86,35 @@ def build_detector(num_classes: int, **fields):
     generator = anchor_generator(config)
     per_location = generator.boxes_per_location
     if uses_softmax(config):
-        boxes, logits = ssd_module.ssd(backbone, num_classes, per_location, first_level=config.ssd_first_level,
-                                       num_layers=config.ssd_layers, separable=config.architecture == "ssdlite")
+        boxes, logits = ssd_module.ssd(
+            backbone,
+            num_classes,
+            per_location,
+            first_level=config.ssd_first_level,
+            num_layers=config.ssd_layers,
+            separable=config.architecture == "ssdlite",
+        )
         scores = keras.layers.Softmax(axis=-1, name="class_scores")(logits)
     else:
         boxes, logits = retinanet_module.retinanet(
-            backbone, num_classes, per_location[0], neck=config.neck, neck_channels=config.neck_channels,
-            levels=config.levels, head_depth=config.head_depth, head_channels=config.head_channels,
-            head_norm=config.head_norm)
+            backbone,
+            num_classes,
+            per_location[0],
+            neck=config.neck,
+            neck_channels=config.neck_channels,
+            levels=config.levels,
+            head_depth=config.head_depth,
+            head_channels=config.head_channels,
+            head_norm=config.head_norm,
+        )
         scores = keras.layers.Activation("sigmoid", name="class_scores")(logits)
     expected = len(detector_anchors(config))
     if boxes.shape[1] != expected:
         raise AssertionError(f"head emits {boxes.shape[1]} boxes, anchors number {expected}")
     name = f"{config.architecture}_{config.backbone}" + (f"_{config.neck}" if not uses_softmax(config) else "")
-    model = keras.Model(backbone.input, {"box_encodings": boxes, "class_logits": logits, "class_scores": scores},
-                        name=name)
+    model = keras.Model(
+        backbone.input, {"box_encodings": boxes, "class_logits": logits, "class_scores": scores}, name=name
+    )
     if config.bn_momentum is not None:
         set_batch_norm_momentum(model, config.bn_momentum)
     return model

@@ -33,32 +33,55 @@ def _flatten(per_level: list, width: int, *, name: str):
     return keras.layers.Concatenate(axis=1, name=name)(flat)
 
 
-def _subnet(levels: list, depth: int, channels: int, outputs: int, bias_initializer, *, name: str,
-            norm: bool = False) -> list:
+def _subnet(
+    levels: list, depth: int, channels: int, outputs: int, bias_initializer, *, name: str, norm: bool = False
+) -> list:
     """One RetinaNet subnet applied with shared weights to every level; ``[B, h, w, outputs]`` per level.
 
     ``norm``: batch norm after each conv (no conv bias), with its own statistics per level.
     """
-    convs = [keras.layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv{i}", use_bias=not norm,
-                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
-             for i in range(depth)]
-    predictor = keras.layers.Conv2D(outputs, 3, padding="same", name=f"{name}_predict",
-                                    kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-                                    bias_initializer=bias_initializer)
+    convs = [
+        keras.layers.Conv2D(
+            channels,
+            3,
+            padding="same",
+            name=f"{name}_conv{i}",
+            use_bias=not norm,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        )
+        for i in range(depth)
+    ]
+    predictor = keras.layers.Conv2D(
+        outputs,
+        3,
+        padding="same",
+        name=f"{name}_predict",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=bias_initializer,
+    )
     results = []
     for level, x in enumerate(levels):
         for i, conv in enumerate(convs):
             x = conv(x)
             if norm:
-                x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                                    name=f"{name}_bn{i}_level{level}")(x)
+                x = keras.layers.BatchNormalization(
+                    epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn{i}_level{level}"
+                )(x)
             x = keras.layers.ReLU(name=f"{name}_relu{i}_level{level}")(x)
         results.append(predictor(x))
     return results
 
 
-def retinanet_head(levels: list, num_classes: int, anchors_per_location: int, depth: int = 4,
-                   channels: int = 256, norm: bool = False, *, name: str = "head"):
+def retinanet_head(
+    levels: list,
+    num_classes: int,
+    anchors_per_location: int,
+    depth: int = 4,
+    channels: int = 256,
+    norm: bool = False,
+    *,
+    name: str = "head",
+):
     """RetinaNet subnets on ``levels`` (NHWC, equal channels): ``(box_encodings [B, A, 4], class_logits [B, A, K])``.
 
     ``norm`` adds batch norm after the subnet convs (per level, as EfficientDet): not in the
@@ -66,11 +89,11 @@ def retinanet_head(levels: list, num_classes: int, anchors_per_location: int, de
     """
     prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
     n = anchors_per_location
-    classes = _subnet(levels, depth, channels, n * num_classes, keras.initializers.Constant(prior),
-                      name=f"{name}_class", norm=norm)
+    classes = _subnet(
+        levels, depth, channels, n * num_classes, keras.initializers.Constant(prior), name=f"{name}_class", norm=norm
+    )
     boxes = _subnet(levels, depth, channels, n * 4, "zeros", name=f"{name}_box", norm=norm)
-    return (_flatten(boxes, 4, name="box_encodings"),
-            _flatten(classes, num_classes, name="class_logits"))
+    return (_flatten(boxes, 4, name="box_encodings"), _flatten(classes, num_classes, name="class_logits"))
 
 
 def ssd_head(layers: list, num_classes: int, boxes_per_location, separable: bool = False, *, name: str = "head"):
@@ -87,5 +110,4 @@ def ssd_head(layers: list, num_classes: int, boxes_per_location, separable: bool
                 out.append(keras.layers.Conv2D(n * width, 1, name=f"{prefix}_predict")(y))
             else:
                 out.append(keras.layers.Conv2D(n * width, 3, padding="same", name=f"{prefix}_predict")(x))
-    return (_flatten(boxes, 4, name="box_encodings"),
-            _flatten(classes, num_classes + 1, name="class_logits"))
+    return (_flatten(boxes, 4, name="box_encodings"), _flatten(classes, num_classes + 1, name="class_logits"))

@@ -13,10 +13,25 @@ from apps.detect.models.heads import retinanet_head
 from vision_core.necks import build_neck
 
 
-def retinanet(backbone, num_classes: int, anchors_per_location: int, *, neck: str = "fpn", neck_channels: int = 256,
-              levels: tuple[int, ...] = (3, 4, 5, 6, 7), head_depth: int = 4, head_channels: int = 256,
-              head_norm: bool = False):
+def retinanet(
+    backbone,
+    num_classes: int,
+    anchors_per_location: int,
+    *,
+    neck: str = "fpn",
+    neck_channels: int = 256,
+    levels: tuple[int, ...] = (3, 4, 5, 6, 7),
+    head_depth: int = 4,
+    head_channels: int = 256,
+    head_norm: bool = False,
+):
     """RetinaNet on a feature model ``backbone``: ``(box_encodings, class_logits)`` tensors."""
     pyramid = build_neck(neck, backbone.output, neck_channels)
-    return retinanet_head([pyramid[f"P{level}"] for level in levels], num_classes, anchors_per_location,
-                          head_depth, head_channels, head_norm)
+    return retinanet_head(
+        [pyramid[f"P{level}"] for level in levels],
+        num_classes,
+        anchors_per_location,
+        head_depth,
+        head_channels,
+        head_norm,
+    )

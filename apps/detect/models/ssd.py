@@ -40,8 +40,15 @@ def ssd_layers(features: dict, first_level: int, num_layers: int, separable: boo
     return layers
 
 
-def ssd(backbone, num_classes: int, boxes_per_location, *, first_level: int = 4, num_layers: int = 6,
-        separable: bool = False):
+def ssd(
+    backbone,
+    num_classes: int,
+    boxes_per_location,
+    *,
+    first_level: int = 4,
+    num_layers: int = 6,
+    separable: bool = False,
+):
     """SSD / SSDLite on a feature model ``backbone``: ``(box_encodings, class_logits)`` tensors."""
     layers = ssd_layers(backbone.output, first_level, num_layers, separable)
     return ssd_head(layers, num_classes, boxes_per_location, separable=separable)
@@ -50,4 +57,3 @@ def ssd(backbone, num_classes: int, boxes_per_location, *, first_level: int = 4,
 def strides(first_level: int = 4, num_layers: int = 6) -> tuple[int, ...]:
     """The strides of the prediction layers."""
     return tuple(2 ** (first_level + i) for i in range(num_layers))
-

@@ -27,9 +27,18 @@ from vision_core.data.classification.types import IMAGE_SUFFIXES, Classification
 _PIPELINE_NAMES = ("load_images", "make_classification_dataset", "preprocess_image_file")
 
 __all__ = [
-    "CLASSIFICATION_ISSUE_KINDS", "IMAGE_SUFFIXES", "ClassificationDataset", "ClassificationIssue",
-    "ClassificationReport", "check_classification_dataset", "check_split_overlap", "load_classification_dataset",
-    "load_images", "make_classification_dataset", "preprocess_image_file", "write_shapes_dataset",
+    "CLASSIFICATION_ISSUE_KINDS",
+    "IMAGE_SUFFIXES",
+    "ClassificationDataset",
+    "ClassificationIssue",
+    "ClassificationReport",
+    "check_classification_dataset",
+    "check_split_overlap",
+    "load_classification_dataset",
+    "load_images",
+    "make_classification_dataset",
+    "preprocess_image_file",
+    "write_shapes_dataset",
 ]
 
 

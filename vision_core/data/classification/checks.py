@@ -24,11 +24,11 @@ from vision_core.data.detection.types import ERROR, WARNING, Issue
 
 # Every kind of problem the checks report, with its severity.
 CLASSIFICATION_ISSUE_KINDS = {
-    "missing_image": ERROR,       # the image file does not exist
-    "unreadable_image": ERROR,    # OpenCV cannot decode it (corrupt, truncated, not an image)
-    "too_few_samples": ERROR,     # a class with fewer than min_per_class images
-    "duplicate_image": WARNING,   # one path listed more than once in the split
-    "split_overlap": WARNING,     # an image of this split is also in the other one (same path or bytes)
+    "missing_image": ERROR,  # the image file does not exist
+    "unreadable_image": ERROR,  # OpenCV cannot decode it (corrupt, truncated, not an image)
+    "too_few_samples": ERROR,  # a class with fewer than min_per_class images
+    "duplicate_image": WARNING,  # one path listed more than once in the split
+    "split_overlap": WARNING,  # an image of this split is also in the other one (same path or bytes)
 }
 
 
@@ -37,8 +37,9 @@ class ClassificationIssue(Issue):
 
     def __post_init__(self):
         if self.kind not in CLASSIFICATION_ISSUE_KINDS:
-            raise ValueError(f"unknown issue kind {self.kind!r}: expected one of "
-                             f"{', '.join(CLASSIFICATION_ISSUE_KINDS)}")
+            raise ValueError(
+                f"unknown issue kind {self.kind!r}: expected one of {', '.join(CLASSIFICATION_ISSUE_KINDS)}"
+            )
 
     @property
     def severity(self) -> str:
@@ -76,9 +77,15 @@ class ClassificationReport:
         return not self.errors
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "source": self.source, "split": self.split, "images": self.num_images,
-                "images_per_class": self.images_per_class, "counts": self.counts,
-                "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues]}
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "split": self.split,
+            "images": self.num_images,
+            "images_per_class": self.images_per_class,
+            "counts": self.counts,
+            "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues],
+        }
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -86,8 +93,11 @@ class ClassificationReport:
     def table(self, max_listed: int = 10) -> str:
         """A readable summary: totals, a count per kind, then up to ``max_listed`` problems of each kind."""
         classes = ", ".join(f"{name} {count}" for name, count in self.images_per_class.items())
-        lines = [f"classification dataset, split {self.split!r}: {self.source}",
-                 f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})", ""]
+        lines = [
+            f"classification dataset, split {self.split!r}: {self.source}",
+            f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})",
+            "",
+        ]
         counts = self.counts
         if counts:
             lines.append(f"{'problem':<22}{'severity':<10}{'count':>7}")
@@ -107,8 +117,9 @@ class ClassificationReport:
         return self.table()
 
 
-def check_classification_dataset(dataset: ClassificationDataset, min_per_class: int = 2,
-                                 workers: int = 2) -> ClassificationReport:
+def check_classification_dataset(
+    dataset: ClassificationDataset, min_per_class: int = 2, workers: int = 2
+) -> ClassificationReport:
     """Decode every image of ``dataset`` and count its classes into a :class:`ClassificationReport`.
 
     Args:
@@ -129,10 +140,16 @@ def check_classification_dataset(dataset: ClassificationDataset, min_per_class: 
     per_class = dataset.counts()
     for name, count in per_class.items():
         if count < min_per_class:
-            issues.append(ClassificationIssue("too_few_samples", f"class {name!r}",
-                                              f"{count} image(s) in {dataset.source}, fewer than {min_per_class}"))
-    return ClassificationReport(source=dataset.source, split=dataset.split, num_images=len(dataset),
-                                images_per_class=per_class, issues=issues)
+            issues.append(
+                ClassificationIssue(
+                    "too_few_samples",
+                    f"class {name!r}",
+                    f"{count} image(s) in {dataset.source}, fewer than {min_per_class}",
+                )
+            )
+    return ClassificationReport(
+        source=dataset.source, split=dataset.split, num_images=len(dataset), images_per_class=per_class, issues=issues
+    )
 
 
 def _check_image(path: Path) -> ClassificationIssue | None:
@@ -141,8 +158,9 @@ def _check_image(path: Path) -> ClassificationIssue | None:
     except FileNotFoundError:
         return ClassificationIssue("missing_image", str(path), "file not found")
     except UnreadableImageError:
-        return ClassificationIssue("unreadable_image", str(path), "cannot be decoded (corrupt, truncated or "
-                                                                  "not an image)")
+        return ClassificationIssue(
+            "unreadable_image", str(path), "cannot be decoded (corrupt, truncated or not an image)"
+        )
     return None
 
 
@@ -155,8 +173,9 @@ def file_digest(path: str | os.PathLike) -> str | None:
         return None
 
 
-def check_split_overlap(train: ClassificationDataset, val: ClassificationDataset,
-                        workers: int = 2) -> list[ClassificationIssue]:
+def check_split_overlap(
+    train: ClassificationDataset, val: ClassificationDataset, workers: int = 2
+) -> list[ClassificationIssue]:
     """``split_overlap`` warnings, one per image of ``val`` that is also in ``train``.
 
     An image is shared when its resolved path (symlinks followed) is a train image's, or when
@@ -174,6 +193,9 @@ def check_split_overlap(train: ClassificationDataset, val: ClassificationDataset
         if same is not None:
             issues.append(ClassificationIssue("split_overlap", str(path), f"is also {train.split} image {same}"))
         elif digest is not None and digest in train_digests:
-            issues.append(ClassificationIssue("split_overlap", str(path),
-                                              f"has the same bytes as {train.split} image {train_digests[digest]}"))
+            issues.append(
+                ClassificationIssue(
+                    "split_overlap", str(path), f"has the same bytes as {train.split} image {train_digests[digest]}"
+                )
+            )
     return issues

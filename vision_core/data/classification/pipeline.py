@@ -30,8 +30,13 @@ def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def preprocess_image_file(path: tf.Tensor, image_size: int | Sequence[int], channels: int = 3,
-                 mean: float | Sequence[float] = 127.5, std: float | Sequence[float] = 127.5) -> tf.Tensor:
+def preprocess_image_file(
+    path: tf.Tensor,
+    image_size: int | Sequence[int],
+    channels: int = 3,
+    mean: float | Sequence[float] = 127.5,
+    std: float | Sequence[float] = 127.5,
+) -> tf.Tensor:
     """Read, decode, resize and normalise one image file (a string tensor) -> float32 [H, W, channels].
 
     ``mean`` / ``std``: one value or one per channel, in pixel units (0..255). Raises a TensorFlow
@@ -41,18 +46,25 @@ def preprocess_image_file(path: tf.Tensor, image_size: int | Sequence[int], chan
     image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False, dtype=tf.uint8)
     pixels = tf.cast(image, tf.float32)
     same_size = tf.reduce_all(tf.shape(image)[:2] == [height, width])
-    pixels = tf.cond(same_size, lambda: pixels,
-                     lambda: tf.image.resize(pixels, (height, width), method="bilinear"))
+    pixels = tf.cond(same_size, lambda: pixels, lambda: tf.image.resize(pixels, (height, width), method="bilinear"))
     pixels.set_shape((height, width, channels))
     std = np.asarray(std, np.float64)
     return pixels / tf.constant(std, tf.float32) - tf.constant(np.asarray(mean, np.float64) / std, tf.float32)
 
 
-def make_classification_dataset(dataset: ClassificationDataset, image_size: int | Sequence[int], batch_size: int, *,
-                                shuffle: bool = False, augment: bool = False, seed: int | None = None,
-                                channels: int = 3, mean: float | Sequence[float] = 127.5,
-                                std: float | Sequence[float] = 127.5,
-                                drop_remainder: bool = False) -> tf.data.Dataset:
+def make_classification_dataset(
+    dataset: ClassificationDataset,
+    image_size: int | Sequence[int],
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    augment: bool = False,
+    seed: int | None = None,
+    channels: int = 3,
+    mean: float | Sequence[float] = 127.5,
+    std: float | Sequence[float] = 127.5,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images float32 [B, H, W, C], labels int32 [B])`` batches.
 
     Args:
@@ -73,18 +85,29 @@ def make_classification_dataset(dataset: ClassificationDataset, image_size: int 
     data = tf.data.Dataset.from_tensor_slices((paths, tf.constant(dataset.labels.astype(np.int32))))
     if shuffle:
         data = data.shuffle(max(len(dataset), 1), seed=seed, reshuffle_each_iteration=True)
-    data = data.map(lambda path, label: (preprocess_image_file(path, image_size, channels, mean, std), label),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = data.map(
+        lambda path, label: (preprocess_image_file(path, image_size, channels, mean, std), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     data = data.ignore_errors(log_warning=True)
     if augment:
-        data = data.map(lambda image, label: (tf.image.random_flip_left_right(image, seed=seed), label),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        data = data.map(
+            lambda image, label: (tf.image.random_flip_left_right(image, seed=seed), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
     return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def load_images(dataset: ClassificationDataset, image_size: int | Sequence[int], channels: int = 3,
-                mean: float | Sequence[float] = 127.5, std: float | Sequence[float] = 127.5,
-                batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def load_images(
+    dataset: ClassificationDataset,
+    image_size: int | Sequence[int],
+    channels: int = 3,
+    mean: float | Sequence[float] = 127.5,
+    std: float | Sequence[float] = 127.5,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
     """Every readable image of a small ``dataset`` in memory, in ``dataset.paths`` order.
 
     Returns ``(images float32 [N, H, W, C], labels int32 [N])`` as :func:`make_classification_dataset`
@@ -93,8 +116,9 @@ def load_images(dataset: ClassificationDataset, image_size: int | Sequence[int],
     """
     height, width = _size(image_size)
     images, labels = [np.zeros((0, height, width, channels), np.float32)], [np.zeros((0,), np.int32)]
-    for batch_images, batch_labels in make_classification_dataset(dataset, image_size, batch_size, channels=channels,
-                                                                  mean=mean, std=std):
+    for batch_images, batch_labels in make_classification_dataset(
+        dataset, image_size, batch_size, channels=channels, mean=mean, std=std
+    ):
         images.append(batch_images.numpy())
         labels.append(batch_labels.numpy())
     return np.concatenate(images), np.concatenate(labels)

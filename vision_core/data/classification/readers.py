@@ -37,8 +37,9 @@ from vision_core.data.detection.types import resolve_image_path
 CSV_COLUMNS = ("path", "label")
 
 
-def load_classification_dataset(data: str | os.PathLike, split: str = "train",
-                                class_names: Sequence[str] | None = None) -> ClassificationDataset:
+def load_classification_dataset(
+    data: str | os.PathLike, split: str = "train", class_names: Sequence[str] | None = None
+) -> ClassificationDataset:
     """The ``split`` of the dataset at ``data`` (a folder or a ``.csv`` file; layouts in the module docstring).
 
     Returns a :class:`ClassificationDataset` with absolute paths and int64 labels [N] indexing
@@ -59,8 +60,9 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def _split_folder(root: Path, split: str) -> Path:
@@ -71,8 +73,9 @@ def _split_folder(root: Path, split: str) -> Path:
     if any(_images(child) for child in _subfolders(root)):
         return root
     found = ", ".join(p.name for p in _subfolders(root)) or "none"
-    raise FileNotFoundError(f"{folder}: no {split!r} split folder in {root} (its folders: {found}), "
-                            "and it holds no class folders of images")
+    raise FileNotFoundError(
+        f"{folder}: no {split!r} split folder in {root} (its folders: {found}), and it holds no class folders of images"
+    )
 
 
 def _read_folders(root: Path, split: str, class_names: Sequence[str] | None) -> ClassificationDataset:
@@ -83,15 +86,17 @@ def _read_folders(root: Path, split: str, class_names: Sequence[str] | None) -> 
     paths, labels = [], []
     for class_folder in classes:
         if class_folder.name not in index:
-            raise ValueError(f"{class_folder}: class folder {class_folder.name!r} is not one of the "
-                             f"{len(names)} given class names")
+            raise ValueError(
+                f"{class_folder}: class folder {class_folder.name!r} is not one of the {len(names)} given class names"
+            )
         images = _images(class_folder)
         paths += images
         labels += [index[class_folder.name]] * len(images)
     if not paths:
         raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in class folders")
-    return ClassificationDataset(source=str(folder), split=split, class_names=names, paths=paths,
-                                 labels=np.array(labels, np.int64))
+    return ClassificationDataset(
+        source=str(folder), split=split, class_names=names, paths=paths, labels=np.array(labels, np.int64)
+    )
 
 
 def _read_csv(path: Path, split: str, class_names: Sequence[str] | None) -> ClassificationDataset:
@@ -104,8 +109,10 @@ def _read_csv(path: Path, split: str, class_names: Sequence[str] | None) -> Clas
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in CSV_COLUMNS if c not in columns]
         if missing:
-            raise ValueError(f"{path}: header {columns or '(empty file)'} lacks the column(s) {missing}; "
-                             f"expected a header with {', '.join(CSV_COLUMNS)} (and optionally split)")
+            raise ValueError(
+                f"{path}: header {columns or '(empty file)'} lacks the column(s) {missing}; "
+                f"expected a header with {', '.join(CSV_COLUMNS)} (and optionally split)"
+            )
         reader.fieldnames = columns
         for row in reader:
             line = reader.line_num
@@ -128,6 +135,10 @@ def _read_csv(path: Path, split: str, class_names: Sequence[str] | None) -> Clas
             raise ValueError(f"{path}: no rows of split {split!r} (its split column holds {present})")
     if not rows:
         raise ValueError(f"{path}: no rows below the header")
-    return ClassificationDataset(source=str(path), split=split, class_names=names,
-                                 paths=[image for _, image, _, _ in rows],
-                                 labels=np.array([index[label] for _, _, label, _ in rows], np.int64))
+    return ClassificationDataset(
+        source=str(path),
+        split=split,
+        class_names=names,
+        paths=[image for _, image, _, _ in rows],
+        labels=np.array([index[label] for _, _, label, _ in rows], np.int64),
+    )

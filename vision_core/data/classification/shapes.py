@@ -25,8 +25,16 @@ SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1
 
 
-def write_shapes_dataset(root: str | os.PathLike, train: int = 8000, val: int = 400, size: int = 64,
-                         train_seed: int = 11, val_seed: int = 99, *, progress: bool = True) -> Path:
+def write_shapes_dataset(
+    root: str | os.PathLike,
+    train: int = 8000,
+    val: int = 400,
+    size: int = 64,
+    train_seed: int = 11,
+    val_seed: int = 99,
+    *,
+    progress: bool = True,
+) -> Path:
     """Write the shapes dataset to ``root`` and return ``root`` (absolute).
 
     Layout: ``root/dataset.json`` (the settings below) and ``root/{train,val}/<class>/<index:05d>.png``,
@@ -37,14 +45,22 @@ def write_shapes_dataset(root: str | os.PathLike, train: int = 8000, val: int = 
     anything else (other settings, other files) is an error naming it.
     """
     root = Path(os.path.abspath(root))
-    settings = {"generator": __name__, "version": GENERATOR_VERSION, "size": size, "classes": list(SHAPE_CLASSES),
-                "splits": {"train": {"images": train, "seed": train_seed}, "val": {"images": val, "seed": val_seed}}}
+    settings = {
+        "generator": __name__,
+        "version": GENERATOR_VERSION,
+        "size": size,
+        "classes": list(SHAPE_CLASSES),
+        "splits": {"train": {"images": train, "seed": train_seed}, "val": {"images": val, "seed": val_seed}},
+    }
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         existing = _settings(root)
         if existing == settings:
             return root
-        problem = (f"holds a shapes dataset of other settings ({SETTINGS_FILE}: {existing})" if existing
-                   else f"exists and is not a shapes dataset (no {SETTINGS_FILE})")
+        problem = (
+            f"holds a shapes dataset of other settings ({SETTINGS_FILE}: {existing})"
+            if existing
+            else f"exists and is not a shapes dataset (no {SETTINGS_FILE})"
+        )
         raise FileExistsError(f"{root}: {problem}; remove it or choose another folder")
 
     def write(staging: Path) -> None:

@@ -47,8 +47,10 @@ class ClassificationDataset:
         outside = (self.labels < 0) | (self.labels >= len(self.class_names))
         if outside.any():
             index = int(np.argmax(outside))
-            raise ValueError(f"{self.paths[index]}: label {self.labels[index]} is not in "
-                             f"0..{len(self.class_names) - 1} ({self.source})")
+            raise ValueError(
+                f"{self.paths[index]}: label {self.labels[index]} is not in "
+                f"0..{len(self.class_names) - 1} ({self.source})"
+            )
 
     @property
     def num_classes(self) -> int:

@@ -20,37 +20,56 @@ never loads albumentations or TensorFlow.
 
 from vision_core.data.detection.checks import DatasetReport, check_dataset
 from vision_core.data.detection.coco import (
-                                             coco_dict,
-                                             coco_results,
-                                             read_coco,
-                                             write_coco,
+    coco_dict,
+    coco_results,
+    read_coco,
+    write_coco,
 )
 from vision_core.data.detection.demo import (
-                                             DEMO_CLASSES,
-                                             draw_detection_scene,
-                                             write_demo_dataset,
+    DEMO_CLASSES,
+    draw_detection_scene,
+    write_demo_dataset,
 )
 from vision_core.data.detection.formats import detect_format, load_detection_dataset
 from vision_core.data.detection.images import (
-                                             UnreadableImageError,
-                                             image_size,
-                                             read_image,
+    UnreadableImageError,
+    image_size,
+    read_image,
 )
 from vision_core.data.detection.types import (
-                                             BOX_FORMAT,
-                                             ISSUE_KINDS,
-                                             AnnotationFormatError,
-                                             DetectionDataset,
-                                             DetectionRecord,
-                                             DetectionSample,
-                                             Issue,
+    BOX_FORMAT,
+    ISSUE_KINDS,
+    AnnotationFormatError,
+    DetectionDataset,
+    DetectionRecord,
+    DetectionSample,
+    Issue,
 )
 from vision_core.data.detection.voc import read_voc
 from vision_core.data.detection.yolo import read_yolo
 
 __all__ = [
-    "BOX_FORMAT", "DEMO_CLASSES", "ISSUE_KINDS", "AnnotationFormatError", "DatasetReport", "DetectionDataset",
-    "DetectionRecord", "DetectionSample", "Issue", "UnreadableImageError", "check_dataset", "coco_dict",
-    "coco_results", "detect_format", "draw_detection_scene", "image_size", "load_detection_dataset", "read_coco",
-    "read_image", "read_voc", "read_yolo", "write_coco", "write_demo_dataset",
+    "BOX_FORMAT",
+    "DEMO_CLASSES",
+    "ISSUE_KINDS",
+    "AnnotationFormatError",
+    "DatasetReport",
+    "DetectionDataset",
+    "DetectionRecord",
+    "DetectionSample",
+    "Issue",
+    "UnreadableImageError",
+    "check_dataset",
+    "coco_dict",
+    "coco_results",
+    "detect_format",
+    "draw_detection_scene",
+    "image_size",
+    "load_detection_dataset",
+    "read_coco",
+    "read_image",
+    "read_voc",
+    "read_yolo",
+    "write_coco",
+    "write_demo_dataset",
 ]

@@ -35,22 +35,39 @@ def resize_to_input(input_size: int | tuple[int, int], mode: str = "stretch") ->
     if mode == "stretch":
         return [A.Resize(height, width)]
     if mode == "letterbox":
-        return [A.LongestMaxSize(max_size_hw=(height, width)),
-                A.PadIfNeeded(min_height=height, min_width=width, position="center",
-                              border_mode=cv2.BORDER_CONSTANT, fill=PAD_COLOUR)]
+        return [
+            A.LongestMaxSize(max_size_hw=(height, width)),
+            A.PadIfNeeded(
+                min_height=height, min_width=width, position="center", border_mode=cv2.BORDER_CONSTANT, fill=PAD_COLOUR
+            ),
+        ]
     raise ValueError(f"unknown resize mode {mode!r}: expected one of {', '.join(RESIZE_MODES)}")
 
 
 def _bbox_params(min_visibility: float = 0.0, min_box_size: float = 0.0) -> A.BboxParams:
     # clip: boxes a rounding step past the edge are clipped, not rejected
-    return A.BboxParams(format="pascal_voc", label_fields=["classes"], min_visibility=min_visibility,
-                        min_width=min_box_size, min_height=min_box_size, clip=True)
+    return A.BboxParams(
+        format="pascal_voc",
+        label_fields=["classes"],
+        min_visibility=min_visibility,
+        min_width=min_box_size,
+        min_height=min_box_size,
+        clip=True,
+    )
 
 
-def train_transform(input_size: int | tuple[int, int], mode: str = "stretch", crop_probability: float = 0.8,
-                    crop_scale: tuple[float, float] = (0.3, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                    flip_probability: float = 0.5, colour_jitter: float = 0.3, min_visibility: float = 0.3,
-                    min_box_size: float = 2.0, seed: int | None = None) -> A.Compose:
+def train_transform(
+    input_size: int | tuple[int, int],
+    mode: str = "stretch",
+    crop_probability: float = 0.8,
+    crop_scale: tuple[float, float] = (0.3, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip_probability: float = 0.5,
+    colour_jitter: float = 0.3,
+    min_visibility: float = 0.3,
+    min_box_size: float = 2.0,
+    seed: int | None = None,
+) -> A.Compose:
     """Training augmentation: random resized crop, resize to the input, horizontal flip, colour jitter.
 
     Args:
@@ -69,13 +86,18 @@ def train_transform(input_size: int | tuple[int, int], mode: str = "stretch", cr
         call it through :func:`apply_transform`.
     """
     height, width = _input_hw(input_size)
-    return A.Compose([
-        A.RandomResizedCrop(size=(height, width), scale=crop_scale, ratio=crop_ratio, p=crop_probability),
-        *resize_to_input((height, width), mode),
-        A.HorizontalFlip(p=flip_probability),
-        A.ColorJitter(brightness=colour_jitter, contrast=colour_jitter, saturation=colour_jitter,
-                      hue=colour_jitter / 6, p=0.8),
-    ], bbox_params=_bbox_params(min_visibility, min_box_size), seed=seed)
+    return A.Compose(
+        [
+            A.RandomResizedCrop(size=(height, width), scale=crop_scale, ratio=crop_ratio, p=crop_probability),
+            *resize_to_input((height, width), mode),
+            A.HorizontalFlip(p=flip_probability),
+            A.ColorJitter(
+                brightness=colour_jitter, contrast=colour_jitter, saturation=colour_jitter, hue=colour_jitter / 6, p=0.8
+            ),
+        ],
+        bbox_params=_bbox_params(min_visibility, min_box_size),
+        seed=seed,
+    )
 
 
 def val_transform(input_size: int | tuple[int, int], mode: str = "stretch") -> A.Compose:
@@ -83,8 +105,9 @@ def val_transform(input_size: int | tuple[int, int], mode: str = "stretch") -> A
     return A.Compose(resize_to_input(input_size, mode), bbox_params=_bbox_params())
 
 
-def apply_transform(transform: A.Compose, image: np.ndarray, boxes: np.ndarray,
-                    classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def apply_transform(
+    transform: A.Compose, image: np.ndarray, boxes: np.ndarray, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``transform`` on one sample.
 
     Args:
@@ -94,10 +117,14 @@ def apply_transform(transform: A.Compose, image: np.ndarray, boxes: np.ndarray,
     Returns:
         ``(image uint8 [h, w, 3], boxes float32 [M, 4] xyxy pixels of that image, classes int32 [M])``, M <= N.
     """
-    out = transform(image=image, bboxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-                    classes=np.asarray(classes, np.int32))
-    return (out["image"], np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
-            np.asarray(out["classes"], np.int32).reshape(-1))
+    out = transform(
+        image=image, bboxes=np.asarray(boxes, np.float32).reshape(-1, 4), classes=np.asarray(classes, np.int32)
+    )
+    return (
+        out["image"],
+        np.asarray(out["bboxes"], np.float32).reshape(-1, 4),
+        np.asarray(out["classes"], np.int32).reshape(-1),
+    )
 
 
 def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -107,8 +134,9 @@ def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> 
     return resized_h, resized_w, max(0, input_hw[0] - resized_h) // 2, max(0, input_hw[1] - resized_w) // 2
 
 
-def boxes_to_image(boxes: np.ndarray, image_hw: tuple[int, int], input_size: int | tuple[int, int],
-                   mode: str = "stretch") -> np.ndarray:
+def boxes_to_image(
+    boxes: np.ndarray, image_hw: tuple[int, int], input_size: int | tuple[int, int], mode: str = "stretch"
+) -> np.ndarray:
     """Map boxes from the model input back to the original image.
 
     Args:

@@ -64,10 +64,17 @@ class DatasetReport:
         return not self.errors
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "source": self.source, "format": self.format, "split": self.split,
-                "images": self.num_images, "boxes": self.num_boxes, "boxes_per_class": self.boxes_per_class,
-                "counts": self.counts,
-                "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues]}
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "format": self.format,
+            "split": self.split,
+            "images": self.num_images,
+            "boxes": self.num_boxes,
+            "boxes_per_class": self.boxes_per_class,
+            "counts": self.counts,
+            "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues],
+        }
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -75,8 +82,11 @@ class DatasetReport:
     def table(self, max_listed: int = 10) -> str:
         """A readable summary: totals, a count per kind, then up to ``max_listed`` problems of each kind."""
         classes = ", ".join(f"{name} {count}" for name, count in self.boxes_per_class.items())
-        lines = [f"{self.format} dataset, split {self.split!r}: {self.source}",
-                 f"{self.num_images} images, {self.num_boxes} boxes ({classes})", ""]
+        lines = [
+            f"{self.format} dataset, split {self.split!r}: {self.source}",
+            f"{self.num_images} images, {self.num_boxes} boxes ({classes})",
+            "",
+        ]
         counts = self.counts
         if counts:
             lines.append(f"{'problem':<22}{'severity':<10}{'count':>7}")
@@ -112,8 +122,13 @@ def check_dataset(dataset: DetectionDataset, workers: int = 2, bounds_tolerance:
     first_path: dict[int, str] = {}
     for record in dataset.records:
         if record.image_id in first_path:
-            issues.append(Issue("duplicate_image_id", str(record.path),
-                                f"image id {record.image_id} is already used by {first_path[record.image_id]}"))
+            issues.append(
+                Issue(
+                    "duplicate_image_id",
+                    str(record.path),
+                    f"image id {record.image_id} is already used by {first_path[record.image_id]}",
+                )
+            )
         else:
             first_path[record.image_id] = str(record.path)
 
@@ -123,12 +138,22 @@ def check_dataset(dataset: DetectionDataset, workers: int = 2, bounds_tolerance:
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for found in pool.map(check, dataset.records):
             issues += found
-    per_class = np.bincount(np.concatenate([r.classes[(r.classes >= 0) & (r.classes < dataset.num_classes)]
-                                            for r in dataset.records] or [np.zeros(0, np.int32)]),
-                            minlength=dataset.num_classes)
-    return DatasetReport(source=str(dataset.source or dataset.root), format=dataset.format, split=dataset.split,
-                         num_images=len(dataset), num_boxes=dataset.num_boxes,
-                         boxes_per_class=dict(zip(dataset.class_names, per_class.tolist())), issues=issues)
+    per_class = np.bincount(
+        np.concatenate(
+            [r.classes[(r.classes >= 0) & (r.classes < dataset.num_classes)] for r in dataset.records]
+            or [np.zeros(0, np.int32)]
+        ),
+        minlength=dataset.num_classes,
+    )
+    return DatasetReport(
+        source=str(dataset.source or dataset.root),
+        format=dataset.format,
+        split=dataset.split,
+        num_images=len(dataset),
+        num_boxes=dataset.num_boxes,
+        boxes_per_class=dict(zip(dataset.class_names, per_class.tolist())),
+        issues=issues,
+    )
 
 
 def _check_record(record: DetectionRecord, dataset: DetectionDataset, tolerance: float) -> list[Issue]:
@@ -147,8 +172,9 @@ def _check_record(record: DetectionRecord, dataset: DetectionDataset, tolerance:
         except UnreadableImageError:
             issues.append(Issue("unreadable_image", path, "cannot be decoded (corrupt, truncated or not an image)"))
     if size and record.width is not None and record.height is not None and size != (record.width, record.height):
-        issues.append(Issue("size_mismatch", path, f"annotated {record.width}x{record.height}, "
-                                                   f"decoded {size[0]}x{size[1]}"))
+        issues.append(
+            Issue("size_mismatch", path, f"annotated {record.width}x{record.height}, decoded {size[0]}x{size[1]}")
+        )
     for index, (box, label) in enumerate(zip(record.boxes, record.classes)):
         shown = f"box {index} [{', '.join(f'{v:g}' for v in box.tolist())}]"
         x0, y0, x1, y1 = box.tolist()
@@ -157,8 +183,9 @@ def _check_record(record: DetectionRecord, dataset: DetectionDataset, tolerance:
         elif size and (x0 < -tolerance or y0 < -tolerance or x1 > size[0] + tolerance or y1 > size[1] + tolerance):
             issues.append(Issue("box_out_of_bounds", path, f"{shown} extends beyond the {size[0]}x{size[1]} image"))
         if not 0 <= label < dataset.num_classes:
-            issues.append(Issue("unknown_class", path, f"{shown} has class id {label}, "
-                                                       f"not in 0..{dataset.num_classes - 1}"))
+            issues.append(
+                Issue("unknown_class", path, f"{shown} has class id {label}, not in 0..{dataset.num_classes - 1}")
+            )
     if not len(record.boxes):
         issues.append(Issue("no_boxes", path, "no boxes (kept as a negative image)"))
     return issues

@@ -32,8 +32,9 @@ from vision_core.data.detection.types import (
 from vision_core.storage.atomic import write_atomic
 
 
-def read_coco(annotations: str | os.PathLike, images: str | os.PathLike | None = None,
-              split: str = "train") -> DetectionDataset:
+def read_coco(
+    annotations: str | os.PathLike, images: str | os.PathLike | None = None, split: str = "train"
+) -> DetectionDataset:
     """Read a COCO detection JSON file.
 
     Args:
@@ -50,8 +51,11 @@ def read_coco(annotations: str | os.PathLike, images: str | os.PathLike | None =
         content = json.loads(annotations.read_text())
     except json.JSONDecodeError as error:
         raise AnnotationFormatError(f"{annotations}: not valid JSON ({error})") from None
-    if not isinstance(content, dict) or not isinstance(content.get("images"), list) \
-            or not isinstance(content.get("categories"), list):
+    if (
+        not isinstance(content, dict)
+        or not isinstance(content.get("images"), list)
+        or not isinstance(content.get("categories"), list)
+    ):
         raise AnnotationFormatError(f"{annotations}: not a COCO detection file (needs 'images' and 'categories' lists)")
     root = Path(os.path.abspath(images if images is not None else annotations.parent))
     source = str(annotations)
@@ -64,18 +68,28 @@ def read_coco(annotations: str | os.PathLike, images: str | os.PathLike | None =
     records: dict[int, DetectionRecord] = {}
     ordered: list[DetectionRecord] = []
     for entry in content["images"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int) \
-                or not isinstance(entry.get("file_name"), str):
-            issues.append(Issue("malformed_annotation", source, f"image entry {entry!r} needs an int 'id' and a "
-                                                               "'file_name'"))
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("id"), int)
+            or not isinstance(entry.get("file_name"), str)
+        ):
+            issues.append(
+                Issue("malformed_annotation", source, f"image entry {entry!r} needs an int 'id' and a 'file_name'")
+            )
             continue
         path = resolve_image_path(entry["file_name"], root, root)
         if path is None:
-            issues.append(Issue("path_escape", str(entry.get("file_name")),
-                                f"image id {entry.get('id')} points outside the image root {root}"))
+            issues.append(
+                Issue(
+                    "path_escape",
+                    str(entry.get("file_name")),
+                    f"image id {entry.get('id')} points outside the image root {root}",
+                )
+            )
             continue
-        record = DetectionRecord(image_id=entry["id"], path=path, width=entry.get("width"),
-                                 height=entry.get("height"), annotation=source)
+        record = DetectionRecord(
+            image_id=entry["id"], path=path, width=entry.get("width"), height=entry.get("height"), annotation=source
+        )
         ordered.append(record)
         records.setdefault(record.image_id, record)
     escaped_ids = {e.get("id") for e in content["images"] if isinstance(e, dict)} - set(records)
@@ -97,31 +111,56 @@ def read_coco(annotations: str | os.PathLike, images: str | os.PathLike | None =
             continue
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            issues.append(Issue("malformed_annotation", str(records[image_id].path),
-                                f"annotation {ann.get('id')} of {name}: bbox {bbox!r} is not [x, y, w, h]"))
+            issues.append(
+                Issue(
+                    "malformed_annotation",
+                    str(records[image_id].path),
+                    f"annotation {ann.get('id')} of {name}: bbox {bbox!r} is not [x, y, w, h]",
+                )
+            )
             continue
         if ann.get("category_id") not in class_of:
-            issues.append(Issue("unknown_class", str(records[image_id].path),
-                                f"annotation {ann.get('id')} of {name}: category_id {ann.get('category_id')!r} "
-                                "is not in 'categories'"))
+            issues.append(
+                Issue(
+                    "unknown_class",
+                    str(records[image_id].path),
+                    f"annotation {ann.get('id')} of {name}: category_id {ann.get('category_id')!r} "
+                    "is not in 'categories'",
+                )
+            )
             continue
         x, y, w, h = (float(v) for v in bbox)
         boxes[image_id].append((x, y, x + w, y + h))
         classes[image_id].append(class_of[ann["category_id"]])
 
     for image_id, count in crowd.items():
-        issues.append(Issue("crowd_ignored", str(records[image_id].path),
-                            f"{count} iscrowd annotation(s) ignored", count=count))
+        issues.append(
+            Issue("crowd_ignored", str(records[image_id].path), f"{count} iscrowd annotation(s) ignored", count=count)
+        )
     for image_id, count in orphans.items():
-        issues.append(Issue("orphan_annotation", source,
-                            f"{count} annotation(s) for image id {image_id!r}, which is not in 'images'", count=count))
+        issues.append(
+            Issue(
+                "orphan_annotation",
+                source,
+                f"{count} annotation(s) for image id {image_id!r}, which is not in 'images'",
+                count=count,
+            )
+        )
     for record in ordered:
         if record is records[record.image_id]:
             record.boxes = np.array(boxes[record.image_id], np.float32).reshape(-1, 4)
             record.classes = np.array(classes[record.image_id], np.int32)
             record.difficult = np.zeros((len(record.boxes),), bool)
-    return DetectionDataset(class_names=tuple(str(c["name"]) for c in categories), records=ordered, split=split,
-                            root=root, format="coco", source=annotations, issues=issues, category_ids=category_ids)
+    return DetectionDataset(
+        class_names=tuple(str(c["name"]) for c in categories),
+        records=ordered,
+        split=split,
+        root=root,
+        format="coco",
+        source=annotations,
+        issues=issues,
+        category_ids=category_ids,
+    )
 
 
 def coco_dict(dataset: DetectionDataset, image_root: str | os.PathLike | None = None) -> dict:
@@ -140,15 +179,21 @@ def coco_dict(dataset: DetectionDataset, image_root: str | os.PathLike | None = 
         images.append({"id": int(record.image_id), "file_name": file_name, "width": int(width), "height": int(height)})
         for box, label in zip(record.boxes.tolist(), record.classes.tolist()):
             x0, y0, x1, y1 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": int(record.image_id),
-                                "category_id": dataset.category_ids[label], "bbox": [x0, y0, x1 - x0, y1 - y0],
-                                "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": int(record.image_id),
+                    "category_id": dataset.category_ids[label],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": cid, "name": name} for cid, name in zip(dataset.category_ids, dataset.class_names)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def write_coco(dataset: DetectionDataset, path: str | os.PathLike,
-               image_root: str | os.PathLike | None = None) -> Path:
+def write_coco(dataset: DetectionDataset, path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> Path:
     """Write :func:`coco_dict` of ``dataset`` to ``path`` atomically; returns the path.
 
     ``image_root`` defaults to the JSON's folder, so the file reads back with :func:`read_coco`.
@@ -171,7 +216,14 @@ def coco_results(dataset: DetectionDataset, image_ids, boxes, classes, scores) -
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    return [{"image_id": int(i), "category_id": dataset.category_ids[int(c)], "bbox": [round(v, 2) for v in b],
-             "score": round(float(s), 5)}
-            for i, b, c, s in zip(np.asarray(image_ids).tolist(), xywh.tolist(), np.asarray(classes).tolist(),
-                                  np.asarray(scores).tolist())]
+    return [
+        {
+            "image_id": int(i),
+            "category_id": dataset.category_ids[int(c)],
+            "bbox": [round(v, 2) for v in b],
+            "score": round(float(s), 5),
+        }
+        for i, b, c, s in zip(
+            np.asarray(image_ids).tolist(), xywh.tolist(), np.asarray(classes).tolist(), np.asarray(scores).tolist()
+        )
+    ]

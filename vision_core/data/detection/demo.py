@@ -57,8 +57,31 @@ _SHAPES = {
     "circle": (([_unit_circle()], []), 90),
     "square": (([np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], float)], []), 15),
     "triangle": (([np.array([(0, -1), (1, 1), (-1, 1)], float)], []), 20),
-    "cross": (([np.array([(-_ARM, -1), (_ARM, -1), (_ARM, -_ARM), (1, -_ARM), (1, _ARM), (_ARM, _ARM), (_ARM, 1),
-                          (-_ARM, 1), (-_ARM, _ARM), (-1, _ARM), (-1, -_ARM), (-_ARM, -_ARM)], float)], []), 15),
+    "cross": (
+        (
+            [
+                np.array(
+                    [
+                        (-_ARM, -1),
+                        (_ARM, -1),
+                        (_ARM, -_ARM),
+                        (1, -_ARM),
+                        (1, _ARM),
+                        (_ARM, _ARM),
+                        (_ARM, 1),
+                        (-_ARM, 1),
+                        (-_ARM, _ARM),
+                        (-1, _ARM),
+                        (-1, -_ARM),
+                        (-_ARM, -_ARM),
+                    ],
+                    float,
+                )
+            ],
+            [],
+        ),
+        15,
+    ),
     "star": (([_star()], []), 36),
     "ring": (([_unit_circle()], [0.55 * _unit_circle()]), 90),
 }
@@ -73,8 +96,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     kind = rng.integers(3)
     if kind == 0:
         cells = int(rng.integers(3, 12))
-        image = cv2.resize(rng.integers(20, 236, (cells, cells, 3), dtype=np.uint8), (size, size),
-                           interpolation=cv2.INTER_CUBIC)
+        image = cv2.resize(
+            rng.integers(20, 236, (cells, cells, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC
+        )
     else:
         diagonal = int(np.ceil(size * np.sqrt(2))) + 2
         position = np.arange(diagonal, dtype=np.float32) / diagonal
@@ -86,8 +110,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         strip = cv2.repeat((profile * 255).astype(np.uint8)[None], diagonal, 1)
         rotation = cv2.getRotationMatrix2D((diagonal / 2, diagonal / 2), rng.uniform(0, 180), 1.0)
         rotation[:, 2] -= (diagonal - size) / 2
-        weight = cv2.warpAffine(strip, rotation, (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REFLECT)
+        weight = cv2.warpAffine(strip, rotation, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         a, b = rng.uniform(20, 235, (2, 3))
         palette = (a + np.linspace(0, 1, 256)[:, None] * (b - a)).astype(np.uint8).reshape(256, 1, 3)
         image = cv2.LUT(cv2.merge([weight] * 3), palette)
@@ -108,8 +131,9 @@ def _outline(rng: np.random.Generator, kind: str, width: float, height: float):
     return outlines, holes, (*points.min(0), *points.max(0))
 
 
-def draw_detection_scene(rng: np.random.Generator, size: int, max_objects: int = 8, min_size: float = 0.06,
-                         min_visible: float = 0.7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_detection_scene(
+    rng: np.random.Generator, size: int, max_objects: int = 8, min_size: float = 0.06, min_visible: float = 0.7
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One demo image: ``(image uint8 [size, size, 3] RGB, boxes float32 [N, 4], classes int32 [N])``.
 
     Boxes are xyxy absolute pixels (x_min, y_min, x_max, y_max), the extent of each shape's
@@ -125,8 +149,9 @@ def draw_detection_scene(rng: np.random.Generator, size: int, max_objects: int =
         label = int(rng.integers(len(DEMO_CLASSES)))
         side = np.exp(rng.uniform(np.log(smallest), np.log(largest)))
         aspect = rng.uniform(0.7, 1.4)
-        outlines, holes, (ex0, ey0, ex1, ey1) = _outline(rng, DEMO_CLASSES[label], side * aspect ** 0.5,
-                                                         side / aspect ** 0.5)
+        outlines, holes, (ex0, ey0, ex1, ey1) = _outline(
+            rng, DEMO_CLASSES[label], side * aspect**0.5, side / aspect**0.5
+        )
         colour = rng.uniform(0, 255, 3)
         for _attempt in range(10):
             cx = rng.uniform(-ex0, size - ex1)
@@ -160,9 +185,17 @@ def draw_detection_scene(rng: np.random.Generator, size: int, max_objects: int =
     return image, boxes, np.array(labels, np.int32)
 
 
-def write_demo_dataset(root: str | os.PathLike, train: int = 1000, val: int = 200, size: int = 320, seed: int = 0,
-                       max_objects: int = 8, min_size: float = 0.06, min_visible: float = 0.7,
-                       image_format: str = "jpg") -> dict[str, Path]:
+def write_demo_dataset(
+    root: str | os.PathLike,
+    train: int = 1000,
+    val: int = 200,
+    size: int = 320,
+    seed: int = 0,
+    max_objects: int = 8,
+    min_size: float = 0.06,
+    min_visible: float = 0.7,
+    image_format: str = "jpg",
+) -> dict[str, Path]:
     """Write the demo dataset under ``root``; returns ``{"train": .../annotations.json, "val": ...}``.
 
     Layout: ``root/manifest.json`` and per split ``root/<split>/annotations.json`` (COCO: boxes
@@ -173,10 +206,18 @@ def write_demo_dataset(root: str | os.PathLike, train: int = 1000, val: int = 20
     dataset is never replaced.
     """
     root = Path(os.path.abspath(root))
-    manifest = {"generator": __name__, "version": GENERATOR_VERSION, "seed": seed, "size": size,
-                "max_objects": max_objects, "min_size": min_size, "min_visible": min_visible,
-                "image_format": image_format, "splits": {"train": train, "val": val},
-                "classes": list(DEMO_CLASSES)}
+    manifest = {
+        "generator": __name__,
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "size": size,
+        "max_objects": max_objects,
+        "min_size": min_size,
+        "min_visible": min_visible,
+        "image_format": image_format,
+        "splits": {"train": train, "val": val},
+        "classes": list(DEMO_CLASSES),
+    }
     paths = {split: root / split / "annotations.json" for split in manifest["splits"]}
     if _manifest(root) == manifest:
         return paths
@@ -188,8 +229,7 @@ def write_demo_dataset(root: str | os.PathLike, train: int = 1000, val: int = 20
     staging.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary shared data
     try:
         for split, count in manifest["splits"].items():
-            _write_split(staging / split, split, count, size, seed, max_objects, min_size, min_visible,
-                         image_format)
+            _write_split(staging / split, split, count, size, seed, max_objects, min_size, min_visible, image_format)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _move_into_place(staging, root, manifest)
     finally:
@@ -197,8 +237,17 @@ def write_demo_dataset(root: str | os.PathLike, train: int = 1000, val: int = 20
     return paths
 
 
-def _write_split(folder: Path, split: str, count: int, size: int, seed: int, max_objects: int, min_size: float,
-                 min_visible: float, image_format: str) -> None:
+def _write_split(
+    folder: Path,
+    split: str,
+    count: int,
+    size: int,
+    seed: int,
+    max_objects: int,
+    min_size: float,
+    min_visible: float,
+    image_format: str,
+) -> None:
     (folder / "images").mkdir(parents=True)
     log.info("writing %d demo %s images to %s", count, split, folder)
     flags = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -211,8 +260,9 @@ def _write_split(folder: Path, split: str, count: int, size: int, seed: int, max
         if not ok:
             raise ValueError(f"OpenCV cannot encode .{image_format} images")
         encoded.tofile(path)
-        records.append(DetectionRecord(image_id=index + 1, path=path, boxes=boxes, classes=classes, width=size,
-                                       height=size))
+        records.append(
+            DetectionRecord(image_id=index + 1, path=path, boxes=boxes, classes=classes, width=size, height=size)
+        )
     dataset = DetectionDataset(class_names=DEMO_CLASSES, records=records, split=split, root=folder, format="coco")
     write_coco(dataset, folder / "annotations.json")
 

@@ -42,12 +42,17 @@ def detect_format(data: str | os.PathLike, split: str = "train") -> tuple[str, P
     raise AnnotationFormatError(
         f"{data}: not a detection dataset; expected a COCO .json file (or a folder with "
         f"{split}/annotations.json), a Pascal VOC folder (Annotations/ or *.xml files), "
-        "or a YOLO dataset (a .yaml file, or a folder with data.yaml or images/ + labels/)")
+        "or a YOLO dataset (a .yaml file, or a folder with data.yaml or images/ + labels/)"
+    )
 
 
-def load_detection_dataset(data: str | os.PathLike, images: str | os.PathLike | None = None, split: str = "train",
-                           class_names: list[str] | tuple[str, ...] | None = None,
-                           **options) -> DetectionDataset:
+def load_detection_dataset(
+    data: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    split: str = "train",
+    class_names: list[str] | tuple[str, ...] | None = None,
+    **options,
+) -> DetectionDataset:
     """Read the ``split`` of the dataset at ``data``, whatever its format.
 
     Args:

@@ -99,9 +99,9 @@ def _exif_orientation(tiff: bytes) -> int:
     (offset,) = struct.unpack(order + "I", tiff[4:8])
     if offset + 2 > len(tiff):
         return 1
-    (count,) = struct.unpack(order + "H", tiff[offset:offset + 2])
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
     for i in range(count):
-        entry = tiff[offset + 2 + 12 * i: offset + 14 + 12 * i]
+        entry = tiff[offset + 2 + 12 * i : offset + 14 + 12 * i]
         if len(entry) < 12:
             return 1
         tag, _, _, value = struct.unpack(order + "HHIH", entry[:10])

@@ -20,8 +20,8 @@ unknown class) are clipped or dropped, and all of it is counted in :class:`Pipel
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -68,8 +68,12 @@ class PipelineStats:
 
     def as_dict(self) -> dict:
         with self._lock:
-            return {"skipped_images": self.skipped_images, "skipped": dict(self.skipped),
-                    "dropped_boxes": self.dropped_boxes, "truncated_boxes": self.truncated_boxes}
+            return {
+                "skipped_images": self.skipped_images,
+                "skipped": dict(self.skipped),
+                "dropped_boxes": self.dropped_boxes,
+                "truncated_boxes": self.truncated_boxes,
+            }
 
 
 def to_minus_one_one(images: tf.Tensor) -> tf.Tensor:
@@ -77,8 +81,9 @@ def to_minus_one_one(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
-def sanitize_boxes(boxes: np.ndarray, classes: np.ndarray, width: int, height: int,
-                   num_classes: int) -> tuple[np.ndarray, np.ndarray, int]:
+def sanitize_boxes(
+    boxes: np.ndarray, classes: np.ndarray, width: int, height: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Clip boxes (xyxy absolute pixels, float32 [N, 4]) to the image; drop those left without area.
 
     Boxes with a non-finite coordinate or a class outside 0..num_classes-1 are dropped too.
@@ -88,8 +93,13 @@ def sanitize_boxes(boxes: np.ndarray, classes: np.ndarray, width: int, height: i
     classes = np.asarray(classes, np.int32).reshape(-1)
     finite = np.isfinite(boxes).all(axis=1)
     clipped = np.clip(np.where(finite[:, None], boxes, 0), 0, [width, height, width, height]).astype(np.float32)
-    keep = finite & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) \
-        & (classes >= 0) & (classes < num_classes)
+    keep = (
+        finite
+        & (clipped[:, 2] > clipped[:, 0])
+        & (clipped[:, 3] > clipped[:, 1])
+        & (classes >= 0)
+        & (classes < num_classes)
+    )
     return clipped[keep], classes[keep], int((~keep).sum())
 
 
@@ -108,12 +118,15 @@ def _probe(transform, encoder, max_boxes: int):
     shapes = set()
     for size in ((37, 53), (64, 48)):
         # a non-empty int32 label field first: albumentations then keeps labels numeric (no shared label encoder)
-        image, _, _ = apply_transform(transform, np.zeros((*size, 3), np.uint8), np.array([[0, 0, 37, 37]], np.float32),
-                                      np.zeros((1,), np.int32))
+        image, _, _ = apply_transform(
+            transform, np.zeros((*size, 3), np.uint8), np.array([[0, 0, 37, 37]], np.float32), np.zeros((1,), np.int32)
+        )
         shapes.add(image.shape)
     if len(shapes) != 1:
-        raise ValueError(f"the transform returns images of varying shapes {sorted(shapes)}: it must end with a "
-                         "resize to the model input (see augment.resize_to_input)")
+        raise ValueError(
+            f"the transform returns images of varying shapes {sorted(shapes)}: it must end with a "
+            "resize to the model input (see augment.resize_to_input)"
+        )
     (input_shape,) = shapes
     if encoder is None:
         template = pad_targets(np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), max_boxes)[0]
@@ -123,11 +136,19 @@ def _probe(transform, encoder, max_boxes: int):
     return input_shape, tf.nest.map_structure(np.zeros_like, template)
 
 
-def make_dataset(dataset: DetectionDataset, transform, batch_size: int, shuffle: bool = False,
-                 encoder: Callable | None = None, max_boxes: int = 100,
-                 normalize: Callable[[tf.Tensor], tf.Tensor] | None = to_minus_one_one, seed: int = 0,
-                 num_parallel_calls: int = 2, drop_remainder: bool = False,
-                 stats: PipelineStats | None = None) -> tf.data.Dataset:
+def make_dataset(
+    dataset: DetectionDataset,
+    transform,
+    batch_size: int,
+    shuffle: bool = False,
+    encoder: Callable | None = None,
+    max_boxes: int = 100,
+    normalize: Callable[[tf.Tensor], tf.Tensor] | None = to_minus_one_one,
+    seed: int = 0,
+    num_parallel_calls: int = 2,
+    drop_remainder: bool = False,
+    stats: PipelineStats | None = None,
+) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images, targets)`` batches (see the module docstring for both).
 
     Args:
@@ -166,8 +187,9 @@ def make_dataset(dataset: DetectionDataset, transform, batch_size: int, shuffle:
         except OSError as error:  # missing, corrupt or truncated file
             stats.skip(str(record.path), str(error))
             return [blank, False, *flat_template]
-        boxes, classes, dropped = sanitize_boxes(record.boxes, record.classes, image.shape[1], image.shape[0],
-                                                 dataset.num_classes)
+        boxes, classes, dropped = sanitize_boxes(
+            record.boxes, record.classes, image.shape[1], image.shape[0], dataset.num_classes
+        )
         image, boxes, classes = apply_transform(transform, image, boxes, classes)
         if encoder is None:
             targets, truncated = pad_targets(boxes, classes, max_boxes)

@@ -29,18 +29,18 @@ WARNING = "warning"
 
 # Every kind of problem a reader or the checker reports, with its severity.
 ISSUE_KINDS = {
-    "missing_image": ERROR,          # the image file does not exist
-    "unreadable_image": ERROR,       # OpenCV cannot decode it (corrupt, truncated, not an image)
-    "path_escape": ERROR,            # the image path leaves the dataset root
-    "duplicate_image_id": ERROR,     # a second record with an image id already used
-    "size_mismatch": ERROR,          # annotated width/height differ from the decoded image
-    "box_out_of_bounds": ERROR,      # a box extends beyond the image
-    "degenerate_box": ERROR,         # x_max <= x_min, y_max <= y_min, or a non-finite coordinate
-    "unknown_class": ERROR,          # a label outside the class list
-    "malformed_annotation": ERROR,   # an annotation that cannot be parsed
-    "no_boxes": WARNING,             # an image without any box (kept: a valid negative)
-    "crowd_ignored": WARNING,        # COCO ``iscrowd`` annotations, not used as boxes
-    "orphan_annotation": WARNING,    # annotations for an image that is not in the dataset
+    "missing_image": ERROR,  # the image file does not exist
+    "unreadable_image": ERROR,  # OpenCV cannot decode it (corrupt, truncated, not an image)
+    "path_escape": ERROR,  # the image path leaves the dataset root
+    "duplicate_image_id": ERROR,  # a second record with an image id already used
+    "size_mismatch": ERROR,  # annotated width/height differ from the decoded image
+    "box_out_of_bounds": ERROR,  # a box extends beyond the image
+    "degenerate_box": ERROR,  # x_max <= x_min, y_max <= y_min, or a non-finite coordinate
+    "unknown_class": ERROR,  # a label outside the class list
+    "malformed_annotation": ERROR,  # an annotation that cannot be parsed
+    "no_boxes": WARNING,  # an image without any box (kept: a valid negative)
+    "crowd_ignored": WARNING,  # COCO ``iscrowd`` annotations, not used as boxes
+    "orphan_annotation": WARNING,  # annotations for an image that is not in the dataset
 }
 
 
@@ -166,8 +166,13 @@ class DetectionDataset:
     def sample(self, index: int) -> DetectionSample:
         """Read image ``index`` from disk; raises ``FileNotFoundError`` / ``UnreadableImageError``."""
         record = self.records[index]
-        return DetectionSample(image=read_image(record.path), boxes=record.boxes.copy(),
-                               classes=record.classes.copy(), image_id=record.image_id, path=str(record.path))
+        return DetectionSample(
+            image=read_image(record.path),
+            boxes=record.boxes.copy(),
+            classes=record.classes.copy(),
+            image_id=record.image_id,
+            path=str(record.path),
+        )
 
 
 def inside_root(path: str | os.PathLike, root: str | os.PathLike) -> bool:

@@ -32,8 +32,13 @@ from vision_core.data.detection.types import (
 )
 
 
-def read_voc(root: str | os.PathLike, images: str | os.PathLike | None = None, split: str = "train",
-             class_names: list[str] | tuple[str, ...] | None = None, one_based: bool = True) -> DetectionDataset:
+def read_voc(
+    root: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    split: str = "train",
+    class_names: list[str] | tuple[str, ...] | None = None,
+    one_based: bool = True,
+) -> DetectionDataset:
     """Read Pascal VOC XML annotations.
 
     Args:
@@ -49,8 +54,11 @@ def read_voc(root: str | os.PathLike, images: str | os.PathLike | None = None, s
     """
     root = Path(os.path.abspath(root))
     xml_dir = root / "Annotations" if (root / "Annotations").is_dir() else root
-    image_dir = Path(os.path.abspath(images)) if images is not None else (
-        root / "JPEGImages" if xml_dir != root and (root / "JPEGImages").is_dir() else xml_dir)
+    image_dir = (
+        Path(os.path.abspath(images))
+        if images is not None
+        else (root / "JPEGImages" if xml_dir != root and (root / "JPEGImages").is_dir() else xml_dir)
+    )
     xml_files = _split_files(root, xml_dir, split)
     if not xml_files:
         raise AnnotationFormatError(f"{xml_dir}: no Pascal VOC .xml annotation files")
@@ -62,8 +70,11 @@ def read_voc(root: str | os.PathLike, images: str | os.PathLike | None = None, s
             parsed.append((xml_file, *_parse_xml(xml_file, issues)))
         except (ET.ParseError, OSError) as error:
             issues.append(Issue("malformed_annotation", str(xml_file), f"cannot parse XML ({error})"))
-    names = tuple(class_names) if class_names is not None else tuple(
-        sorted({obj[0] for _, _, _, objects in parsed for obj in objects}))
+    names = (
+        tuple(class_names)
+        if class_names is not None
+        else tuple(sorted({obj[0] for _, _, _, objects in parsed for obj in objects}))
+    )
     class_of = {name: index for index, name in enumerate(names)}
     offset = 1.0 if one_based else 0.0
 
@@ -81,11 +92,21 @@ def read_voc(root: str | os.PathLike, images: str | os.PathLike | None = None, s
             boxes.append((x0 - offset, y0 - offset, x1, y1))
             classes.append(class_of[name])
             difficult.append(is_difficult)
-        records.append(DetectionRecord(image_id=len(records), path=path, boxes=np.array(boxes, np.float32),
-                                       classes=np.array(classes, np.int32), difficult=np.array(difficult, bool),
-                                       width=size[0], height=size[1], annotation=str(xml_file)))
-    return DetectionDataset(class_names=names, records=records, split=split, root=image_dir, format="voc",
-                            source=root, issues=issues)
+        records.append(
+            DetectionRecord(
+                image_id=len(records),
+                path=path,
+                boxes=np.array(boxes, np.float32),
+                classes=np.array(classes, np.int32),
+                difficult=np.array(difficult, bool),
+                width=size[0],
+                height=size[1],
+                annotation=str(xml_file),
+            )
+        )
+    return DetectionDataset(
+        class_names=names, records=records, split=split, root=image_dir, format="voc", source=root, issues=issues
+    )
 
 
 def _split_files(root: Path, xml_dir: Path, split: str) -> list[Path]:
@@ -96,8 +117,9 @@ def _split_files(root: Path, xml_dir: Path, split: str) -> list[Path]:
         return sorted(xml_dir.glob("*.xml"))
     split_file = split_dir / f"{split}.txt"
     if not split_file.is_file():
-        raise AnnotationFormatError(f"{split_file}: no list for split {split!r} "
-                                    f"(found: {', '.join(p.stem for p in lists)})")
+        raise AnnotationFormatError(
+            f"{split_file}: no list for split {split!r} (found: {', '.join(p.stem for p in lists)})"
+        )
     stems = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
     return [xml_dir / f"{stem}.xml" for stem in stems]
 
@@ -115,8 +137,13 @@ def _parse_xml(xml_file: Path, issues: list[Issue]):
         try:
             corners = tuple(float(bndbox.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
         except (AttributeError, TypeError, ValueError):
-            issues.append(Issue("malformed_annotation", str(xml_file),
-                                f"object {index} ({name or 'no name'}) has no numeric bndbox xmin/ymin/xmax/ymax"))
+            issues.append(
+                Issue(
+                    "malformed_annotation",
+                    str(xml_file),
+                    f"object {index} ({name or 'no name'}) has no numeric bndbox xmin/ymin/xmax/ymax",
+                )
+            )
             continue
         if not name:
             issues.append(Issue("malformed_annotation", str(xml_file), f"object {index} has no <name>"))

@@ -35,8 +35,9 @@ from vision_core.data.detection.types import (
 )
 
 
-def read_yolo(data: str | os.PathLike, split: str = "train",
-              class_names: list[str] | tuple[str, ...] | None = None) -> DetectionDataset:
+def read_yolo(
+    data: str | os.PathLike, split: str = "train", class_names: list[str] | tuple[str, ...] | None = None
+) -> DetectionDataset:
     """Read a YOLO txt dataset (see the module docstring for the layouts).
 
     Args:
@@ -56,21 +57,32 @@ def read_yolo(data: str | os.PathLike, split: str = "train",
         root, names, image_paths, issues = _from_folder(data, split)
     names = tuple(class_names) if class_names is not None else names
     if names is None:
-        raise AnnotationFormatError(f"{data}: no class names (add 'names' to data.yaml, a classes.txt, "
-                                    "or pass class_names)")
+        raise AnnotationFormatError(
+            f"{data}: no class names (add 'names' to data.yaml, a classes.txt, or pass class_names)"
+        )
 
     records, label_files = [], set()
     for image_path in image_paths:
         label_file = label_path(image_path)
         label_files.add(label_file)
         boxes, classes, width, height = _read_labels(image_path, label_file, len(names), issues)
-        records.append(DetectionRecord(image_id=len(records), path=image_path, boxes=boxes, classes=classes,
-                                       width=width, height=height, annotation=str(label_file)))
+        records.append(
+            DetectionRecord(
+                image_id=len(records),
+                path=image_path,
+                boxes=boxes,
+                classes=classes,
+                width=width,
+                height=height,
+                annotation=str(label_file),
+            )
+        )
     for label_dir in {f.parent for f in label_files}:
         for orphan in sorted(set(label_dir.glob("*.txt")) - label_files - {label_dir / "classes.txt"}):
             issues.append(Issue("orphan_annotation", str(orphan), "label file without an image"))
-    return DetectionDataset(class_names=names, records=records, split=split, root=root, format="yolo",
-                            source=data, issues=issues)
+    return DetectionDataset(
+        class_names=names, records=records, split=split, root=root, format="yolo", source=data, issues=issues
+    )
 
 
 def label_path(image_path: Path) -> Path:
@@ -162,13 +174,17 @@ def _read_labels(image_path: Path, label_file: Path, num_classes: int, issues: l
             values = []
         polygon = len(values) >= 7 and len(values) % 2 == 1
         if not (len(values) == 5 or polygon) or not values[0].is_integer():
-            issues.append(Issue("malformed_annotation", str(label_file),
-                                f"line {number}: {line.strip()!r} is not 'class cx cy w h'"))
+            issues.append(
+                Issue(
+                    "malformed_annotation", str(label_file), f"line {number}: {line.strip()!r} is not 'class cx cy w h'"
+                )
+            )
             continue
         label = int(values[0])
         if not 0 <= label < num_classes:
-            issues.append(Issue("unknown_class", str(label_file),
-                                f"line {number}: class {label} is not in 0..{num_classes - 1}"))
+            issues.append(
+                Issue("unknown_class", str(label_file), f"line {number}: class {label} is not in 0..{num_classes - 1}")
+            )
             continue
         if polygon:
             xs, ys = np.array(values[1::2]), np.array(values[2::2])
