@@ -49,7 +49,7 @@ def audit_ops(model: bytes | str) -> list[OpRecord]:
     interpreter = _interpreter(model)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
 
-    def dtypes(indices):
+    def dtypes(indices: np.ndarray) -> tuple[str, ...]:
         return tuple(np.dtype(tensors[i]["dtype"]).name for i in indices if i >= 0 and i in tensors)
 
     return [

@@ -20,7 +20,7 @@ def _colour(index: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in PALETTE[index % len(PALETTE)])
 
 
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour) -> None:
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int]) -> None:
     scale = max(0.35, min(image.shape[:2]) / 600)
     (width, height), baseline = cv2.getTextSize(text, FONT, scale, 1)
     x, y = origin

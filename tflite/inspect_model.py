@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from ai_edge_litert.interpreter import Interpreter
 
@@ -28,7 +29,7 @@ def _tensor(tensor: TensorInfo, details: dict) -> dict:
     }
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     """Metadata with ``bytes`` (unknown custom metadata) shown by size."""
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}

@@ -45,7 +45,7 @@ def count_macs(data: bytes) -> int:
     model = schema.Model.GetRootAs(data, 0)
     subgraph = model.Subgraphs(0)
 
-    def shapes(indices) -> Shapes:
+    def shapes(indices: np.ndarray) -> Shapes:
         return [tensor_shape(subgraph.Tensors(int(i))) if i >= 0 else () for i in indices]
 
     total = 0

@@ -94,7 +94,7 @@ class ModelInfo:
     activation: str = "none"
     macs: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.task not in TASK_OUTPUTS:
             raise ValueError(f"unknown task {self.task!r}: expected one of {', '.join(TASK_OUTPUTS)}")
         if self.activation not in ACTIVATIONS:

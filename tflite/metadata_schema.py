@@ -15,6 +15,8 @@ and vectors left out.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flatbuffers
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
@@ -156,7 +158,7 @@ def _encode_table(builder: flatbuffers.Builder, table: str, value: dict) -> int:
     return builder.EndObject()
 
 
-def _encode_reference(builder: flatbuffers.Builder, kind: str, field) -> int:
+def _encode_reference(builder: flatbuffers.Builder, kind: str, field: str | bytes | dict[str, Any] | list[Any]) -> int:
     """Offset of a string, table or vector field (written before its table starts)."""
     if kind == "string":
         return builder.CreateString(field)
@@ -199,7 +201,7 @@ def _decode_table(tab: Table, table: str) -> dict:
     return out
 
 
-def _decode_reference(tab: Table, kind: str, offset: int):
+def _decode_reference(tab: Table, kind: str, offset: int) -> str | bytes | dict[str, Any] | list[Any]:
     if kind == "string":
         return tab.String(offset + tab.Pos).decode()
     if kind in TABLES:

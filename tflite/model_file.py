@@ -118,7 +118,7 @@ def aligned_bytes(builder: flatbuffers.Builder, content: bytes, alignment: int =
 class _AlignedBufferT(schema.BufferT):
     """A model buffer packed with its data 16-byte aligned, as the TFLite schema asks."""
 
-    def Pack(self, builder):  # noqa: N802 (the generated object API's name)
+    def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 (the generated object API's name)
         data = None if self.data is None else aligned_bytes(builder, bytes(self.data))
         schema.BufferStart(builder)
         if data is not None:

@@ -25,6 +25,7 @@ times the model with :func:`tflite.bench.benchmark` (XNNPACK delegate, default o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import flatbuffers
@@ -163,7 +164,14 @@ def add_peak(report: dict, shape: ConvShape = PEAK_SHAPE) -> dict:
     return {**report, "peak": peak, "results": rows}
 
 
-def _tensor(name: str, shape, dtype: int, buffer: int, scale=None, zero_point=None) -> schema.TensorT:
+def _tensor(
+    name: str,
+    shape: Iterable[int],
+    dtype: int,
+    buffer: int,
+    scale: Iterable[float] | None = None,
+    zero_point: Iterable[int] | None = None,
+) -> schema.TensorT:
     tensor = schema.TensorT()
     tensor.name, tensor.shape, tensor.type, tensor.buffer = name.encode(), [int(d) for d in shape], dtype, buffer
     if scale is not None:

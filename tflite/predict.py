@@ -54,7 +54,9 @@ class Prediction:
 class Predictor:
     """An exported model (path or bytes) with its metadata, called on RGB uint8 images."""
 
-    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None, score_threshold: float = 0.3):
+    def __init__(
+        self, model: bytes | str | os.PathLike, num_threads: int | None = None, score_threshold: float = 0.3
+    ) -> None:
         self.data, self.source = load_model(model)
         self.info = read_metadata(model)
         self.model = TFLiteModel(self.data, num_threads=num_threads)
@@ -83,7 +85,7 @@ class Predictor:
     def _label(self, index: int) -> str:
         return self.info.labels[index] if 0 <= index < len(self.info.labels) else f"class {index}"
 
-    def _classification(self, outputs: dict, image_size) -> Prediction:
+    def _classification(self, outputs: dict[str, np.ndarray], image_size: tuple[int, ...]) -> Prediction:
         scores = outputs["probabilities"][0]
         order = np.argsort(-scores, kind="stable")
         return Prediction(
@@ -91,7 +93,7 @@ class Predictor:
             [{"index": int(i), "label": self._label(int(i)), "score": float(scores[i])} for i in order],
         )
 
-    def _detection(self, outputs: dict, image_size) -> Prediction:
+    def _detection(self, outputs: dict[str, np.ndarray], image_size: tuple[int, ...]) -> Prediction:
         height, width = image_size
         count = int(outputs["num_detections"].reshape(-1)[0])
         labels = []
@@ -111,7 +113,7 @@ class Predictor:
         labels.sort(key=lambda d: -d["score"])
         return Prediction("detection", labels)
 
-    def _segmentation(self, outputs: dict, image_size) -> Prediction:
+    def _segmentation(self, outputs: dict[str, np.ndarray], image_size: tuple[int, ...]) -> Prediction:
         height, width = image_size
         class_map = np.argmax(outputs["masks"][0], axis=-1).astype(np.uint16)
         class_map = cv2.resize(class_map, (width, height), interpolation=cv2.INTER_NEAREST)

@@ -7,6 +7,7 @@ outputs are returned by signature name (never by ``get_output_details()`` order)
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -17,7 +18,9 @@ SIGNATURE = "serving_default"
 class TFLiteModel:
     """A loaded ``.tflite`` file (path or flatbuffer bytes) with one signature."""
 
-    def __init__(self, model: bytes | str | os.PathLike, num_threads: int | None = None, signature: str = SIGNATURE):
+    def __init__(
+        self, model: bytes | str | os.PathLike, num_threads: int | None = None, signature: str = SIGNATURE
+    ) -> None:
         kwargs = {"num_threads": num_threads} if num_threads else {}
         if isinstance(model, (bytes, bytearray)):
             self.interpreter = Interpreter(model_content=bytes(model), **kwargs)
@@ -27,8 +30,8 @@ class TFLiteModel:
         if signature not in signatures:
             raise ValueError(f"model has no signature {signature!r}; it has {sorted(signatures)}")
         self.runner = self.interpreter.get_signature_runner(signature)
-        self.inputs = self.runner.get_input_details()
-        self.outputs = self.runner.get_output_details()
+        self.inputs: dict[str, dict[str, Any]] = self.runner.get_input_details()
+        self.outputs: dict[str, dict[str, Any]] = self.runner.get_output_details()
 
     @property
     def input_name(self) -> str:
@@ -60,7 +63,7 @@ class TFLiteModel:
         return {name: _dequantize(value, self.outputs[name]) for name, value in raw.items()}
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
         return x.astype(dtype)
@@ -69,7 +72,7 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
 
 
-def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def _dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if np.dtype(detail["dtype"]).kind == "f":
         return np.asarray(x, np.float32)
     scale, zero_point = detail["quantization"]

@@ -8,11 +8,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from vision_core.app.config import Config
+    from vision_core.app.task import Task
+    from vision_core.backend import keras
 
-def keras_latency(model, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> dict:
+
+def keras_latency(model: keras.Model, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> dict[str, float]:
     """p50/p90/mean ms and FPS of ``model(sample, training=False)`` (``sample``: one batch-1 input)."""
     times_ms = []
     for i in range(warmup + runs):
@@ -30,8 +36,14 @@ def keras_latency(model, sample: np.ndarray, runs: int = 50, warmup: int = 5) ->
 
 
 def bench_run(
-    task, model, config, run_dir: Path, runs: int = 50, warmup: int = 5, threads: tuple[int, ...] = (1,)
-) -> dict:
+    task: Task,
+    model: keras.Model,
+    config: Config,
+    run_dir: Path,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: tuple[int, ...] = (1,),
+) -> dict[str, Any]:
     """Keras model latency on one representative input, plus every ``<run>/exports/*.tflite``."""
     from tflite.bench import benchmark
 

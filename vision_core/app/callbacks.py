@@ -14,7 +14,9 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +27,10 @@ from vision_core.storage.atomic import write_atomic
 from vision_core.storage.training_state import save_training_state
 from vision_core.storage.weights import save_npz, weights_by_path
 
+if TYPE_CHECKING:
+    from vision_core.app.config import Config
+    from vision_core.app.task import Task
+
 
 @dataclasses.dataclass
 class RunState:
@@ -33,11 +39,11 @@ class RunState:
     epoch: int = 0
     best: float | None = None
     best_epoch: int | None = None
-    history: list[dict] = dataclasses.field(default_factory=list)
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     diverged: str | None = None
 
 
-def ema_pairs(model) -> list[tuple]:
+def ema_pairs(model: keras.Model) -> list[tuple[keras.Variable, keras.Variable]]:
     """``[(model variable, its EMA)]`` of a model whose optimizer keeps an EMA (else empty)."""
     optimizer = model.optimizer
     if not getattr(optimizer, "use_ema", False) or not getattr(optimizer, "_model_variables_moving_average", None):
@@ -46,7 +52,7 @@ def ema_pairs(model) -> list[tuple]:
 
 
 @contextlib.contextmanager
-def ema_weights(model):
+def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
     """Within the block the model holds its EMA weights (no-op without EMA); raw weights after."""
     pairs = ema_pairs(model)
     raw = [variable.numpy() for variable, _ in pairs]
@@ -59,7 +65,7 @@ def ema_weights(model):
             variable.assign(value)
 
 
-def evaluation_weights(model) -> dict[str, np.ndarray]:
+def evaluation_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Weights by path as evaluation and export see them: the EMA of trainable weights if kept."""
     values = weights_by_path(model)
     for variable, average in ema_pairs(model):
@@ -70,15 +76,15 @@ def evaluation_weights(model) -> dict[str, np.ndarray]:
 class NaNGuard(keras.callbacks.Callback):
     """Stops training at the first step whose loss is NaN or infinite, naming epoch and step."""
 
-    def __init__(self, state: RunState):
+    def __init__(self, state: RunState) -> None:
         super().__init__()
         self.state = state
         self.epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = float(np.asarray((logs or {}).get("loss", 0.0)))
         if not math.isfinite(loss):
             self.state.diverged = f"loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}"
@@ -88,15 +94,15 @@ class NaNGuard(keras.callbacks.Callback):
 class EMAValidation(keras.callbacks.Callback):
     """Keras validation (``val_*`` metrics) runs on the EMA weights."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self._swap = None
+        self._swap: contextlib.AbstractContextManager[keras.Model] | None = None
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._swap = ema_weights(self.model)
         self._swap.__enter__()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         self._swap.__exit__(None, None, None)
         self._swap = None
 
@@ -108,13 +114,13 @@ class TaskEvaluation(keras.callbacks.Callback):
     final report reuses the best epoch's instead of scoring the same weights again.
     """
 
-    def __init__(self, task, config, state: RunState, interval: int, epochs: int):
+    def __init__(self, task: Task, config: Config, state: RunState, interval: int, epochs: int) -> None:
         super().__init__()
         self.task, self.config, self.state = task, config, state
         self.interval, self.epochs = interval, epochs
-        self.scored: dict[int, dict] = {}
+        self.scored: dict[int, dict[str, Any]] = {}
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         due = self.interval > 0 and ((epoch + 1) % self.interval == 0 or epoch + 1 == self.epochs)
         if self.state.diverged or not due:
             return
@@ -127,11 +133,13 @@ class TaskEvaluation(keras.callbacks.Callback):
 class RunLog(keras.callbacks.Callback):
     """Appends each epoch (logs + learning rate) to the history; rewrites ``results.csv`` and ``results.png``."""
 
-    def __init__(self, run_dir: Path, state: RunState, schedule):
+    def __init__(
+        self, run_dir: Path, state: RunState, schedule: keras.optimizers.schedules.LearningRateSchedule
+    ) -> None:
         super().__init__()
         self.run_dir, self.state, self.schedule = run_dir, state, schedule
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.state.diverged:
             return
         step = max(int(self.model.optimizer.iterations.numpy()) - 1, 0)
@@ -150,12 +158,12 @@ class TensorBoardScalars(keras.callbacks.Callback):
     plugin's metadata, so TensorBoard (installed anywhere) shows them.
     """
 
-    def __init__(self, log_dir: Path, state: RunState):
+    def __init__(self, log_dir: Path, state: RunState) -> None:
         super().__init__()
         self.log_dir, self.state = log_dir, state
-        self.writer = None
+        self.writer: tf.summary.SummaryWriter | None = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.state.diverged:
             return
         self.writer = self.writer or tf.summary.create_file_writer(str(self.log_dir))
@@ -169,12 +177,12 @@ class TensorBoardScalars(keras.callbacks.Callback):
                     tf.summary.write(key, tf.constant(value, tf.float32), step=row["epoch"], metadata=metadata)
         self.writer.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def write_results_csv(history: list[dict], path: Path) -> Path:
+def write_results_csv(history: list[dict[str, float]], path: Path) -> Path:
     """One row per epoch; columns are every key seen, in order of first appearance (blank if absent)."""
     columns = list(dict.fromkeys(k for row in history for k in row))
     buffer = io.StringIO()
@@ -190,7 +198,7 @@ class Checkpointer(keras.callbacks.Callback):
     The state file is written last, so it never claims an epoch whose weights are missing.
     """
 
-    def __init__(self, run_dir: Path, state: RunState, monitor: str, mode: str):
+    def __init__(self, run_dir: Path, state: RunState, monitor: str, mode: str) -> None:
         super().__init__()
         self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
 
@@ -199,7 +207,7 @@ class Checkpointer(keras.callbacks.Callback):
             return True
         return value > self.state.best if self.mode == "max" else value < self.state.best
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.state.diverged:
             return
         weights = evaluation_weights(self.model)

@@ -29,13 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vision_core.app import runs, ship
-from vision_core.app.config import flag_names, leaves, parse_text, resolve, type_name
+from vision_core.app.config import Config, flag_names, leaves, parse_text, resolve, type_name
 from vision_core.errors import AppError
 from vision_core.logs import get_logger, log_to_console
+
+if TYPE_CHECKING:
+    from vision_core.app.task import ModelOrFile, Task
 
 log = get_logger()
 CONFIG_DEST = "config:"
@@ -64,7 +68,7 @@ def _metavar(annotation: Any) -> str:
     return annotation.__name__.upper()
 
 
-def _add_config_options(parser: argparse.ArgumentParser, task) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, task: Task) -> None:
     presets = list(task.presets)
     group = parser.add_argument_group("config", "precedence: --preset < --config YAML < --set < direct flags")
     group.add_argument(
@@ -94,7 +98,7 @@ def _add_config_options(parser: argparse.ArgumentParser, task) -> None:
         group.add_argument(f"--{names[leaf.path]}", **options)
 
 
-def build_parser(task) -> argparse.ArgumentParser:
+def build_parser(task: Task) -> argparse.ArgumentParser:
     """The ``argparse`` parser of ``task``'s app: one sub-command per entry of :data:`COMMANDS`."""
     prog = f"python -m apps.{task.name}"
     parser = argparse.ArgumentParser(
@@ -204,7 +208,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k[len(CONFIG_DEST) :]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
 
 
-def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
+def resolve_config(task: Task, args: argparse.Namespace, run_dir: Path | None = None) -> Config:
     """The config of a command: preset (or ``run_dir/config.yaml``) < ``--config`` < ``--set`` < flags."""
     if run_dir is None:
         return resolve(task.presets, args.preset, args.config, args.assignments, _flags(args))
@@ -216,7 +220,7 @@ def resolve_config(task, args: argparse.Namespace, run_dir: Path | None = None):
     return resolve({"run": runs.run_config(task, run_dir)}, "run", args.config, args.assignments, _flags(args))
 
 
-def _train(task, args) -> dict:
+def _train(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     from vision_core.app.trainer import train
 
     if args.resume:
@@ -232,7 +236,7 @@ def _train(task, args) -> dict:
     return {k: result[k] for k in ("run", "epochs", "best_epoch", "headline_metric", "headline", "plots")}
 
 
-def _trained(task, args):
+def _trained(task: Task, args: argparse.Namespace) -> tuple[Path, Config, ModelOrFile]:
     run_dir = runs.existing_run(args.run)
     config = resolve_config(task, args, run_dir)
     if getattr(args, "model", None) is not None:
@@ -242,7 +246,7 @@ def _trained(task, args):
     return run_dir, config, runs.load_model(task, config, runs.resolve_weights(run_dir, args.weights))
 
 
-def _eval(task, args) -> dict:
+def _eval(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     from vision_core.storage.atomic import write_atomic
 
     run_dir, config, model = _trained(task, args)
@@ -259,7 +263,7 @@ def _eval(task, args) -> dict:
     }
 
 
-def _without_sequences(metrics: dict) -> dict:
+def _without_sequences(metrics: dict[str, Any]) -> dict[str, Any]:
     """``metrics`` without its lists (curves such as detection's PR curves) and without the dicts that held
     nothing else: what ``eval`` prints."""
     kept = {
@@ -270,20 +274,20 @@ def _without_sequences(metrics: dict) -> dict:
     return {key: value for key, value in kept.items() if value != {} or metrics[key] == {}}
 
 
-def _predict(task, args) -> dict:
+def _predict(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     run_dir, config, model = _trained(task, args)
     return task.predict(model, args.sources, config, args.out or run_dir / "predict")
 
 
-def _qat(task, args) -> dict:
+def _qat(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     run_dir, config, model = _trained(task, args)
     return task.qat(model, config, run_dir)
 
 
-def _export(task, args) -> dict:
+def _export(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     run_dir, config, model = _trained(task, args)
     written = task.export(model, config, run_dir, args.format, args.saved_models)
-    result: dict = {"files": {form: str(path) for form, path in written.items()}}
+    result: dict[str, Any] = {"files": {form: str(path) for form, path in written.items()}}
     if args.score:
         path = run_dir / "exports" / "forms.json"
         result["forms"] = ship.score_forms(task, model, config, ship.scored_files(written), path)
@@ -291,7 +295,7 @@ def _export(task, args) -> dict:
     return result
 
 
-def _bench(task, args) -> dict:
+def _bench(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     from vision_core.app.bench import bench_run
     from vision_core.storage.atomic import write_atomic
 
@@ -301,12 +305,12 @@ def _bench(task, args) -> dict:
     return result
 
 
-def _data(task, args) -> dict:
+def _data(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     config = resolve_config(task, args, runs.existing_run(args.run) if args.run else None)
     return task.check_data(config)
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[Task, argparse.Namespace], dict[str, Any]]] = {
     "train": _train,
     "eval": _eval,
     "predict": _predict,
@@ -317,7 +321,7 @@ HANDLERS = {
 }
 
 
-def main(task, argv: list[str] | None = None) -> int:
+def main(task: Task, argv: list[str] | None = None) -> int:
     """Run one command of ``task``'s app; prints its result as JSON on stdout, returns the exit status.
 
     ``data`` returns 1 when the task's report lists ``problems``; user errors exit 2 with a message.

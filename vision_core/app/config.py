@@ -27,7 +27,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import yaml
 
@@ -35,9 +35,11 @@ from vision_core.errors import ConfigError
 from vision_core.storage.atomic import write_atomic
 
 EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+Config: TypeAlias = Any  # an instance of an app's config dataclass; the apps' dataclasses share no base class
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING):
+# Returns a dataclasses.Field typed Any, as dataclasses.field's own stub does, so ``epochs: int = setting(...)`` checks.
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with a help line, shown by ``--help`` (use ``factory`` for lists/sections)."""
     return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
 
@@ -203,7 +205,7 @@ def resolve(
     yaml_path: str | Path | None = None,
     assignments: list[str] | tuple[str, ...] = (),
     flags: Mapping[str, Any] | None = None,
-) -> Any:
+) -> Config:
     """The config of ``preset`` (default: the first) < YAML file < ``--set`` assignments < direct ``flags``.
 
     ``flags`` maps dotted keys to already-parsed values (only flags the user gave).
@@ -250,7 +252,7 @@ def flag_names(config: Any) -> dict[str, str]:
 def to_dict(config: Any) -> dict[str, Any]:
     """A nested plain-data dict of ``config`` (tuples as lists), ready for YAML or JSON."""
 
-    def plain(value):
+    def plain(value: Any) -> Any:
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
         if isinstance(value, dict):

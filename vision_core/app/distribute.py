@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from vision_core.backend import keras, tf
 from vision_core.logs import get_logger
@@ -106,11 +107,11 @@ def patch_keras_multi_worker_reduce() -> None:
     if getattr(original, "vision_core_patch", False):
         return
 
-    def reduce_per_replica(values, strategy, reduction):
+    def reduce_per_replica(values: Any, strategy: tf.distribute.Strategy, reduction: str) -> Any:
         if reduction not in ("auto", "mean") or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             return original(values, strategy, reduction)
 
-        def mean(value):
+        def mean(value: Any) -> tf.Tensor:
             local = strategy.experimental_local_results(value)[0]
             return strategy.reduce("MEAN", value, axis=None if local.shape.rank == 0 else 0)
 
@@ -120,7 +121,7 @@ def patch_keras_multi_worker_reduce() -> None:
     keras_tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def prebuild_for_multi_worker(model, strategy: tf.distribute.Strategy, batch) -> None:
+def prebuild_for_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy, batch: tuple[Any, Any]) -> None:
     """Build the compiled loss and metrics from one local batch, then skip Keras's own pre-fit build.
 
     Keras's pre-fit build of a model made under a strategy reduces one distributed batch with

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the Agg backend must be chosen f
 from vision_core.storage.atomic import write_atomic  # noqa: E402
 
 
-def curve_panels(history: list[dict]) -> dict[str, list[str]]:
+def curve_panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
     """``{panel title: [history keys]}``: a train metric and its ``val_`` twin share a panel."""
     keys = [k for row in history for k in row if k != "epoch"]
     keys = list(dict.fromkeys(keys))
@@ -24,7 +24,7 @@ def curve_panels(history: list[dict]) -> dict[str, list[str]]:
     return panels
 
 
-def plot_history(history: list[dict], path: str | Path) -> Path:
+def plot_history(history: list[dict[str, float]], path: str | Path) -> Path:
     """Write the curves of ``history`` (rows with ``epoch`` and numeric values) to ``path`` (PNG)."""
     panels = curve_panels(history)
     columns = min(3, max(len(panels), 1))

@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vision_core.errors import AppError
+
+if TYPE_CHECKING:
+    from vision_core.app.config import Config
+    from vision_core.app.task import Task
+    from vision_core.backend import keras
 
 CONFIG = "config.yaml"
 WEIGHTS = "weights"
@@ -79,7 +85,7 @@ def resolve_weights(run_dir: Path, weights: str) -> Path:
     return path
 
 
-def load_model(task, config, weights_file: str | Path):
+def load_model(task: Task, config: Config, weights_file: str | Path) -> keras.Model:
     """``task.build_model(config)`` with the weights of ``weights_file`` assigned by variable path."""
     from vision_core.storage.weights import assign_by_path, load_npz
 
@@ -91,7 +97,7 @@ def load_model(task, config, weights_file: str | Path):
     return model
 
 
-def run_config(task, run_dir: str | Path):
+def run_config(task: Task, run_dir: str | Path) -> Config:
     """The config a run was trained with: its ``config.yaml`` over the task's first preset."""
     from vision_core.app.config import apply_overrides, load_yaml
 

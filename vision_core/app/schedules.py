@@ -8,9 +8,10 @@ resumed run continues at the same point of the schedule.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from vision_core.app.config import TrainConfig
-from vision_core.backend import keras
+from vision_core.backend import keras, tf
 
 ops = keras.ops
 DECAYS = ("cosine", "step", "constant")
@@ -42,7 +43,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         milestones: tuple[int, ...] = (),
         gamma: float = 0.1,
         cycles: int = 1,
-    ):
+    ) -> None:
         if decay not in DECAYS:
             raise ValueError(f"unknown decay {decay!r}: expected one of {', '.join(DECAYS)}")
         self.peak = float(peak)
@@ -57,7 +58,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"{self.cycles} cycles do not divide {self.total_steps} steps")
         self.cycle_steps = self.total_steps // self.cycles
 
-    def _decayed(self, step):
+    def _decayed(self, step: tf.Tensor) -> tf.Tensor:
         if self.decay == "cosine":
             span = max(self.cycle_steps - self.warmup_steps, 1)
             progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
@@ -68,7 +69,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             return self.peak * ops.power(self.gamma, passed)
         return self.peak * ops.ones_like(step)
 
-    def __call__(self, step):
+    def __call__(self, step: int | tf.Tensor | keras.Variable) -> tf.Tensor:
         step = ops.cast(step, "float32")
         if self.cycles > 1:
             step = ops.mod(step, float(self.cycle_steps))
@@ -78,7 +79,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         warm = self.peak * (step + 1.0) / self.warmup_steps
         return ops.where(step < self.warmup_steps, warm, decayed)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {
             "peak": self.peak,
             "total_steps": self.total_steps,
@@ -107,7 +108,7 @@ def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
     )
 
 
-def build_optimizer(train: TrainConfig, schedule: WarmupDecay):
+def build_optimizer(train: TrainConfig, schedule: WarmupDecay) -> keras.optimizers.Optimizer:
     """The Keras optimizer of a :class:`TrainConfig`, with Keras's built-in weight EMA when ``train.ema``."""
     common = {
         "learning_rate": schedule,

@@ -36,13 +36,18 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vision_core.errors import AppError
 from vision_core.logs import get_logger
 from vision_core.storage.atomic import copy_atomic, write_atomic
+
+if TYPE_CHECKING:
+    from vision_core.app.config import Config
+    from vision_core.app.task import Task
+    from vision_core.backend import keras
 
 log = get_logger()
 TFLITE_FORMS = ("float32", "float16", "int8", "int16x8")
@@ -53,7 +58,7 @@ QAT_FILE = "qat_int8.tflite"
 FLOAT_ONNX_ATOL = 1e-4  # tf2onnx from a SavedModel matches Keras to float rounding (DESIGN.md)
 
 
-def export_name(task, run_dir: str | Path) -> str:
+def export_name(task: Task, run_dir: str | Path) -> str:
     """``<task>_<run folder>`` with ``-`` as ``_``: the SavedModel's and the metadata's model name."""
     return f"{task.name}_{Path(run_dir).name}".replace("-", "_").replace(".", "_")
 
@@ -70,7 +75,7 @@ def expand_forms(formats: list[str] | tuple[str, ...], offered: tuple[str, ...] 
     return [form for form in FORMS if form in wanted]
 
 
-def calibration_batches(task, config) -> list[np.ndarray]:
+def calibration_batches(task: Task, config: Config) -> list[np.ndarray]:
     """The first ``qat.calibration_images`` images of the task's representative data, as batches."""
     count = config.qat.calibration_images
     batches, seen = [], 0
@@ -85,7 +90,12 @@ def calibration_batches(task, config) -> list[np.ndarray]:
 
 
 def export_run(
-    task, model, config, run_dir: str | Path, formats: list[str], saved_models: str | Path = "saved_models"
+    task: Task,
+    model: keras.Model,
+    config: Config,
+    run_dir: str | Path,
+    formats: list[str],
+    saved_models: str | Path = "saved_models",
 ) -> dict[str, Path]:
     """Write the forms in ``formats`` (groups allowed) of the run's ``model``; ``{form: path}``."""
     from tflite.runtime import TFLiteModel
@@ -135,7 +145,7 @@ def export_run(
     return written
 
 
-def _outputs(model, batch: np.ndarray) -> dict:
+def _outputs(model: keras.Model, batch: np.ndarray) -> dict[str, Any]:
     from vision_core.quant.convert import output_dict
 
     return output_dict(model, model(batch, training=False))
@@ -146,7 +156,9 @@ def scored_files(written: dict[str, Path]) -> dict[str, Path]:
     return {Path(p).name: Path(p) for p in written.values() if Path(p).suffix in (".tflite", ".onnx")}
 
 
-def score_forms(task, model, config, files: dict[str, Path], out_path: str | Path) -> list[dict[str, Any]]:
+def score_forms(
+    task: Task, model: keras.Model, config: Config, files: dict[str, Path], out_path: str | Path
+) -> list[dict[str, Any]]:
     """Score the float Keras ``model`` and every file with the task's evaluator; write the rows to ``out_path``.
 
     Rows (:meth:`Task.compare_forms`) hold each scalar metric and its delta to the float model.
@@ -189,7 +201,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def run_qat(task, model, config, run_dir: str | Path) -> dict[str, Any]:
+def run_qat(task: Task, model: keras.Model, config: Config, run_dir: str | Path) -> dict[str, Any]:
     """Fine-tune the run's float ``model`` with fake quantization (config ``qat``) and write
     ``<run>/qat/qat_int8.tflite``; score it and the float model with the task's evaluator into
     ``<run>/qat/report.json``. Returns the report without the job's details."""

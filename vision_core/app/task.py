@@ -33,15 +33,22 @@ bench, run folders, the CLI) is the framework's.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import numpy as np
 
+from vision_core.app.config import Config
 from vision_core.app.ship import FORMS
 from vision_core.backend import keras, tf
 from vision_core.errors import NotSupported
+
+if TYPE_CHECKING:
+    from tflite.metadata import ModelInfo
+
+ModelOrFile: TypeAlias = keras.Model | str | os.PathLike  # what the evaluator scores: Keras, or an exported file
 
 
 class Task(abc.ABC):
@@ -64,7 +71,7 @@ class Task(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    presets: ClassVar[Mapping[str, Any]]
+    presets: ClassVar[Mapping[str, Config]]
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[str] = "max"
     export_formats: ClassVar[tuple[str, ...]] = FORMS
@@ -72,11 +79,11 @@ class Task(abc.ABC):
     int8_onnx_min_cosine: ClassVar[float | None] = 0.999  # the QDQ graph follows the int8 TFLite (cos >= 0.9997)
 
     @abc.abstractmethod
-    def build_model(self, config) -> keras.Model:
+    def build_model(self, config: Config) -> keras.Model:
         """The float Keras model (built inside the trainer's ``strategy.scope()``)."""
 
     @abc.abstractmethod
-    def datasets(self, config) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    def datasets(self, config: Config) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         """``(train, val)``: batched ``(inputs, targets)`` datasets of ``config.train.batch_size``.
 
         ``train`` is one epoch (finite, known cardinality, or set ``train.steps_per_epoch``).
@@ -85,17 +92,17 @@ class Task(abc.ABC):
         """
 
     @abc.abstractmethod
-    def compile_args(self, config) -> dict[str, Any]:
+    def compile_args(self, config: Config) -> dict[str, Any]:
         """Keyword arguments of ``model.compile`` except the optimizer: ``loss``, ``metrics``, ..."""
 
     @abc.abstractmethod
-    def evaluate(self, model, config) -> dict[str, float]:
+    def evaluate(self, model: ModelOrFile, config: Config) -> dict[str, Any]:
         """Score ``model`` on the val set: a Keras model, or the path of an exported form (``eval --model``).
 
         Returns the task's metrics, including :attr:`headline_metric`.
         """
 
-    def validate(self, config) -> None:
+    def validate(self, config: Config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise
         :class:`~vision_core.errors.AppError` naming the problem (a missing file, an unreadable split).
 
@@ -104,7 +111,9 @@ class Task(abc.ABC):
         """
         return None
 
-    def plots(self, model, config, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
+    def plots(
+        self, model: ModelOrFile, config: Config, metrics: dict[str, Any], out_dir: Path, suffix: str = ""
+    ) -> dict[str, Path]:
         """Pictures of an evaluation written to ``out_dir``: ``{plot name: path}``; default none.
 
         ``metrics`` is :meth:`evaluate`'s dict for ``model`` (a Keras model, or an exported form's
@@ -114,18 +123,18 @@ class Task(abc.ABC):
         """
         return {}
 
-    def predict(self, model, sources: list[str], config, out_dir: Path) -> dict[str, Any]:
+    def predict(self, model: ModelOrFile, sources: list[str], config: Config, out_dir: Path) -> dict[str, Any]:
         """Run ``model`` (Keras, or an exported file's path) on image/video files or folders; drawn outputs
         to ``out_dir``."""
         raise NotSupported(f"task {self.name!r} does not implement predict")
 
-    def representative_data(self, config, batches: int = 8) -> Iterable[np.ndarray]:
+    def representative_data(self, config: Config, batches: int = 8) -> Iterable[np.ndarray]:
         """Float32 model-input batches for int8 calibration; default: the first val batches."""
         _, val = self.datasets(config)
         for inputs, _targets in val.take(batches):
             yield np.asarray(inputs, np.float32)
 
-    def check_data(self, config) -> dict[str, Any]:
+    def check_data(self, config: Config) -> dict[str, Any]:
         """Validate the datasets up front; default: count the batches and samples of train and val."""
         report = {}
         for split, dataset in zip(("train", "val"), self.datasets(config)):
@@ -137,11 +146,11 @@ class Task(abc.ABC):
         return report
 
     # shipping (vision_core.app.ship) ---------------------------------------------------------------------------
-    def model_info(self, config, name: str):
+    def model_info(self, config: Config, name: str) -> ModelInfo:
         """The :class:`tflite.metadata.ModelInfo` every TFLite export of the task carries (labels, normalisation)."""
         raise NotSupported(f"task {self.name!r} does not describe its exports (model_info)")
 
-    def inference(self, config) -> tuple[str, dict[str, Any]] | None:
+    def inference(self, config: Config) -> tuple[str, dict[str, Any]] | None:
         """``(module:function, options)`` turning the trained model into the shipped one, or None to ship it as is.
 
         The function takes ``(model, **options)`` in either Keras flavour (the QAT child calls it
@@ -149,23 +158,23 @@ class Task(abc.ABC):
         """
         return None
 
-    def inference_model(self, model, config):
+    def inference_model(self, model: keras.Model, config: Config) -> keras.Model:
         """The model every export form is made from: :meth:`inference` applied to ``model``."""
         from vision_core.quant.qat_job import imported
 
         function = self.inference(config)
         return model if function is None else imported(function[0])(model, **function[1])
 
-    def qat_builder(self, config) -> tuple[str, dict[str, Any]]:
+    def qat_builder(self, config: Config) -> tuple[str, dict[str, Any]]:
         """``(module:function, kwargs)`` building the float model, for the QAT child (tf_keras flavour)."""
         raise NotSupported(f"task {self.name!r} does not implement qat (no qat_builder)")
 
-    def qat_loss(self, config) -> tuple[str, dict[str, Any]]:
+    def qat_loss(self, config: Config) -> tuple[str, dict[str, Any]]:
         """The fine-tune loss of ``qat.fine_tune_target: task``: a name of
         :data:`vision_core.quant.qat_job.LOSSES` or ``module:function``, and its options."""
         raise NotSupported(f"task {self.name!r} has no QAT loss of its own: use --fine-tune-target distillation")
 
-    def qat_data(self, config, count: int) -> dict[str, np.ndarray]:
+    def qat_data(self, config: Config, count: int) -> dict[str, np.ndarray]:
         """``count`` fine-tune images ``train_x`` and their targets (``train_y``, or ``target.<output>`` for
         dict targets), in the order the fine-tune cycles through; default: the first training batches."""
         train, _ = self.datasets(config)
@@ -180,7 +189,7 @@ class Task(abc.ABC):
             }
         return {"train_x": np.stack(images), "train_y": np.stack(targets)}
 
-    def compare_forms(self, forms: Mapping[str, Any], config) -> list[dict[str, Any]]:
+    def compare_forms(self, forms: Mapping[str, ModelOrFile], config: Config) -> list[dict[str, Any]]:
         """Score each form (a Keras model or an exported file) with :meth:`evaluate`; rows of its scalar
         metrics and their deltas to the first form (see :func:`vision_core.app.ship.compare_metrics`)."""
         from vision_core.app.ship import compare_metrics
@@ -188,18 +197,25 @@ class Task(abc.ABC):
         metrics = {name: self.evaluate(model, config) for name, model in forms.items()}
         return compare_metrics(metrics, next(iter(forms)))
 
-    def export(self, model, config, run_dir: Path, formats: list[str], saved_models: str | Path = "saved_models"):
+    def export(
+        self,
+        model: keras.Model,
+        config: Config,
+        run_dir: Path,
+        formats: list[str],
+        saved_models: str | Path = "saved_models",
+    ) -> dict[str, Path]:
         """Write the shipped forms of a run (:func:`vision_core.app.ship.export_run`)."""
         from vision_core.app.ship import export_run
 
         return export_run(self, model, config, run_dir, formats, saved_models)
 
-    def qat(self, model, config, run_dir: Path) -> dict[str, Any]:
+    def qat(self, model: keras.Model, config: Config, run_dir: Path) -> dict[str, Any]:
         """Quantization-aware fine-tuning of a trained run (:func:`vision_core.app.ship.run_qat`)."""
         from vision_core.app.ship import run_qat
 
         return run_qat(self, model, config, run_dir)
 
-    def callbacks(self, config, run_dir: Path) -> list:
+    def callbacks(self, config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
         """Extra Keras callbacks for training (after the trainer's own); default none."""
         return []

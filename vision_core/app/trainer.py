@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vision_core.app import runs
 from vision_core.app.callbacks import (
@@ -36,7 +36,7 @@ from vision_core.app.callbacks import (
     TaskEvaluation,
     TensorBoardScalars,
 )
-from vision_core.app.config import save_config, to_dict
+from vision_core.app.config import Config, save_config, to_dict
 from vision_core.app.distribute import (
     is_chief,
     make_strategy,
@@ -44,13 +44,16 @@ from vision_core.app.distribute import (
     set_dtype_policy,
     worker_index,
 )
-from vision_core.app.schedules import build_optimizer, build_schedule
+from vision_core.app.schedules import WarmupDecay, build_optimizer, build_schedule
 from vision_core.backend import keras, tf
 from vision_core.errors import AppError, TrainingDiverged
 from vision_core.logs import get_logger
 from vision_core.storage.atomic import write_atomic
 from vision_core.storage.training_state import load_training_state
 from vision_core.storage.weights import assign_by_path, load_npz, variables_by_path
+
+if TYPE_CHECKING:
+    from vision_core.app.task import Task
 
 log = get_logger()
 
@@ -74,7 +77,9 @@ def steps_per_epoch(dataset: tf.data.Dataset, configured: int | None) -> int:
     return count
 
 
-def build_for_training(task, config, strategy, steps: int):
+def build_for_training(
+    task: Task, config: Config, strategy: tf.distribute.Strategy, steps: int
+) -> tuple[keras.Model, WarmupDecay]:
     """Model and optimizer built in ``strategy.scope()``, compiled with the task's loss and metrics."""
     train = config.train
     schedule = build_schedule(train, steps)
@@ -86,7 +91,7 @@ def build_for_training(task, config, strategy, steps: int):
     return model, schedule
 
 
-def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
+def resume_state(run_dir: Path, model: keras.Model, train_set: tf.data.Dataset) -> RunState:
     """Load the run's training state into ``model`` and replay the completed epochs' shuffles."""
     path = run_dir / runs.STATE
     if not path.is_file():
@@ -101,7 +106,7 @@ def resume_state(run_dir: Path, model, train_set: tf.data.Dataset) -> RunState:
     return state
 
 
-def initialise(model, weights_file: str | Path) -> None:
+def initialise(model: keras.Model, weights_file: str | Path) -> None:
     """Copy the variables of ``weights_file`` into ``model`` by path (``train.init_weights``); log how many."""
     path = Path(weights_file)
     if not path.is_file():
@@ -115,7 +120,7 @@ def initialise(model, weights_file: str | Path) -> None:
     log.info("initialised %d of %d variables from %s", total - len(untouched), total, path)
 
 
-def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def train(task: Task, config: Config, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train ``task`` with ``config`` into ``run_dir``; returns the final metrics (also ``metrics.json``).
 
     Raises :class:`TrainingDiverged` if the loss becomes NaN/inf (checkpoints keep the last good
@@ -180,7 +185,9 @@ def train(task, config, run_dir: str | Path, resume: bool = False) -> dict[str, 
     return finish(task, config, model, run_dir, state, evaluation.scored)
 
 
-def finish(task, config, model, run_dir: Path, state: RunState, scored: dict[int, dict]) -> dict[str, Any]:
+def finish(
+    task: Task, config: Config, model: keras.Model, run_dir: Path, state: RunState, scored: dict[int, dict[str, Any]]
+) -> dict[str, Any]:
     """Score the best (else last) weights with the task's evaluator; write ``metrics.json``, then the
     task's plots of those weights (:meth:`Task.plots`) into the run folder.
 
