@@ -215,9 +215,9 @@ class ClassifyTask(Task):
         return rows
 
     def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:
-        from vision_core.classification.predict import predict_images
+        from vision_core.classification.predict import RESULTS_FILE, predict_images
 
-        return predict_images(
+        counts = predict_images(
             self.runner(model),
             sources,
             out_dir,
@@ -227,6 +227,7 @@ class ClassifyTask(Task):
             STD,
             config.model.channels,
         )
+        return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
 
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: ClassifyConfig, name: str):
