@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_info
 from tqdm import tqdm
 
 from apps.classify.task import ClassifyTask
@@ -136,6 +137,7 @@ def measure(name: str, args, work: Path) -> dict:
     qat = json.loads((run_dir / "qat" / "report.json").read_text())["job"]
     float_top1 = np.argmax(scores["float"], axis=-1)
     return {
+        "machine": machine_info(),
         "backbone": name,
         "input_size": config.model.input_size,
         "train_images": config.dataset.demo_train,
