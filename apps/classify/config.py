@@ -25,6 +25,11 @@ class ModelConfig:
 
     backbone: str = setting("resnet18", "registered backbone (python -m vision_core.backbones list)")
     backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
+    backbone_variant: str | None = setting(
+        None,
+        "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
+        "ImageNet weights), d or rs (null: v1.5)",
+    )
     input_size: int = setting(64, "square input side in pixels (images are resized to it)")
     channels: int = setting(3, "input channels: 3 (RGB) or 1 (grey)")
     bn_momentum: float | None = setting(

@@ -8,7 +8,7 @@ output: ``logits`` float32 ``[B, num_classes]``.
 
 from __future__ import annotations
 
-from vision_core.backbones import build_backbone
+from vision_core.backbones import backbone_options, build_backbone
 from vision_core.backbones.revcol import first_column_twin
 from vision_core.layers.normalization import set_batch_norm_momentum
 
@@ -19,19 +19,19 @@ def build_classifier(
     input_size: int = 64,
     channels: int = 3,
     backbone_alpha: float = 1.0,
+    backbone_variant: str | None = None,
     bn_momentum: float | None = None,
     layer_scale_init: float | None = None,
     first_column_only: bool = False,
 ):
     """``backbone`` with a ``num_classes`` head (see the module docstring).
 
-    ``backbone_alpha``: MobileNetV2's width multiplier; ``layer_scale_init``: RevCol's ConvNeXt
+    ``backbone_alpha``: MobileNetV2's width multiplier; ``backbone_variant``: the ResNet layout
+    (``keras``: keras.applications', whose ImageNet weights load); ``layer_scale_init``: RevCol's ConvNeXt
     layer scales at the start; ``first_column_only``: RevCol cut to its first column, whose
     weights copy into the full model by variable path (the shapes recipes' warm start).
     """
-    options: dict = {}
-    if backbone == "mobilenet_v2":
-        options["alpha"] = backbone_alpha
+    options = backbone_options(backbone, backbone_alpha, backbone_variant)
     if layer_scale_init is not None:
         options["layer_scale_init"] = layer_scale_init
     shape = (input_size, input_size, channels)

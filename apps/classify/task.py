@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from apps.classify.config import PRESETS, ClassifyConfig
-from vision_core.app.task import Task
+from vision_core.app.task import BackboneSpec, Task
 from vision_core.backend import keras
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.errors import AppError
@@ -152,6 +152,24 @@ class ClassifyTask(Task):
             return build_classifier(**self.model_kwargs(config))
         except (KeyError, ValueError) as error:
             raise AppError(str(error)) from None
+
+    def backbone(self, config: ClassifyConfig) -> BackboneSpec:
+        """The classifier is ``build_backbone`` with its head: the features model's variables are its own."""
+        from vision_core.backbones import backbone_options
+
+        model = config.model
+        if model.first_column_only:
+            raise AppError(
+                "first_column_only builds RevCol cut to one column, not the registered backbone: "
+                "backbone_weights, freeze_backbone and backbone_lr_ratio need the full model"
+            )
+        try:
+            options = backbone_options(model.backbone, model.backbone_alpha, model.backbone_variant)
+        except ValueError as error:
+            raise AppError(str(error)) from None
+        if model.layer_scale_init is not None:
+            options["layer_scale_init"] = model.layer_scale_init
+        return BackboneSpec(model.backbone, (model.input_size, model.input_size, model.channels), options)
 
     def compile_args(self, config: ClassifyConfig) -> dict[str, Any]:
         return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metrics": ["accuracy"]}

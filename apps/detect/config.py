@@ -6,6 +6,13 @@ direct flag (``--data``, ``--images``, ``--backbone``, ``--epochs``), by dotted 
 ``python -m apps.detect train`` runs with no arguments: a small RetinaNet (MobileNetV2-0.5,
 FPN and heads of 64 channels with batch norm, P3-P6, 256 px) trained from scratch on the
 built-in demo dataset on a CPU.
+
+The presets of the architectures their papers train from ImageNet (``ssdlite_mobilenet_v2``,
+``retinanet_resnet50_fpn`` / ``_rcnet``, the latter on keras.applications' ResNet-50 layout)
+start the backbone from keras.applications' ImageNet weights, downloaded by keras into
+``~/.keras/models`` on first use; offline and without that file they train from scratch with
+a warning (``backbone_weights: imagenet_if_available``; ``--backbone-weights imagenet`` makes
+its absence an error, ``--backbone-weights null`` trains from scratch). ``demo`` trains from scratch.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from vision_core.app.config import QATConfig, TrainConfig, setting
+from vision_core.app.config import IMAGENET_IF_AVAILABLE, QATConfig, TrainConfig, setting
 
 
 @dataclasses.dataclass
@@ -23,6 +30,11 @@ class ModelConfig:
     architecture: Literal["ssd", "ssdlite", "retinanet"] = setting("retinanet", "detector architecture")
     backbone: str = setting("resnet50", "registered backbone (python -m vision_core.backbones list)")
     backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
+    backbone_variant: str | None = setting(
+        None,
+        "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
+        "ImageNet weights), d or rs (null: v1.5)",
+    )
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
     bn_momentum: float | None = setting(
         None,
@@ -140,7 +152,14 @@ PRESETS = {
     ),
     "ssdlite_mobilenet_v2": _preset(
         ModelConfig(architecture="ssdlite", backbone="mobilenet_v2", input_size=320),
-        TrainConfig(epochs=100, batch_size=32, optimizer="sgd", learning_rate=0.04, weight_decay=4e-5),
+        TrainConfig(
+            epochs=100,
+            batch_size=32,
+            optimizer="sgd",
+            learning_rate=0.04,
+            weight_decay=4e-5,
+            backbone_weights=IMAGENET_IF_AVAILABLE,
+        ),
         SSD_LOSS,
     ),
     "ssd_resnet50": _preset(
@@ -157,11 +176,31 @@ PRESETS = {
         SSD_LOSS,
     ),
     "retinanet_resnet50_fpn": _preset(
-        ModelConfig(architecture="retinanet", backbone="resnet50", input_size=512, neck="fpn"),
-        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4, clipnorm=10.0),
+        ModelConfig(
+            architecture="retinanet", backbone="resnet50", backbone_variant="keras", input_size=512, neck="fpn"
+        ),
+        TrainConfig(
+            epochs=50,
+            batch_size=16,
+            optimizer="sgd",
+            learning_rate=0.01,
+            weight_decay=1e-4,
+            clipnorm=10.0,
+            backbone_weights=IMAGENET_IF_AVAILABLE,
+        ),
     ),
     "retinanet_resnet50_rcnet": _preset(
-        ModelConfig(architecture="retinanet", backbone="resnet50", input_size=512, neck="rcnet"),
-        TrainConfig(epochs=50, batch_size=16, optimizer="sgd", learning_rate=0.01, weight_decay=1e-4, clipnorm=10.0),
+        ModelConfig(
+            architecture="retinanet", backbone="resnet50", backbone_variant="keras", input_size=512, neck="rcnet"
+        ),
+        TrainConfig(
+            epochs=50,
+            batch_size=16,
+            optimizer="sgd",
+            learning_rate=0.01,
+            weight_decay=1e-4,
+            clipnorm=10.0,
+            backbone_weights=IMAGENET_IF_AVAILABLE,
+        ),
     ),
 }

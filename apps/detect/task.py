@@ -20,8 +20,8 @@ import numpy as np
 
 from apps.detect.config import PRESETS, DetectConfig
 from apps.detect.losses import BoxLoss, ClassLoss
-from apps.detect.models import build_detector, describe, detector_anchors, uses_softmax
-from vision_core.app.task import Task
+from apps.detect.models import backbone_spec, build_detector, describe, detector_anchors, uses_softmax
+from vision_core.app.task import BackboneSpec, Task
 from vision_core.backend import tf
 from vision_core.errors import AppError, ConfigError
 from vision_core.logs import get_logger
@@ -128,8 +128,10 @@ class DetectTask(Task):
 
     def validate(self, config: DetectConfig) -> None:
         """Read both splits (cached for training): a missing file, an unreadable annotation or no ``--val`` for
-        one annotation file fails here, before a run folder is made."""
+        one annotation file fails here, before a run folder is made; so does a backbone variant of a backbone
+        without variants."""
         self.splits(config)
+        self.backbone(config)
 
     def num_classes(self, config: DetectConfig) -> int:
         return self.splits(config)[0].num_classes
@@ -199,6 +201,14 @@ class DetectTask(Task):
     # model ----------------------------------------------------------------------------------------------------
     def build_model(self, config: DetectConfig):
         return build_detector(self.num_classes(config), **describe(config.model))
+
+    def backbone(self, config: DetectConfig) -> BackboneSpec:
+        """The detector is one flat functional model built on the features model: its variables are the
+        detector's, under the same paths."""
+        try:
+            return BackboneSpec(*backbone_spec(config.model))
+        except ValueError as error:
+            raise AppError(str(error)) from None
 
     def compile_args(self, config: DetectConfig) -> dict[str, Any]:
         num_classes, loss = self.num_classes(config), config.loss

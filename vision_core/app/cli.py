@@ -27,6 +27,7 @@ An app's ``__main__.py``::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import typing
 from collections.abc import Callable
@@ -95,6 +96,8 @@ def _add_config_options(parser: argparse.ArgumentParser, task: Task) -> None:
         else:
             options["type"] = parse_text
             options["metavar"] = _metavar(leaf.annotation)
+            if leaf.flag_alone is not dataclasses.MISSING:
+                options.update(nargs="?", const=leaf.flag_alone)
         group.add_argument(f"--{names[leaf.path]}", **options)
 
 
@@ -221,6 +224,7 @@ def resolve_config(task: Task, args: argparse.Namespace, run_dir: Path | None = 
 
 
 def _train(task: Task, args: argparse.Namespace) -> dict[str, Any]:
+    from vision_core.app import transfer
     from vision_core.app.trainer import train
 
     if args.resume:
@@ -229,6 +233,7 @@ def _train(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     else:
         run_dir, config = None, resolve_config(task, args)
     task.validate(config)  # before a new run folder exists: a start that fails leaves nothing behind
+    transfer.check_transfer(task, config)
     if run_dir is None:
         run_dir = runs.new_run_dir(args.project, runs.safe_name(args.name) if args.name else None, args.exist_ok)
     log.info("run folder: %s", run_dir)

@@ -35,23 +35,40 @@ from vision_core.errors import ConfigError
 from vision_core.storage.atomic import write_atomic
 
 EXPONENT_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+IMAGENET = "imagenet"  # train.backbone_weights: keras.applications' ImageNet file (vision_core.app.transfer)
+IMAGENET_IF_AVAILABLE = "imagenet_if_available"  # the same, or from scratch with a warning when it cannot be had
 Config: TypeAlias = Any  # an instance of an app's config dataclass; the apps' dataclasses share no base class
 
 
 # Returns a dataclasses.Field typed Any, as dataclasses.field's own stub does, so ``epochs: int = setting(...)`` checks.
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a help line, shown by ``--help`` (use ``factory`` for lists/sections)."""
-    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Any = dataclasses.MISSING,
+    flag_alone: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field with a help line, shown by ``--help`` (use ``factory`` for lists/sections).
+
+    ``flag_alone``: the value of the direct flag given without one (``--freeze-backbone`` alone); by
+    default the flag needs a value.
+    """
+    metadata = {"help": help}
+    if flag_alone is not dataclasses.MISSING:
+        metadata["flag_alone"] = flag_alone
+    return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class Leaf:
-    """One settable field: dotted ``path``, resolved ``annotation``, ``default`` value and ``help``."""
+    """One settable field: dotted ``path``, resolved ``annotation``, ``default`` value and ``help``;
+    ``flag_alone`` is the value of its flag given alone (``dataclasses.MISSING``: the flag needs one)."""
 
     path: str
     annotation: Any
     default: Any
     help: str
+    flag_alone: Any = dataclasses.MISSING
 
 
 def _hints(config_class: type) -> dict[str, Any]:
@@ -69,7 +86,15 @@ def leaves(config: Any, prefix: str = "") -> list[Leaf]:
         if dataclasses.is_dataclass(value):
             out.extend(leaves(value, f"{prefix}{field.name}."))
         else:
-            out.append(Leaf(f"{prefix}{field.name}", hints[field.name], value, field.metadata.get("help", "")))
+            out.append(
+                Leaf(
+                    f"{prefix}{field.name}",
+                    hints[field.name],
+                    value,
+                    field.metadata.get("help", ""),
+                    field.metadata.get("flag_alone", dataclasses.MISSING),
+                )
+            )
     return out
 
 
@@ -309,6 +334,28 @@ class TrainConfig:
         "into the model by variable path before training; variables it "
         "lacks keep their initialisation, a shape mismatch is an error",
     )
+    backbone_weights: str | None = setting(
+        None,
+        "pretrained backbone, copied in after the model is built (and after init_weights), before training: "
+        "imagenet = keras.applications' ImageNet file (resnet50/resnet101 with the keras backbone variant, "
+        "mobilenet_v2 of alpha 0.35/0.5/0.75/1/1.3/1.4), downloaded by keras into ~/.keras/models "
+        "($KERAS_HOME/models) on first use (that run needs the network), read from there afterwards; "
+        "imagenet_if_available = the same, but when the file can be neither found nor downloaded, train from "
+        "scratch with a warning (the presets' default); or a path: a keras.applications .h5, or a "
+        ".weights.npz (e.g. another run's weights/best.weights.npz; a classifier's head is ignored). Every "
+        "backbone variable must be found with its shape, else nothing is loaded (null: from scratch)",
+    )
+    freeze_backbone: int = setting(
+        0,
+        "epochs during which the backbone does not train (its batch norms in inference mode), from the first; "
+        "-1 = the whole training, also what the flag alone means (0: never frozen)",
+        flag_alone=-1,
+    )
+    backbone_lr_ratio: float = setting(
+        1.0,
+        "the backbone's learning rate (and its weight decay step) as a fraction of the head's "
+        "(1.0: the same; 0.1 is common when fine-tuning from ImageNet)",
+    )
 
     def check(self) -> Iterator[tuple[str, str]]:
         """``(field, requirement)`` of each value out of bounds (see :func:`check_config`)."""
@@ -324,6 +371,10 @@ class TrainConfig:
             yield "eval_interval", "must be 0 (Keras validation only) or more"
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             yield "steps_per_epoch", "must be null (one pass over the training set) or at least 1"
+        if self.freeze_backbone < -1:
+            yield "freeze_backbone", "must be -1 (the whole training), 0 (never) or a number of epochs"
+        if not self.backbone_lr_ratio > 0:
+            yield "backbone_lr_ratio", "must be greater than 0 (freeze the backbone with freeze_backbone)"
 
 
 @dataclasses.dataclass

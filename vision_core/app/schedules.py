@@ -108,16 +108,70 @@ def build_schedule(train: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
     )
 
 
-def build_optimizer(train: TrainConfig, schedule: WarmupDecay) -> keras.optimizers.Optimizer:
-    """The Keras optimizer of a :class:`TrainConfig`, with Keras's built-in weight EMA when ``train.ema``."""
+class BackboneLearningRate:
+    """Mixin of a Keras optimizer: the backbone's variables step at ``ratio`` times the learning rate.
+
+    Keras 3 has no per-variable learning rate (no parameter groups). The update of SGD (with
+    momentum), Adam and AdamW is linear in the learning rate, so passing ``ratio * lr`` to the
+    backbone variables' ``update_step`` is exactly a parameter group at that rate; the decoupled
+    weight decay step (``var -= var * wd * lr``) is taken there too, at the same rate. Scaling the
+    gradients instead would be wrong for Adam, whose update does not depend on their scale.
+    Call :meth:`set_backbone` before the first step.
+    """
+
+    def set_backbone(self, variables: Any, ratio: float) -> None:
+        self._backbone_keys = {self._var_key(v) for v in variables}
+        self._backbone_ratio = float(ratio)
+
+    def _in_backbone(self, variable: Any) -> bool:
+        return self._var_key(variable) in self._backbone_keys
+
+    def _use_weight_decay(self, variable: Any) -> bool:
+        # the backbone's decay is taken in update_step, at its own rate
+        return not self._in_backbone(variable) and super()._use_weight_decay(variable)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        if self._in_backbone(variable):
+            learning_rate = ops.cast(learning_rate, variable.dtype) * self._backbone_ratio
+            if self.weight_decay is not None and super()._use_weight_decay(variable):
+                self.assign_sub(variable, variable * ops.cast(self.weight_decay, variable.dtype) * learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+
+class SGD(BackboneLearningRate, keras.optimizers.SGD):
+    """Keras SGD with the backbone's learning-rate ratio."""
+
+
+class Adam(BackboneLearningRate, keras.optimizers.Adam):
+    """Keras Adam with the backbone's learning-rate ratio."""
+
+
+class AdamW(BackboneLearningRate, keras.optimizers.AdamW):
+    """Keras AdamW with the backbone's learning-rate ratio."""
+
+
+def build_optimizer(train: TrainConfig, schedule: WarmupDecay, backbone: Any = ()) -> keras.optimizers.Optimizer:
+    """The Keras optimizer of a :class:`TrainConfig`, with Keras's built-in weight EMA when ``train.ema``.
+
+    ``backbone``: the backbone's variables; with ``train.backbone_lr_ratio != 1`` they step at that
+    fraction of the learning rate (:class:`BackboneLearningRate`).
+    """
     common = {
         "learning_rate": schedule,
         "clipnorm": train.clipnorm,
         "use_ema": train.ema,
         "ema_momentum": train.ema_decay,
     }
+    scaled = train.backbone_lr_ratio != 1.0
+    if scaled and not backbone:
+        raise ValueError("train.backbone_lr_ratio needs the backbone's variables")
     if train.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=train.momentum, weight_decay=train.weight_decay or None, **common)
-    if train.optimizer == "adam":
-        return keras.optimizers.Adam(**common)
-    return keras.optimizers.AdamW(weight_decay=train.weight_decay, **common)
+        cls = SGD if scaled else keras.optimizers.SGD
+        optimizer = cls(momentum=train.momentum, weight_decay=train.weight_decay or None, **common)
+    elif train.optimizer == "adam":
+        optimizer = (Adam if scaled else keras.optimizers.Adam)(**common)
+    else:
+        optimizer = (AdamW if scaled else keras.optimizers.AdamW)(weight_decay=train.weight_decay, **common)
+    if scaled:
+        optimizer.set_backbone(backbone, train.backbone_lr_ratio)
+    return optimizer

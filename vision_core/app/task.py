@@ -22,12 +22,14 @@ How to add an app (``apps/<task>/``):
 4. The evaluator (``vision_core/<task>/``), one function for every form: it takes a Keras
    model or an exported file (``.tflite``, ``.onnx``) through a runner.
 5. ``task.py``: a :class:`Task` subclass with ``build_model``, ``datasets``,
-   ``compile_args``, ``evaluate`` and the shipping hooks ``model_info`` and
-   ``qat_builder`` (plus ``qat_loss``, ``inference``, ``predict`` when the defaults do not fit);
+   ``compile_args``, ``evaluate``, ``backbone`` (which registered backbone the model holds, for
+   pretrained weights, freezing and the backbone's learning rate) and the shipping hooks
+   ``model_info`` and ``qat_builder`` (plus ``qat_loss``, ``inference``, ``predict`` when the
+   defaults do not fit);
    ``__main__.py``: ``raise SystemExit(main(MyTask()))``.
 
-Everything else (train with resume, eval, QAT, every export form, the every-form table,
-bench, run folders, the CLI) is the framework's.
+Everything else (train with resume and transfer learning, eval, QAT, every export form, the
+every-form table, bench, run folders, the CLI) is the framework's.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import abc
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
 import numpy as np
 
@@ -49,6 +51,16 @@ if TYPE_CHECKING:
     from tflite.metadata import ModelInfo
 
 ModelOrFile: TypeAlias = keras.Model | str | os.PathLike  # what the evaluator scores: Keras, or an exported file
+
+
+class BackboneSpec(NamedTuple):
+    """The registered backbone inside a task's model (:meth:`Task.backbone`): ``build_backbone(name,
+    input_shape, **options)`` builds its features model, whose variable paths and shapes the task's
+    model shares."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    options: dict[str, Any]
 
 
 class Task(abc.ABC):
@@ -101,6 +113,17 @@ class Task(abc.ABC):
 
         Returns the task's metrics, including :attr:`headline_metric`.
         """
+
+    def backbone(self, config: Config) -> BackboneSpec | None:
+        """The registered backbone :meth:`build_model`'s model is built on, or None (default) if it has none.
+
+        Its variables in the model must be those of ``build_backbone(name, input_shape, **options)``
+        (same paths, same shapes): a flat functional model built on the features model, or the
+        backbone's own classifier, qualify. ``train.backbone_weights``, ``train.freeze_backbone`` and
+        ``train.backbone_lr_ratio`` act on them (:mod:`vision_core.app.transfer`); with no backbone they
+        are an error.
+        """
+        return None
 
     def validate(self, config: Config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise

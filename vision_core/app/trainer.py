@@ -5,10 +5,12 @@
 ``config.yaml``; build the datasets, then the model and optimizer inside
 ``strategy.scope()``; on ``resume``, load ``weights/last.state.npz`` (weights, optimizer
 state including the step that positions the learning-rate schedule, seed-generator
-states, Python/NumPy RNG) and replay the skipped epochs' shuffle order; fit with the
-callbacks of :mod:`.callbacks`, TensorBoard and Keras's progress bar; finally score the
-best weights with the task's evaluator into ``metrics.json`` and draw the task's plots of
-them. See :mod:`.runs` for the folder layout.
+states, Python/NumPy RNG) and replay the skipped epochs' shuffle order, else start from
+``train.init_weights`` and then the pretrained backbone of ``train.backbone_weights``
+(:mod:`.transfer`, which also freezes the backbone for ``train.freeze_backbone`` epochs and
+scales its learning rate); fit with the callbacks of :mod:`.callbacks`, TensorBoard and
+Keras's progress bar; finally score the best weights with the task's evaluator into
+``metrics.json`` and draw the task's plots of them. See :mod:`.runs` for the folder layout.
 
 Epochs are fed as one stream, ``range(first, epochs).flat_map(lambda _: train_set)``, so
 each epoch is exactly one fresh iterator of the task's training set (Keras's own
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vision_core.app import runs
+from vision_core.app import runs, transfer
 from vision_core.app.callbacks import (
     Checkpointer,
     EMAValidation,
@@ -79,16 +81,22 @@ def steps_per_epoch(dataset: tf.data.Dataset, configured: int | None) -> int:
 
 def build_for_training(
     task: Task, config: Config, strategy: tf.distribute.Strategy, steps: int
-) -> tuple[keras.Model, WarmupDecay]:
-    """Model and optimizer built in ``strategy.scope()``, compiled with the task's loss and metrics."""
+) -> tuple[keras.Model, WarmupDecay, dict[str, Any]]:
+    """Model and optimizer built in ``strategy.scope()``, compiled with the task's loss and metrics; also the
+    backbone's variables by path when a transfer-learning setting needs them (else ``{}``)."""
     train = config.train
     schedule = build_schedule(train, steps)
     with strategy.scope():
         model = task.build_model(config)
-        optimizer = build_optimizer(train, schedule)
+        backbone = (
+            transfer.backbone_variables(model, transfer.task_backbone(task, config))
+            if transfer.uses_backbone(train)
+            else {}
+        )
+        optimizer = build_optimizer(train, schedule, list(backbone.values()))
         model.compile(optimizer=optimizer, jit_compile=train.jit_compile, **task.compile_args(config))
         optimizer.build(model.trainable_variables)
-    return model, schedule
+    return model, schedule, backbone
 
 
 def resume_state(run_dir: Path, model: keras.Model, train_set: tf.data.Dataset) -> RunState:
@@ -141,13 +149,17 @@ def train(task: Task, config: Config, run_dir: str | Path, resume: bool = False)
 
     train_set, val_set = task.datasets(config)
     steps = steps_per_epoch(train_set, settings.steps_per_epoch)
-    model, schedule = build_for_training(task, config, strategy, steps)
-    if resume:
+    model, schedule, backbone = build_for_training(task, config, strategy, steps)
+    if resume:  # the checkpoint holds the backbone weights too
         state = resume_state(run_dir, model, train_set)
     else:
         state = RunState()
         if settings.init_weights:
             initialise(model, settings.init_weights)
+        if settings.init_weights and settings.backbone_weights == transfer.IMAGENET_IF_AVAILABLE:
+            log.info("init_weights given: the preset's ImageNet backbone (imagenet_if_available) is not loaded")
+        elif settings.backbone_weights:
+            transfer.load_backbone_weights(backbone, transfer.task_backbone(task, config), settings.backbone_weights)
     if state.epoch >= settings.epochs:
         raise AppError(
             f"{run_dir}: already trained {state.epoch} of {settings.epochs} epochs; raise --epochs to continue"
@@ -161,6 +173,11 @@ def train(task: Task, config: Config, run_dir: str | Path, resume: bool = False)
         RunLog(run_dir, state, schedule),
         Checkpointer(run_dir, state, f"val_{task.headline_metric}", task.headline_mode),
         TensorBoardScalars(run_dir / runs.TENSORBOARD, state),
+        *(
+            [transfer.FreezeBackbone(transfer.backbone_layers(model, backbone), settings.freeze_backbone)]
+            if settings.freeze_backbone
+            else []
+        ),
         *task.callbacks(config, run_dir),
     ]
     prebuild_for_multi_worker(model, strategy, next(iter(val_set)))

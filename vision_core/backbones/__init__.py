@@ -3,9 +3,17 @@
 from vision_core.backbones.registry import (
     FEATURE_NAMES,
     FEATURE_STRIDES,
+    backbone_options,
     build_backbone,
     list_backbones,
     register_backbone,
 )
 
-__all__ = ["FEATURE_NAMES", "FEATURE_STRIDES", "build_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "FEATURE_NAMES",
+    "FEATURE_STRIDES",
+    "backbone_options",
+    "build_backbone",
+    "list_backbones",
+    "register_backbone",
+]

@@ -44,6 +44,17 @@ def build_backbone(name: str, input_shape=(224, 224, 3), num_classes: int | None
     return _BACKBONES[name](tuple(input_shape), num_classes=num_classes, **options)
 
 
+def backbone_options(backbone: str, alpha: float = 1.0, variant: str | None = None) -> dict:
+    """The build options of an app's backbone settings: MobileNetV2's width ``alpha`` (ignored by the other
+    backbones) and a ResNet layout ``variant`` (``ValueError`` for another backbone)."""
+    options: dict = {"alpha": alpha} if backbone == "mobilenet_v2" else {}
+    if variant is not None:
+        if not backbone.startswith("resnet"):
+            raise ValueError(f"backbone_variant={variant!r} is a ResNet option; {backbone!r} has no variants")
+        options["variant"] = variant
+    return options
+
+
 def _load_all() -> None:
     # Importing the modules runs their @register_backbone decorators.
     from vision_core.backbones import emov2, mobilenet_v2, resnet, revcol, vovnet  # noqa: F401

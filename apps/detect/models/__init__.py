@@ -26,7 +26,7 @@ import numpy as np
 from apps.detect.config import ModelConfig
 from apps.detect.models import retinanet as retinanet_module
 from apps.detect.models import ssd as ssd_module
-from vision_core.backbones import build_backbone
+from vision_core.backbones import backbone_options, build_backbone
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes
 from vision_core.layers.normalization import set_batch_norm_momentum
@@ -72,8 +72,15 @@ def detector_anchors(config: ModelConfig | dict) -> np.ndarray:
     return anchor_generator(config)((config.input_size, config.input_size))
 
 
-def _backbone_options(config: ModelConfig) -> dict:
-    return {"alpha": config.backbone_alpha} if config.backbone == "mobilenet_v2" else {}
+def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int], dict]:
+    """``(name, input shape, options)`` of the registered backbone :func:`build_detector` builds on."""
+    config = model_config(config)
+    size = config.input_size
+    return (
+        config.backbone,
+        (size, size, 3),
+        backbone_options(config.backbone, config.backbone_alpha, config.backbone_variant),
+    )
 
 
 def build_detector(num_classes: int, **fields):
@@ -81,8 +88,8 @@ def build_detector(num_classes: int, **fields):
     config = model_config(fields)
     if config.architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
-    size = config.input_size
-    backbone = build_backbone(config.backbone, (size, size, 3), **_backbone_options(config))
+    name, shape, options = backbone_spec(config)
+    backbone = build_backbone(name, shape, **options)
     generator = anchor_generator(config)
     per_location = generator.boxes_per_location
     if uses_softmax(config):
