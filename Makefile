@@ -5,6 +5,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test report clean
 
+# MediaPipe (requirements-verify.txt, used by the tests to verify exports) needs absl-py~=2.3 while
+# TF-MOT 0.8.1 declares absl-py~=1.2 (a stale pin: QAT runs with absl-py 2.5.1), so one pip
+# resolution cannot hold both: it installs in a second step with --no-deps.
 $(STAMP): pyproject.toml requirements.lock requirements-verify.txt
 	command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: Python 3.11 is required" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
