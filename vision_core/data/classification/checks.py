@@ -11,16 +11,17 @@ as a table, serialises to JSON, and is ``ok`` when no error was found.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from vision_core.data.classification.types import ClassificationDataset
 from vision_core.data.detection.images import UnreadableImageError, read_image
-from vision_core.data.detection.types import ERROR, WARNING, Issue
+from vision_core.data.detection.types import Issue
+from vision_core.data.report import ERROR, WARNING, CheckReport
 
 # Every kind of problem the checks report, with its severity.
 CLASSIFICATION_ISSUE_KINDS = {
@@ -47,74 +48,30 @@ class ClassificationIssue(Issue):
 
 
 @dataclass
-class ClassificationReport:
+class ClassificationReport(CheckReport):
     """What :func:`check_classification_dataset` found: totals and every :class:`ClassificationIssue`."""
 
+    kinds: ClassVar[dict[str, str]] = CLASSIFICATION_ISSUE_KINDS
     source: str
     split: str
     num_images: int
     images_per_class: dict[str, int]
     issues: list[ClassificationIssue] = field(default_factory=list)
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """Problems per kind, in :data:`CLASSIFICATION_ISSUE_KINDS` order."""
-        totals = Counter()
-        for issue in self.issues:
-            totals[issue.kind] += issue.count
-        return {kind: totals[kind] for kind in CLASSIFICATION_ISSUE_KINDS if totals[kind]}
-
-    @property
-    def errors(self) -> list[ClassificationIssue]:
-        return [i for i in self.issues if i.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[ClassificationIssue]:
-        return [i for i in self.issues if i.severity == WARNING]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def to_dict(self) -> dict:
+    def totals(self) -> dict:
         return {
-            "ok": self.ok,
             "source": self.source,
             "split": self.split,
             "images": self.num_images,
             "images_per_class": self.images_per_class,
-            "counts": self.counts,
-            "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues],
         }
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def table(self, max_listed: int = 10) -> str:
-        """A readable summary: totals, a count per kind, then up to ``max_listed`` problems of each kind."""
+    def summary(self) -> list[str]:
         classes = ", ".join(f"{name} {count}" for name, count in self.images_per_class.items())
-        lines = [
+        return [
             f"classification dataset, split {self.split!r}: {self.source}",
             f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})",
-            "",
         ]
-        counts = self.counts
-        if counts:
-            lines.append(f"{'problem':<22}{'severity':<10}{'count':>7}")
-            lines += [f"{kind:<22}{CLASSIFICATION_ISSUE_KINDS[kind]:<10}{count:>7}" for kind, count in counts.items()]
-            lines.append("")
-        for kind in counts:
-            listed = [i for i in self.issues if i.kind == kind]
-            lines.append(f"{kind} ({len(listed)} {'entry' if len(listed) == 1 else 'entries'}):")
-            lines += [f"  {issue.path}: {issue.message}" for issue in listed[:max_listed]]
-            if len(listed) > max_listed:
-                lines.append(f"  ... and {len(listed) - max_listed} more (see the JSON report)")
-        errors, warnings = sum(i.count for i in self.errors), sum(i.count for i in self.warnings)
-        lines.append(f"{'OK' if self.ok else 'FAILED'}: {errors} error(s), {warnings} warning(s)")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
 
 
 def check_classification_dataset(

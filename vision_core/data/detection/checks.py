@@ -12,29 +12,29 @@ Boxes are checked in the suite's format: **xyxy absolute pixels, float32 [N, 4] 
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.data.detection.types import (
-    ERROR,
     ISSUE_KINDS,
-    WARNING,
     DetectionDataset,
     DetectionRecord,
     Issue,
     inside_root,
 )
+from vision_core.data.report import CheckReport
 
 
 @dataclass
-class DatasetReport:
-    """What :func:`check_dataset` found: dataset totals and every :class:`Issue`."""
+class DatasetReport(CheckReport):
+    """What :func:`check_dataset` found: dataset totals and every :class:`Issue` (counted in boxes for box
+    kinds, in images for image kinds)."""
 
+    kinds: ClassVar[dict[str, str]] = ISSUE_KINDS
     source: str
     format: str
     split: str
@@ -43,67 +43,22 @@ class DatasetReport:
     boxes_per_class: dict[str, int]
     issues: list[Issue] = field(default_factory=list)
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """Problems per kind (boxes for box kinds, images for image kinds), in :data:`ISSUE_KINDS` order."""
-        totals = Counter()
-        for issue in self.issues:
-            totals[issue.kind] += issue.count
-        return {kind: totals[kind] for kind in ISSUE_KINDS if totals[kind]}
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == WARNING]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def to_dict(self) -> dict:
+    def totals(self) -> dict:
         return {
-            "ok": self.ok,
             "source": self.source,
             "format": self.format,
             "split": self.split,
             "images": self.num_images,
             "boxes": self.num_boxes,
             "boxes_per_class": self.boxes_per_class,
-            "counts": self.counts,
-            "issues": [{**asdict(issue), "severity": issue.severity} for issue in self.issues],
         }
 
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def table(self, max_listed: int = 10) -> str:
-        """A readable summary: totals, a count per kind, then up to ``max_listed`` problems of each kind."""
+    def summary(self) -> list[str]:
         classes = ", ".join(f"{name} {count}" for name, count in self.boxes_per_class.items())
-        lines = [
+        return [
             f"{self.format} dataset, split {self.split!r}: {self.source}",
             f"{self.num_images} images, {self.num_boxes} boxes ({classes})",
-            "",
         ]
-        counts = self.counts
-        if counts:
-            lines.append(f"{'problem':<22}{'severity':<10}{'count':>7}")
-            lines += [f"{kind:<22}{ISSUE_KINDS[kind]:<10}{count:>7}" for kind, count in counts.items()]
-            lines.append("")
-        for kind in counts:
-            listed = [i for i in self.issues if i.kind == kind]
-            lines.append(f"{kind} ({len(listed)} {'entry' if len(listed) == 1 else 'entries'}):")
-            lines += [f"  {issue.path}: {issue.message}" for issue in listed[:max_listed]]
-            if len(listed) > max_listed:
-                lines.append(f"  ... and {len(listed) - max_listed} more (see the JSON report)")
-        errors, warnings = sum(i.count for i in self.errors), sum(i.count for i in self.warnings)
-        lines.append(f"{'OK' if self.ok else 'FAILED'}: {errors} error(s), {warnings} warning(s)")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
 
 
 def check_dataset(dataset: DetectionDataset, workers: int = 2, bounds_tolerance: float = 1.0) -> DatasetReport:

@@ -21,11 +21,10 @@ from typing import TypedDict
 import numpy as np
 
 from vision_core.data.detection.images import read_image
+from vision_core.data.report import ERROR, WARNING
 
 BOX_FORMAT = "xyxy"
 
-ERROR = "error"
-WARNING = "warning"
 
 # Every kind of problem a reader or the checker reports, with its severity.
 ISSUE_KINDS = {
