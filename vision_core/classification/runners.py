@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -37,10 +36,10 @@ from tflite.metadata import model_info
 from tflite.model_file import load_model
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras, tf
+from vision_core.export.forms import model_form
 from vision_core.export.onnx_export import ONNXModel
 from vision_core.quant.convert import output_dict
 
-RUNNER_SUFFIXES = (".keras", ".tflite", ".onnx")
 SCORE_OUTPUTS = ("probabilities", "logits")
 
 
@@ -184,22 +183,12 @@ def load_classifier_runner(
     """
     if isinstance(model, ClassifierRunner):
         return model
-    if isinstance(model, keras.Model):
-        return KerasClassifierRunner(model, batch_size)
-    if isinstance(model, (bytes, bytearray)):
-        return TFLiteClassifierRunner(model, mean, std, num_threads)
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"cannot run {type(model).__name__}: pass a Keras model, a runner, TFLite bytes or a path")
-    path = Path(model)
-    if path.suffix not in RUNNER_SUFFIXES:
-        raise ValueError(f"{path}: unknown classifier format {path.suffix!r}: expected {', '.join(RUNNER_SUFFIXES)}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix == ".keras":
-        return KerasClassifierRunner(path, batch_size, custom_objects)
-    if path.suffix == ".tflite":
-        return TFLiteClassifierRunner(path, mean, std, num_threads)
-    return ONNXClassifierRunner(path, num_threads)
+    form, source = model_form(model, "classifier")
+    if form == "keras":
+        return KerasClassifierRunner(source, batch_size, custom_objects)
+    if form == "tflite":
+        return TFLiteClassifierRunner(source, mean, std, num_threads)
+    return ONNXClassifierRunner(source, num_threads)
 
 
 def scores_on(runner: ClassifierRunner, data, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:

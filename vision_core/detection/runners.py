@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +34,8 @@ from vision_core.backend import keras
 from vision_core.detection.detector_io import Detections, DetectorInput, normalize
 from vision_core.detection.export_tail import DetectionPostProcess
 from vision_core.detection.nms import OUTPUT_NAMES
+from vision_core.export.forms import model_form
 from vision_core.export.onnx_export import ONNXModel
-
-RUNNER_SUFFIXES = (".keras", ".tflite", ".onnx")
 
 
 class DetectorRunner(ABC):
@@ -175,19 +173,9 @@ def load_runner(
     """
     if isinstance(model, DetectorRunner):
         return model
-    if isinstance(model, keras.Model):
-        return KerasRunner(model, resize_mode, score_threshold)
-    if isinstance(model, (bytes, bytearray)):
-        return TFLiteRunner(model, resize_mode, score_threshold, num_threads)
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"cannot run {type(model).__name__}: pass a Keras model, a runner, TFLite bytes or a path")
-    path = Path(model)
-    if path.suffix not in RUNNER_SUFFIXES:
-        raise ValueError(f"{path}: unknown detector format {path.suffix!r}: expected {', '.join(RUNNER_SUFFIXES)}")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    if path.suffix == ".keras":
-        return KerasRunner(path, resize_mode, score_threshold)
-    if path.suffix == ".tflite":
-        return TFLiteRunner(path, resize_mode, score_threshold, num_threads)
-    return ONNXRunner(path, resize_mode, score_threshold, num_threads)
+    form, source = model_form(model, "detector")
+    if form == "keras":
+        return KerasRunner(source, resize_mode, score_threshold)
+    if form == "tflite":
+        return TFLiteRunner(source, resize_mode, score_threshold, num_threads)
+    return ONNXRunner(source, resize_mode, score_threshold, num_threads)
