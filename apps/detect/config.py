@@ -120,6 +120,22 @@ def _preset(
     return DetectConfig(model=model, dataset=dataset or DatasetConfig(), loss=loss or LossConfig(), train=train)
 
 
+def _retinanet_resnet50(neck: str) -> DetectConfig:
+    """The RetinaNet paper's ResNet-50 recipe at 512 px, on keras.applications' layout (its ImageNet file)."""
+    return _preset(
+        ModelConfig(architecture="retinanet", backbone="resnet50", backbone_variant="keras", input_size=512, neck=neck),
+        TrainConfig(
+            epochs=50,
+            batch_size=16,
+            optimizer="sgd",
+            learning_rate=0.01,
+            weight_decay=1e-4,
+            clipnorm=10.0,
+            backbone_weights=IMAGENET_IF_AVAILABLE,
+        ),
+    )
+
+
 SSD_LOSS = LossConfig(positive_iou=0.5, negative_iou=0.5)
 
 PRESETS = {
@@ -176,32 +192,6 @@ PRESETS = {
         TrainConfig(epochs=100, batch_size=32, optimizer="sgd", learning_rate=0.02, weight_decay=5e-4),
         SSD_LOSS,
     ),
-    "retinanet_resnet50_fpn": _preset(
-        ModelConfig(
-            architecture="retinanet", backbone="resnet50", backbone_variant="keras", input_size=512, neck="fpn"
-        ),
-        TrainConfig(
-            epochs=50,
-            batch_size=16,
-            optimizer="sgd",
-            learning_rate=0.01,
-            weight_decay=1e-4,
-            clipnorm=10.0,
-            backbone_weights=IMAGENET_IF_AVAILABLE,
-        ),
-    ),
-    "retinanet_resnet50_rcnet": _preset(
-        ModelConfig(
-            architecture="retinanet", backbone="resnet50", backbone_variant="keras", input_size=512, neck="rcnet"
-        ),
-        TrainConfig(
-            epochs=50,
-            batch_size=16,
-            optimizer="sgd",
-            learning_rate=0.01,
-            weight_decay=1e-4,
-            clipnorm=10.0,
-            backbone_weights=IMAGENET_IF_AVAILABLE,
-        ),
-    ),
+    "retinanet_resnet50_fpn": _retinanet_resnet50("fpn"),
+    "retinanet_resnet50_rcnet": _retinanet_resnet50("rcnet"),
 }
