@@ -1,15 +1,20 @@
 """The classify app as the shared CLI, trainer and shipping see it (:class:`vision_core.app.task.Task`).
 
 Data: ``dataset.data`` (class folders or a CSV, :func:`load_classification_dataset`) or, when
-it is empty, the built-in shapes written to ``dataset.demo_dir/<size>px`` on first use.
-Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``.
-Every form of a model (the Keras model of a run, a ``.keras``, ``.tflite`` or ``.onnx``
-export) is scored by the same evaluator (:func:`classification_metrics`: top-1, top-5,
-per-class accuracy, confusion matrix) through a runner that returns class scores.
+it is empty, the built-in demo of ``dataset.demo`` written on first use: the fundus images
+(``dataset.demo_dir/labels.csv``, split by patient) or the shapes (``dataset.demo_dir/<size>px``).
+Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``, or
+float32 [B, K] multi-hot labels for a multi-label CSV (``model.head: sigmoid``); with mixup,
+training batches carry mixed float32 [B, K] targets. Every form of a model (the Keras model of a
+run, a ``.keras``, ``.tflite`` or ``.onnx`` export) is scored by the same evaluator
+(:func:`clinical_metrics`: top-1, balanced accuracy, F1, ROC AUC with its bootstrap CI,
+sensitivity/specificity, calibration, per image and per patient) through a runner that returns
+class scores; ROC AUC ranks the checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,6 @@ import numpy as np
 
 from apps.classify.config import PRESETS, ClassifyConfig
 from vision_core.app.task import BackboneSpec, Task
-from vision_core.backend import keras
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.errors import AppError
 from vision_core.logs import get_logger
@@ -34,7 +38,7 @@ class ClassifyTask(Task):
         "shapes) to int8 TFLite with metadata, ONNX and TF Serving SavedModels."
     )
     presets = PRESETS
-    headline_metric = "top1"
+    headline_metric = "roc_auc"
     headline_mode = "max"
 
     def __init__(self):
@@ -48,36 +52,39 @@ class ClassifyTask(Task):
             load_classification_dataset,
             write_shapes_dataset,
         )
+        from vision_core.data.classification.fundus import FUNDUS_CLASSES, write_fundus_dataset
 
         settings = config.dataset
-        key = (
-            settings.data,
-            settings.val,
-            settings.class_names,
-            settings.demo_dir,
-            settings.demo_train,
-            settings.demo_val,
-            config.model.input_size,
-        )
+        key = (dataclasses.astuple(settings), config.model.input_size)
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
+        split_options = {"val_fraction": settings.val_fraction, "split_seed": settings.split_seed}
         try:
-            if settings.data is None:
+            if settings.data is None and settings.demo == "shapes":
                 names = list(SHAPE_CLASSES)  # the suite's label order, not the folders' sorted one
                 size = config.model.input_size
                 data = write_shapes_dataset(
                     Path(settings.demo_dir) / f"{size}px", train=settings.demo_train, val=settings.demo_val, size=size
                 )
+            elif settings.data is None:
+                names = list(FUNDUS_CLASSES)
+                data = write_fundus_dataset(settings.demo_dir, settings.demo_patients, settings.demo_size)
             else:
                 data = settings.data
-            train = load_classification_dataset(data, "train", names)
-            val = load_classification_dataset(settings.val or data, "val", names or list(train.class_names))
+            train = load_classification_dataset(data, "train", names, **split_options)
+            val = load_classification_dataset(
+                settings.val or data, "val", names or list(train.class_names), **split_options
+            )
         except (OSError, ValueError) as error:
             raise AppError(str(error)) from None
         for split in (train, val):
             if not len(split):
                 raise AppError(f"{split.source}: the {split.split} split has no images")
+        if train.multi_label and config.model.head != "sigmoid":
+            raise AppError(
+                f"{train.source}: a multi-label dataset (a labels column) needs the sigmoid head: --head sigmoid"
+            )
         self._splits[key] = (train, val)
         return train, val
 
@@ -107,12 +114,14 @@ class ClassifyTask(Task):
         return dataset.repeat().take(math.ceil(len(split) / batch_size))
 
     def datasets(self, config: ClassifyConfig):
+        from vision_core.data.classification.mixup import mixup_batches
+
         train, val = self.splits(config)
         batch = config.train.batch_size
-        return (
-            self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment),
-            self._pipeline(val, config, batch, shuffle=False),
-        )
+        train_set = self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment)
+        if config.loss.mixup_alpha > 0:
+            train_set = mixup_batches(train_set, config.loss.mixup_alpha, train.num_classes)
+        return train_set, self._pipeline(val, config, batch, shuffle=False)
 
     def representative_data(self, config: ClassifyConfig, batches: int = 8):
         """Training images in a seeded shuffle (class folders list one class after another)."""
@@ -172,7 +181,18 @@ class ClassifyTask(Task):
         return BackboneSpec(model.backbone, (model.input_size, model.input_size, model.channels), options)
 
     def compile_args(self, config: ClassifyConfig) -> dict[str, Any]:
-        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metrics": ["accuracy"]}
+        """:class:`ClassificationLoss` of the head and ``loss`` settings; Keras accuracy for a softmax head
+        trained on class indices."""
+        from vision_core.classification.losses import ClassificationLoss, balanced_class_weights
+
+        train, _ = self.splits(config)
+        settings = config.loss
+        weights = (
+            balanced_class_weights(train.labels, train.num_classes) if settings.class_weights == "balanced" else None
+        )
+        loss = ClassificationLoss(config.model.head, settings.focal_gamma, settings.label_smoothing, weights)
+        plain = config.model.head == "softmax" and settings.mixup_alpha == 0
+        return {"loss": loss, "metrics": ["accuracy"] if plain else []}
 
     # evaluation and prediction -------------------------------------------------------------------------------
     def runner(self, model):
@@ -185,7 +205,7 @@ class ClassifyTask(Task):
             raise AppError(str(error)) from None
 
     def val_images(self, config: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
-        """``(images float32 [N, S, S, C], labels [N])`` of the validation split, read once."""
+        """``(images float32 [N, S, S, C], labels [N] or [N, K])`` of the validation split, read once."""
         from vision_core.data.classification import load_images
 
         _, val = self.splits(config)
@@ -194,16 +214,43 @@ class ClassifyTask(Task):
             self._val_images[key] = load_images(val, config.model.input_size, config.model.channels, MEAN, STD)
         return self._val_images[key]
 
+    def val_patients(self, config: ClassifyConfig) -> list[str] | None:
+        """The patient of each validation image, or None without patient ids (or when an image was unreadable,
+        which leaves the images and the ids unaligned: ``data check`` names it)."""
+        _, val = self.splits(config)
+        if val.patient_ids is None:
+            return None
+        if len(self.val_images(config)[1]) != len(val):
+            log.warning("%s: unreadable val images; patient-level metrics skipped (run data check)", val.source)
+            return None
+        return val.patient_ids
+
+    def metrics_of_scores(self, scores: np.ndarray, config: ClassifyConfig) -> dict[str, Any]:
+        """The clinical evaluator of validation-image ``scores`` [N, K] (settings of ``evaluation``)."""
+        from vision_core.classification.evaluate import clinical_metrics
+
+        _, labels = self.val_images(config)
+        settings = config.evaluation
+        return clinical_metrics(
+            scores,
+            labels,
+            self.class_names(config),
+            patient_ids=self.val_patients(config),
+            threshold=settings.threshold,
+            resamples=settings.bootstrap,
+            level=settings.ci_level,
+            seed=config.train.seed,
+            graded=settings.graded,
+            bins=settings.calibration_bins,
+        )
+
     def scores(self, model, config: ClassifyConfig) -> np.ndarray:
         """Class scores ``[N, K]`` of ``model`` on the validation images."""
         images, _ = self.val_images(config)
         return self.runner(model)(images)
 
     def evaluate(self, model, config: ClassifyConfig) -> dict[str, Any]:
-        from vision_core.classification.evaluate import classification_metrics
-
-        _, labels = self.val_images(config)
-        return classification_metrics(self.scores(model, config), labels, self.class_names(config))
+        return self.metrics_of_scores(self.scores(model, config), config)
 
     def plots(self, model, config: ClassifyConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
         """The confusion matrix of the evaluation (rows: true class, columns: predicted)."""
@@ -215,21 +262,19 @@ class ClassifyTask(Task):
         return {"confusion_matrix": path}
 
     def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
-        """Rows of top-1 / top-5 per form with their deltas to the first, and the share of validation images
-        whose top-1 class agrees with the first form's (int8 flips, which accuracy alone can hide)."""
+        """Rows of each form's scalar metrics (ROC AUC, top-1, ...) with their deltas to the first, and for a
+        softmax head the share of validation images whose top-1 class agrees with the first form's (int8 flips,
+        which accuracy alone can hide)."""
         from vision_core.app.ship import compare_metrics
-        from vision_core.classification.evaluate import (
-            classification_metrics,
-            top1_agreement,
-        )
+        from vision_core.classification.evaluate import top1_agreement
 
-        _, labels = self.val_images(config)
         scores = {name: self.scores(model, config) for name, model in forms.items()}
         reference = next(iter(scores))
-        metrics = {name: classification_metrics(s, labels, self.class_names(config)) for name, s in scores.items()}
+        metrics = {name: self.metrics_of_scores(s, config) for name, s in scores.items()}
         rows = compare_metrics(metrics, reference)
-        for row in rows:
-            row["agreement"] = top1_agreement(scores[reference], scores[row["form"]])
+        if config.model.head == "softmax":
+            for row in rows:
+                row["agreement"] = top1_agreement(scores[reference], scores[row["form"]])
         return rows
 
     def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:

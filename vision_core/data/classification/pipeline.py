@@ -5,7 +5,8 @@ BMP, WebP, GIF's first frame; ``channels`` forced), resized with bilinear interp
 size is not the input size, and normalised to ``(pixels - mean) / std``, computed as
 ``pixels / std - mean / std`` so that ``mean = std = 127.5`` is exactly
 :func:`vision_core.data.synthetic.normalize` (``x / 127.5 - 1``). A batch is
-``(images float32 [B, H, W, C], labels int32 [B])``.
+``(images float32 [B, H, W, C], labels int32 [B])``, or for a multi-label dataset
+``(images, labels float32 [B, K] multi-hot)``.
 
 Bad data met mid-epoch never stops a run: an image that is missing or fails to decode is
 skipped by ``Dataset.ignore_errors`` (a warning is logged; batches of that epoch hold one image
@@ -65,7 +66,8 @@ def make_classification_dataset(
     std: float | Sequence[float] = 127.5,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """A ``tf.data.Dataset`` of ``(images float32 [B, H, W, C], labels int32 [B])`` batches.
+    """A ``tf.data.Dataset`` of ``(images float32 [B, H, W, C], labels int32 [B])`` batches (multi-label:
+    labels float32 [B, K]).
 
     Args:
         dataset: paths and labels; unshuffled batches keep ``dataset.paths`` order.
@@ -82,7 +84,8 @@ def make_classification_dataset(
     epoch can hold fewer images than ``dataset``. Returns the batched, prefetched dataset.
     """
     paths = tf.constant([str(p) for p in dataset.paths], tf.string)
-    data = tf.data.Dataset.from_tensor_slices((paths, tf.constant(dataset.labels.astype(np.int32))))
+    labels = dataset.labels.astype(np.float32 if dataset.multi_label else np.int32)
+    data = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels)))
     if shuffle:
         data = data.shuffle(max(len(dataset), 1), seed=seed, reshuffle_each_iteration=True)
     data = data.map(
@@ -110,12 +113,13 @@ def load_images(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every readable image of a small ``dataset`` in memory, in ``dataset.paths`` order.
 
-    Returns ``(images float32 [N, H, W, C], labels int32 [N])`` as :func:`make_classification_dataset`
+    Returns ``(images float32 [N, H, W, C], labels int32 [N] or float32 [N, K])`` as :func:`make_classification_dataset`
     makes them (unshuffled, no augmentation); unreadable images are skipped, so N may be less
     than ``len(dataset)``.
     """
     height, width = _size(image_size)
-    images, labels = [np.zeros((0, height, width, channels), np.float32)], [np.zeros((0,), np.int32)]
+    images = [np.zeros((0, height, width, channels), np.float32)]
+    labels = [np.zeros((0, *dataset.labels.shape[1:]), np.float32 if dataset.multi_label else np.int32)]
     for batch_images, batch_labels in make_classification_dataset(
         dataset, image_size, batch_size, channels=channels, mean=mean, std=std
     ):
