@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.classify.config import PRESETS, ClassifyConfig
+from apps.classify.config import PRESETS, ClassifyConfig, parse_window
 from vision_core.app.task import BackboneSpec, Task
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.errors import AppError
@@ -96,6 +96,10 @@ class ClassifyTask(Task):
     def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
         return self.splits(config)[0].class_names
 
+    def window(self, config: ClassifyConfig) -> tuple[float, float] | None:
+        """The DICOM window ``(centre, width)`` of ``dataset.window``, or None (each file's own)."""
+        return None if config.dataset.window is None else parse_window(config.dataset.window)
+
     def _pipeline(self, split, config: ClassifyConfig, batch_size: int, shuffle: bool, augment: bool = False):
         from vision_core.data.classification import make_classification_dataset
 
@@ -109,6 +113,7 @@ class ClassifyTask(Task):
             channels=config.model.channels,
             mean=MEAN,
             std=STD,
+            window=self.window(config),
         )
         # an unreadable image is skipped mid-epoch; repeating keeps every epoch at its known number of batches
         return dataset.repeat().take(math.ceil(len(split) / batch_size))
@@ -132,6 +137,7 @@ class ClassifyTask(Task):
     def check_data(self, config: ClassifyConfig) -> dict[str, Any]:
         from vision_core.data.classification import (
             check_classification_dataset,
+            check_patient_overlap,
             check_split_overlap,
         )
 
@@ -144,8 +150,10 @@ class ClassifyTask(Task):
             report[dataset.split] = checked.to_dict()
             problems += sum(issue.count for issue in checked.errors)
         overlap = check_split_overlap(train, val, config.dataset.workers)
+        patients = check_patient_overlap(train, val)
         report["in_both_splits"] = [str(issue) for issue in overlap]
-        report["problems"] = problems + len(overlap)
+        report["patients_in_both_splits"] = [f"{issue.path}: {issue.message}" for issue in patients]
+        report["problems"] = problems + len(overlap) + len(patients)
         return report
 
     # model ----------------------------------------------------------------------------------------------------
@@ -209,9 +217,11 @@ class ClassifyTask(Task):
         from vision_core.data.classification import load_images
 
         _, val = self.splits(config)
-        key = (val.source, len(val), config.model.input_size, config.model.channels)
+        key = (val.source, len(val), config.model.input_size, config.model.channels, config.dataset.window)
         if key not in self._val_images:
-            self._val_images[key] = load_images(val, config.model.input_size, config.model.channels, MEAN, STD)
+            self._val_images[key] = load_images(
+                val, config.model.input_size, config.model.channels, MEAN, STD, window=self.window(config)
+            )
         return self._val_images[key]
 
     def val_patients(self, config: ClassifyConfig) -> list[str] | None:
@@ -253,13 +263,21 @@ class ClassifyTask(Task):
         return self.metrics_of_scores(self.scores(model, config), config)
 
     def plots(self, model, config: ClassifyConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
-        """The confusion matrix of the evaluation (rows: true class, columns: predicted)."""
-        from vision_core.classification.plots import plot_confusion_matrix
+        """ROC curves (per image, and per patient dashed), precision-recall curves, the reliability diagram,
+        and for a softmax head the confusion matrix (rows: true class, columns: predicted)."""
+        from vision_core.classification import plots
 
-        path = plot_confusion_matrix(
-            metrics["confusion_matrix"], self.class_names(config), Path(out_dir) / f"confusion_matrix{suffix}.png"
-        )
-        return {"confusion_matrix": path}
+        out_dir = Path(out_dir)
+        written = {
+            "roc": plots.plot_roc_curves(metrics, out_dir / f"roc{suffix}.png"),
+            "precision_recall": plots.plot_pr_curves(metrics, out_dir / f"precision_recall{suffix}.png"),
+            "calibration": plots.plot_calibration(metrics, out_dir / f"calibration{suffix}.png"),
+        }
+        if "confusion_matrix" in metrics:
+            written["confusion_matrix"] = plots.plot_confusion_matrix(
+                metrics["confusion_matrix"], self.class_names(config), out_dir / f"confusion_matrix{suffix}.png"
+            )
+        return written
 
     def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
         """Rows of each form's scalar metrics (ROC AUC, top-1, ...) with their deltas to the first, and for a

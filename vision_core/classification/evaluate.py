@@ -79,15 +79,19 @@ def top1_agreement(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
 
 
 def _probabilities(scores: np.ndarray, multi_label: bool) -> np.ndarray:
-    """Probabilities of class scores: softmax / sigmoid of logits; rows that already are probabilities stay."""
-    from vision_core.classification.predict import to_probabilities
+    """float64 probabilities of class scores: rows that already are probabilities stay as they are (within
+    :data:`~vision_core.classification.predict.PROBABILITY_TOLERANCE` of summing to 1 for softmax), logits go
+    through a softmax (single-label) or a sigmoid (multi-label)."""
+    from vision_core.classification.predict import PROBABILITY_TOLERANCE
 
-    if not multi_label:
-        return to_probabilities(scores).astype(np.float64)
     scores = np.asarray(scores, np.float64)
-    if ((scores >= 0) & (scores <= 1)).all():
+    in_unit_range = ((scores >= 0) & (scores <= 1)).all()
+    if multi_label:
+        return scores if in_unit_range else 1.0 / (1.0 + np.exp(-scores))
+    if in_unit_range and np.allclose(scores.sum(axis=1), 1.0, atol=PROBABILITY_TOLERANCE):
         return scores
-    return 1.0 / (1.0 + np.exp(-scores))
+    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def macro_roc_auc(probabilities: np.ndarray, positives: np.ndarray) -> float | None:
@@ -130,9 +134,8 @@ def clinical_metrics(
     Returns a JSON-ready dict: single-label adds to :func:`classification_metrics`' keys
     ``balanced_accuracy``, ``f1`` (``per_class`` by name, ``macro``, ``micro``), ``roc_auc`` (mean
     one-vs-rest) with ``roc_auc_ci`` (``{"low", "high"}``), ``ece``, ``per_class`` (by name:
-    ``roc_auc``, ``roc_auc_ci``,
-    ``average_precision``, ``threshold``, ``sensitivity``, ``specificity``), for two classes
-    ``sensitivity``/``specificity``/``threshold`` of the second class, and ``curves`` (``roc`` and
+    ``roc_auc``, ``roc_auc_ci``, ``average_precision``, ``threshold``, ``sensitivity``, ``specificity``),
+    for two classes ``sensitivity``/``specificity``/``threshold`` of the second class, and ``curves`` (``roc`` and
     ``pr`` by class, ``calibration``). Multi-label: ``subset_accuracy`` (every class right),
     ``balanced_accuracy`` (mean of the classes' (sensitivity + specificity) / 2), ``f1`` at the
     thresholds, ``roc_auc``, ``roc_auc_ci``, ``ece`` (every class's probability pooled), ``per_class``,
@@ -240,8 +243,8 @@ def _level_metrics(
     f1 = clinical.f1_from_counts(tp, fp, fn)
     result["f1"] = {**f1, "per_class": dict(zip(class_names, f1["per_class"]))}
     result["roc_auc"] = macro_roc_auc(probabilities, positives)
-    result["roc_auc_ci"] = clinical.bootstrap_ci(
-        macro_roc_auc, probabilities, positives, resamples, level, seed, groups
+    result["roc_auc_ci"] = _interval(
+        clinical.bootstrap_ci(macro_roc_auc, probabilities, positives, resamples, level, seed, groups)
     )
     result["ece"] = calibration["ece"]
     result["per_class"] = per_class
