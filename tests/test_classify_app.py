@@ -230,6 +230,16 @@ def test_a_multi_label_dicom_csv_trains_with_the_sigmoid_head_and_data_check_nam
         "precision_recall.png",
         "calibration.png",
     }
+    run = tmp_path / "runs" / "films"
+    assert run_cli("export", "--run", run, "--format", "float32", "--no-score") == 0
+    exported = next((run / "exports").glob("*float32.tflite"))
+    assert run_cli("eval", "--run", run, "--model", exported) == 0
+    scored = json.loads((run / f"eval_{exported.name}.json").read_text())["metrics"]
+    assert scored["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-3)  # sigmoid shipped, not a softmax
+    capsys.readouterr()
+    assert run_cli("predict", "--run", run, tmp_path / "films" / "P0_pa.dcm", "--out", tmp_path / "out") == 0
+    predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())["results"][0]
+    assert predicted["output"] == "P0_pa.jpg" and set(predicted["positive"]) <= {"effusion", "nodule"}
     bad = [*rows, "P0_pa.dcm,nodule,P99", "missing.dcm,nodule,P98"]
     write_dicom(tmp_path / "films" / "empty.dcm", None)
     bad.append("empty.dcm,effusion,P97")

@@ -50,3 +50,14 @@ def build_classifier(
     if bn_momentum is not None:
         set_batch_norm_momentum(model, bn_momentum)
     return model
+
+
+def with_sigmoid(model):
+    """``model`` (logits) followed by a sigmoid named ``probabilities``: a multi-label classifier as shipped.
+
+    Built with the ``keras`` of the model's flavour (the QAT child calls it on the fake-quantized model).
+    """
+    from vision_core.backend import keras
+
+    probabilities = keras.layers.Activation("sigmoid", name="probabilities")(model.outputs[0])
+    return keras.Model(model.inputs, probabilities, name=model.name)

@@ -307,6 +307,9 @@ class ClassifyTask(Task):
             MEAN,
             STD,
             config.model.channels,
+            multi_label=config.model.head == "sigmoid",
+            threshold=0.5 if config.evaluation.threshold is None else config.evaluation.threshold,
+            window=self.window(config),
         )
         return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
 
@@ -321,10 +324,28 @@ class ClassifyTask(Task):
     def qat_builder(self, config: ClassifyConfig):
         return "apps.classify.models:build_classifier", self.model_kwargs(config)
 
+    def inference(self, config: ClassifyConfig):
+        """A sigmoid head ships its class probabilities (``probabilities``, a sigmoid after the logits); a softmax
+        head ships as it is (the TFLite export appends its softmax)."""
+        return ("apps.classify.models:with_sigmoid", {}) if config.model.head == "sigmoid" else None
+
     def qat_loss(self, config: ClassifyConfig):
+        if config.model.head == "sigmoid":
+            return "vision_core.classification.losses:sigmoid_cross_entropy_targets", {}
         return "sparse_categorical_crossentropy_from_logits", {}
 
     def qat_data(self, config: ClassifyConfig, count: int) -> dict[str, np.ndarray]:
-        """The default fine-tune images and labels, and the validation images (``eval_x``): the job keeps the
-        QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""
-        return {**super().qat_data(config, count), "eval_x": self.val_images(config)[0]}
+        """``count`` training images and their labels (no flips, no mixup) in a seeded shuffle, and the validation
+        images (``eval_x``): the job keeps the QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""
+        train, _ = self.splits(config)
+        images, labels = [], []
+        for batch_images, batch_labels in self._pipeline(train, config, config.train.batch_size, shuffle=True):
+            images.append(batch_images.numpy())
+            labels.append(batch_labels.numpy())
+            if sum(len(b) for b in images) >= count:
+                break
+        return {
+            "train_x": np.concatenate(images)[:count],
+            "train_y": np.concatenate(labels)[:count],
+            "eval_x": self.val_images(config)[0],
+        }

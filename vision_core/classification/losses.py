@@ -10,7 +10,8 @@
 
 ``gamma = 0`` is plain cross-entropy (Lin et al.'s focal loss otherwise). Label smoothing
 ``s`` replaces the targets by ``y (1 - s) + s / K`` (softmax) or ``y (1 - s) + s / 2`` (sigmoid).
-:func:`balanced_class_weights` gives scikit-learn's "balanced" weights ``N / (K n_k)``.
+:func:`balanced_class_weights` gives scikit-learn's "balanced" weights ``N / (K n_k)``;
+:func:`sigmoid_cross_entropy_targets` is the QAT fine-tune's loss of a sigmoid head (either Keras flavour).
 """
 
 from __future__ import annotations
@@ -86,3 +87,15 @@ class ClassificationLoss(keras.losses.Loss):
             "label_smoothing": self.label_smoothing,
             "class_weights": self.class_weights,
         }
+
+
+def sigmoid_cross_entropy_targets(targets: dict, outputs: dict):
+    """Mean binary cross-entropy of the logits output against ``targets["label"]`` (multi-hot [B, K]) or, for
+    class indices [B], their one-hot rows: the QAT job's loss (``module:function``) of a sigmoid head."""
+    from vision_core.backend import tf
+
+    logits = tf.cast(next(iter(outputs.values())), tf.float32)
+    labels = targets["label"]
+    if len(labels.shape) == 1:
+        labels = tf.one_hot(tf.cast(labels, tf.int32), logits.shape[-1])
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, tf.float32), logits=logits))
