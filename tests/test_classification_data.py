@@ -119,7 +119,9 @@ def test_csv_path_escaping_the_root_is_refused_naming_the_line(tmp_path):
 
 def test_csv_label_outside_the_given_class_names_is_named_with_its_line(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label\na.png,cat\nb.png,cow\n")
-    with pytest.raises(ValueError, match=r"labels.csv: line 3: label 'cow' is not one of the class names"):
+    with pytest.raises(
+        ValueError, match=r"labels.csv: 1 label\(s\) outside the class names \['cat', 'dog'\]: line 3: 'cow'"
+    ):
         load_classification_dataset(tmp_path / "labels.csv", class_names=["cat", "dog"])
 
 

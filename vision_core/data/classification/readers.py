@@ -139,11 +139,12 @@ def _read_csv(
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         label_column = next((c for c in LABEL_COLUMNS if c in columns), None)
-        if "path" not in columns or label_column is None:
+        missing = ([] if "path" in columns else ["path"]) + ([] if label_column else ["label"])
+        if missing:
             raise ValueError(
-                f"{path}: header {columns or '(empty file)'} lacks the path or label column; expected a header "
-                f"with path and label (or labels, multi-label: names joined by {LABEL_SEPARATOR!r}), and "
-                f"optionally split and {PATIENT_COLUMN}"
+                f"{path}: header {columns or '(empty file)'} lacks the column(s) {missing}; expected a header with "
+                f"path and label (or labels, multi-label: names joined by {LABEL_SEPARATOR!r}), and optionally split "
+                f"and {PATIENT_COLUMN}"
             )
         multi_label = label_column == "labels"
         reader.fieldnames = columns
