@@ -58,6 +58,8 @@ def test_patient_column_without_split_column_splits_by_patient(tmp_path):
     assert not set(train.patient_ids) & set(val.patient_ids)
     assert set(val.patient_ids) == split_patients([f"P{p}" for p in range(10)], 0.3, 4)
     assert check_patient_overlap(train, val) == []
+    report = check_classification_dataset(val)
+    assert report.to_dict()["patients"] == 3 and "6 images of 3 patients" in report.table()
     reversed_csv = write_csv(tmp_path / "reversed.csv", [rows[0], *rows[:0:-1]])
     assert set(load_classification_dataset(reversed_csv, "val", val_fraction=0.3, split_seed=4).patient_ids) == set(
         val.patient_ids

@@ -61,6 +61,7 @@ class ClassificationReport(CheckReport):
     num_images: int
     images_per_class: dict[str, int]
     issues: list[ClassificationIssue] = field(default_factory=list)
+    patients: int | None = None  # distinct patient ids, when the source names them
 
     def totals(self) -> dict:
         return {
@@ -68,13 +69,15 @@ class ClassificationReport(CheckReport):
             "split": self.split,
             "images": self.num_images,
             "images_per_class": self.images_per_class,
+            **({} if self.patients is None else {"patients": self.patients}),
         }
 
     def summary(self) -> list[str]:
         classes = ", ".join(f"{name} {count}" for name, count in self.images_per_class.items())
+        patients = "" if self.patients is None else f" of {self.patients} patients"
         return [
             f"classification dataset, split {self.split!r}: {self.source}",
-            f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})",
+            f"{self.num_images} images{patients} in {len(self.images_per_class)} classes ({classes})",
         ]
 
 
@@ -109,7 +112,12 @@ def check_classification_dataset(
                 )
             )
     return ClassificationReport(
-        source=dataset.source, split=dataset.split, num_images=len(dataset), images_per_class=per_class, issues=issues
+        source=dataset.source,
+        split=dataset.split,
+        num_images=len(dataset),
+        images_per_class=per_class,
+        issues=issues,
+        patients=None if dataset.patient_ids is None else len(set(dataset.patient_ids)),
     )
 
 
