@@ -9,9 +9,8 @@ its bootstrap CI. The ``shapes_resnet18`` preset trains on the built-in shapes (
 and 400 held-out 64x64 images, written as PNG class folders on first use). Each
 ``shapes_<backbone>`` preset is the recipe measured in ``benchmarks/README.md`` ("Int8 accuracy
 of trained classifiers"): Adam with a warm-up over a tenth of each cycle, then cosine decay
-to 0, batch norms at momentum 0.9
-(the papers' 0.99-0.999 lag a few hundred steps of weights). RevCol trains its first column
-alone first (``shapes_revcol_*_column0``), then the full model from those weights
+to 0, batch norms at momentum 0.9 (the papers' 0.99-0.999 lag a few hundred steps of weights).
+RevCol trains its first column alone first (``shapes_revcol_*_column0``), then the full model from those weights
 (``--init-weights``): its four columns do not learn the task from scratch in a CPU budget.
 """
 
@@ -73,9 +72,9 @@ class DatasetConfig:
         (), "class names in output order (default: sorted folder names or CSV labels); a label outside them is an error"
     )
     demo: Literal["fundus", "shapes"] = setting(
-        "fundus", "built-in demo when data is null: fundus (referable diabetic retinopathy) or shapes"
+        "shapes", "built-in demo when data is null: fundus (referable diabetic retinopathy) or shapes"
     )
-    demo_dir: str = setting("datasets/classify-fundus", "folder of the generated demo (made on first use)")
+    demo_dir: str = setting("datasets/classify-shapes", "folder of the generated demo (made on first use)")
     demo_patients: int = setting(1500, "fundus: patients (two eyes, two images, each)")
     demo_size: int = setting(96, "fundus: image side in pixels")
     demo_train: int = setting(8000, "shapes: training images")
@@ -207,7 +206,7 @@ def shapes_preset(
     """``backbone`` on the built-in shapes: ``epochs`` per cycle, ``cycles`` warm-up + cosine cycles."""
     return ClassifyConfig(
         model=ModelConfig(backbone=backbone, layer_scale_init=layer_scale_init, first_column_only=first_column_only),
-        dataset=DatasetConfig(demo="shapes", demo_dir="datasets/classify-shapes", augment=False),
+        dataset=DatasetConfig(augment=False),
         train=TrainConfig(
             epochs=epochs * cycles,
             cycles=cycles,
