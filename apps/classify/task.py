@@ -47,7 +47,7 @@ class ClassifyTask(Task):
 
     # data -----------------------------------------------------------------------------------------------------
     def splits(self, config: ClassifyConfig):
-        """``(train, val)`` :class:`ClassificationDataset` of the config (the shapes when ``data`` is empty)."""
+        """``(train, val)`` :class:`ClassificationDataset` of the config (the built-in demo when ``data`` is empty)."""
         from vision_core.data.classification import (
             load_classification_dataset,
             write_shapes_dataset,
