@@ -15,10 +15,11 @@ from apps.classify.task import ClassifyTask
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from vision_core.app import runs
-from vision_core.app.cli import main
+from vision_core.app.cli import build_parser, main, resolve_config
 from vision_core.app.schedules import build_schedule
 from vision_core.backbones import list_backbones
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
+from vision_core.errors import ConfigError
 
 
 def run_cli(*argv) -> int:
@@ -255,3 +256,14 @@ def test_a_multi_label_dicom_csv_trains_with_the_sigmoid_head_and_data_check_nam
     assert train_issues[str(tmp_path / "films" / "missing.dcm")] == "missing_image"
     assert train_issues[str(tmp_path / "films" / "empty.dcm")] == "unreadable_image"
     assert report["patients_in_both_splits"][0].startswith("patient 'P0'")
+
+
+def test_the_dicom_window_and_loss_options_are_checked_when_the_config_is_resolved():
+    task = ClassifyTask()
+    parser = build_parser(task)
+    config = resolve_config(task, parser.parse_args(["train", "--window", "40,400", "--focal-gamma", "2"]))
+    assert task.window(config) == (40.0, 400.0) and config.loss.focal_gamma == 2.0
+    with pytest.raises(ConfigError, match=r"dataset.window='40,x': expected 'C,W'"):
+        resolve_config(task, parser.parse_args(["train", "--window", "40,x"]))
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
+        resolve_config(task, parser.parse_args(["train", "--label-smoothing", "1"]))
