@@ -82,6 +82,8 @@ def test_given_class_names_set_the_labels_and_refuse_other_folders(folders):
     assert dataset.class_names == ("dog", "bird", "cat") and dataset.labels.tolist() == [2, 0]
     with pytest.raises(ValueError, match=r"val/dog: class folder 'dog' is not one of the 1 given"):
         load_classification_dataset(folders, "val", class_names=["cat"])
+    with pytest.raises(ValueError, match=r"val: class folders \['cat', 'dog'\] are not among the 1 given"):
+        load_classification_dataset(folders, "val", class_names=["owl"])
 
 
 def test_csv_and_class_folders_give_the_same_dataset(folders):

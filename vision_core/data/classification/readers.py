@@ -113,11 +113,16 @@ def _read_folders(root: Path, split: str, class_names: Sequence[str] | None) -> 
     names = tuple(class_names) if class_names is not None else tuple(p.name for p in classes)
     index = {name: i for i, name in enumerate(names)}
     paths, labels = [], []
+    unknown = [class_folder for class_folder in classes if class_folder.name not in index]
+    if len(unknown) == 1:
+        raise ValueError(
+            f"{unknown[0]}: class folder {unknown[0].name!r} is not one of the {len(names)} given class names"
+        )
+    if unknown:
+        raise ValueError(
+            f"{folder}: class folders {[f.name for f in unknown]} are not among the {len(names)} given class names"
+        )
     for class_folder in classes:
-        if class_folder.name not in index:
-            raise ValueError(
-                f"{class_folder}: class folder {class_folder.name!r} is not one of the {len(names)} given class names"
-            )
         images = _images(class_folder)
         paths += images
         labels += [index[class_folder.name]] * len(images)
