@@ -267,3 +267,15 @@ def test_the_dicom_window_and_loss_options_are_checked_when_the_config_is_resolv
         resolve_config(task, parser.parse_args(["train", "--window", "40,x"]))
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
         resolve_config(task, parser.parse_args(["train", "--label-smoothing", "1"]))
+
+
+def test_data_check_names_every_label_outside_the_class_names_and_exits_non_zero(tmp_path, capsys):
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((8, 8, 3), np.uint8))
+    rows = ["path,label,patient_id", "a.png,normal,P1", "b.png,fracture,P2", "c.png,tumour,P3"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        run_cli("data", "check", "--data", tmp_path / "labels.csv", "--class-names", "[normal, abnormal]")
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert "2 label(s) outside the class names ['normal', 'abnormal']: line 3: 'fracture'; line 4: 'tumour'" in message
