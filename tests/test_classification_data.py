@@ -82,6 +82,8 @@ def test_given_class_names_set_the_labels_and_refuse_other_folders(folders):
     assert dataset.class_names == ("dog", "bird", "cat") and dataset.labels.tolist() == [2, 0]
     with pytest.raises(ValueError, match=r"val/dog: class folder 'dog' is not one of the 1 given"):
         load_classification_dataset(folders, "val", class_names=["cat"])
+    with pytest.raises(ValueError, match=r"val: class folders \['cat', 'dog'\] are not among the 1 given"):
+        load_classification_dataset(folders, "val", class_names=["owl"])
 
 
 def test_csv_and_class_folders_give_the_same_dataset(folders):
@@ -119,7 +121,9 @@ def test_csv_path_escaping_the_root_is_refused_naming_the_line(tmp_path):
 
 def test_csv_label_outside_the_given_class_names_is_named_with_its_line(tmp_path):
     (tmp_path / "labels.csv").write_text("path,label\na.png,cat\nb.png,cow\n")
-    with pytest.raises(ValueError, match=r"labels.csv: line 3: label 'cow' is not one of the class names"):
+    with pytest.raises(
+        ValueError, match=r"labels.csv: 1 label\(s\) outside the class names \['cat', 'dog'\]: line 3: 'cow'"
+    ):
         load_classification_dataset(tmp_path / "labels.csv", class_names=["cat", "dog"])
 
 

@@ -8,16 +8,18 @@ import json
 import cv2
 import numpy as np
 import pytest
+from dicom_files import write_dicom
 
 from apps.classify.config import PRESETS
 from apps.classify.task import ClassifyTask
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from vision_core.app import runs
-from vision_core.app.cli import main
+from vision_core.app.cli import build_parser, main, resolve_config
 from vision_core.app.schedules import build_schedule
 from vision_core.backbones import list_backbones
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
+from vision_core.errors import ConfigError
 
 
 def run_cli(*argv) -> int:
@@ -25,8 +27,14 @@ def run_cli(*argv) -> int:
     return main(ClassifyTask(), [str(a) for a in argv])
 
 
+def test_the_fundus_demo_is_the_default_preset_and_roc_auc_ranks_checkpoints():
+    assert next(iter(PRESETS)) == "fundus_resnet18" and ClassifyTask.headline_metric == "roc_auc"
+    fundus = PRESETS["fundus_resnet18"]
+    assert (fundus.dataset.data, fundus.dataset.demo, fundus.model.backbone) == (None, "fundus", "resnet18")
+    assert (fundus.model.input_size, fundus.train.epochs, fundus.evaluation.bootstrap) == (96, 6, 1000)
+
+
 def test_every_backbone_has_its_shapes_recipe_as_a_preset():
-    assert next(iter(PRESETS)) == "shapes_resnet18"
     assert {f"shapes_{name}" for name in list_backbones()} <= set(PRESETS)
     recipes = {
         name: (p.train.epochs, p.train.cycles, p.train.learning_rate, p.model.layer_scale_init)
@@ -68,6 +76,8 @@ def assert_decided_images_agree(reference: np.ndarray, candidate: np.ndarray, mi
 def shapes_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("classify")
     common = [
+        "--preset",
+        "shapes_resnet18",
         "--demo-dir",
         root / "shapes",
         "--demo-train",
@@ -93,7 +103,7 @@ def shapes_run(tmp_path_factory):
 def test_the_shapes_run_ships_every_form_scored_by_one_evaluator(shapes_run):
     run, root = shapes_run["run"], shapes_run["root"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["headline_metric"] == "top1" and metrics["metrics"]["samples"] == 64
+    assert metrics["headline_metric"] == "roc_auc" and metrics["metrics"]["samples"] == 64
     assert list(metrics["metrics"]["per_class_accuracy"]) == list(SHAPE_CLASSES)
     assert np.sum(metrics["metrics"]["confusion_matrix"]) == 64
     losses = [float(line.split(",")[3]) for line in (run / "results.csv").read_text().splitlines()[1:]]
@@ -176,3 +186,96 @@ def test_class_folders_and_a_csv_train_and_a_bad_csv_is_named_by_data_check(tmp_
     capsys.readouterr()
     assert run_cli("data", "check", "--data", tmp_path / "folders" / "bad.csv", "--input-size", 32) == 1
     assert "missing.png" in capsys.readouterr().out
+
+
+def _write_dicom_csv(root, patients: int, seed: int) -> list[str]:
+    """Grey DICOM chest films of ``patients`` patients (two views each): a bright blob marks "nodule", a bright
+    bar "effusion"; rows ``path,labels,patient_id`` (multi-label), without the header."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for patient in range(patients):
+        for view in ("pa", "lat"):
+            film = rng.integers(0, 1200, (32, 32)).astype(np.uint16)
+            labels = [name for name in ("effusion", "nodule") if rng.random() < 0.5]
+            if "nodule" in labels:
+                film[8:14, 8:14] = 4000
+            if "effusion" in labels:
+                film[26:30, :] = 4000
+            name = f"P{patient}_{view}.dcm"
+            write_dicom(root / name, film, bits_stored=12, WindowCenter=2048, WindowWidth=4096)
+            rows.append(f"{name},{'|'.join(labels)},P{patient}")
+    return rows
+
+
+@pytest.mark.slow
+def test_a_multi_label_dicom_csv_trains_with_the_sigmoid_head_and_data_check_names_bad_files(tmp_path, capsys):
+    rows = _write_dicom_csv(tmp_path / "films", patients=20, seed=0)
+    (tmp_path / "films" / "labels.csv").write_text("\n".join(["path,labels,patient_id", *rows]) + "\n")
+    data = ["--data", tmp_path / "films" / "labels.csv", "--input-size", 32]
+    tiny = [*data, "--epochs", 1, "--batch-size", 8, "--project", tmp_path / "runs", "--bootstrap", 50]
+    with pytest.raises(SystemExit) as exited:  # a labels column needs the sigmoid head
+        run_cli("train", *tiny, "--name", "softmax")
+    assert exited.value.code == 2
+    options = ["--head", "sigmoid", "--channels", 1, "--mixup-alpha", 0.2, "--focal-gamma", 2, "--class-weights"]
+    assert run_cli("train", *tiny, *options, "balanced", "--name", "films") == 0
+    metrics = json.loads((tmp_path / "runs" / "films" / "metrics.json").read_text())["metrics"]
+    assert set(metrics["per_class"]) == {"effusion", "nodule"} and "subset_accuracy" in metrics
+    assert (
+        metrics["patient"]["patients"]
+        == len({row.split(",")[2] for row in rows})
+        - len({row.split(",")[2] for row in rows} - set(metrics.get("val_patients", [])))
+        or metrics["patient"]["patients"] > 0
+    )
+    assert {p.name for p in (tmp_path / "runs" / "films").glob("*.png")} >= {
+        "roc.png",
+        "precision_recall.png",
+        "calibration.png",
+    }
+    run = tmp_path / "runs" / "films"
+    assert run_cli("export", "--run", run, "--format", "float32", "--no-score") == 0
+    exported = next((run / "exports").glob("*float32.tflite"))
+    assert run_cli("eval", "--run", run, "--model", exported) == 0
+    scored = json.loads((run / f"eval_{exported.name}.json").read_text())["metrics"]
+    assert scored["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-3)  # sigmoid shipped, not a softmax
+    capsys.readouterr()
+    assert run_cli("predict", "--run", run, tmp_path / "films" / "P0_pa.dcm", "--out", tmp_path / "out") == 0
+    predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())["results"][0]
+    assert predicted["output"] == "P0_pa.jpg" and set(predicted["positive"]) <= {"effusion", "nodule"}
+    bad = [*rows, "P0_pa.dcm,nodule,P99", "missing.dcm,nodule,P98"]
+    write_dicom(tmp_path / "films" / "empty.dcm", None)
+    bad.append("empty.dcm,effusion,P97")
+    split = ["path,labels,patient_id,split"] + [
+        f"{row},{'val' if i in (0, len(bad) - 3) else 'train'}" for i, row in enumerate(bad)
+    ]
+    (tmp_path / "films" / "bad.csv").write_text("\n".join(split) + "\n")
+    capsys.readouterr()
+    check = ["data", "check", "--data", tmp_path / "films" / "bad.csv", "--head", "sigmoid", "--input-size", 32]
+    assert run_cli(*check) == 1
+    report = json.loads(capsys.readouterr().out)
+    train_issues = {issue["path"]: issue["kind"] for issue in report["train"]["issues"]}
+    assert train_issues[str(tmp_path / "films" / "missing.dcm")] == "missing_image"
+    assert train_issues[str(tmp_path / "films" / "empty.dcm")] == "unreadable_image"
+    assert report["patients_in_both_splits"][0].startswith("patient 'P0'")
+
+
+def test_the_dicom_window_and_loss_options_are_checked_when_the_config_is_resolved():
+    task = ClassifyTask()
+    parser = build_parser(task)
+    config = resolve_config(task, parser.parse_args(["train", "--window", "40,400", "--focal-gamma", "2"]))
+    assert task.window(config) == (40.0, 400.0) and config.loss.focal_gamma == 2.0
+    with pytest.raises(ConfigError, match=r"dataset.window='40,x': expected 'C,W'"):
+        resolve_config(task, parser.parse_args(["train", "--window", "40,x"]))
+    with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0: must be in \[0, 1\)"):
+        resolve_config(task, parser.parse_args(["train", "--label-smoothing", "1"]))
+
+
+def test_data_check_names_every_label_outside_the_class_names_and_exits_non_zero(tmp_path, capsys):
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((8, 8, 3), np.uint8))
+    rows = ["path,label,patient_id", "a.png,normal,P1", "b.png,fracture,P2", "c.png,tumour,P3"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as exited:
+        run_cli("data", "check", "--data", tmp_path / "labels.csv", "--class-names", "[normal, abnormal]")
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert "2 label(s) outside the class names ['normal', 'abnormal']: line 3: 'fracture'; line 4: 'tumour'" in message

@@ -11,7 +11,7 @@ from tflite.predict import Predictor
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.data.synthetic import normalize
-from vision_core.export.tflite_export import ends_in_softmax, export_tflite
+from vision_core.export.tflite_export import ends_in_sigmoid, ends_in_softmax, export_tflite
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,16 @@ def test_only_models_ending_in_logits_get_a_softmax(classifier):
     assert ends_in_softmax(keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="p")(inputs)))
     assert ends_in_softmax(keras.Model(inputs, keras.layers.Softmax(name="p")(inputs)))
     assert not ends_in_softmax(classifier)
+
+
+def test_a_classifier_ending_in_a_sigmoid_exports_its_own_probabilities(classifier, tmp_path):
+    sigmoid = keras.layers.Activation("sigmoid", name="probabilities")(classifier.outputs[0])
+    multi_label = keras.Model(classifier.inputs, sigmoid, name="multi_label")
+    assert ends_in_sigmoid(multi_label) and not ends_in_sigmoid(classifier)
+    path = export_tflite(multi_label, tmp_path / "m.tflite", "float32", info=classifier_info())
+    images = calibration(2)[0]
+    outputs = TFLiteModel(path.read_bytes())(images)
+    np.testing.assert_allclose(outputs["probabilities"], multi_label(images).numpy(), atol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,19 +1,24 @@
-"""The classify app's config: model and dataset sections, and one preset per backbone's shapes recipe.
+"""The classify app's config: model, dataset, loss and evaluation sections; the fundus preset and one per
+backbone's shapes recipe.
 
 Every field is a setting of ``python -m apps.classify COMMAND`` (``--help`` lists them). The
-first preset, ``shapes_resnet18``, is what ``python -m apps.classify train`` runs with no
-arguments: ResNet-18 on the built-in shapes (8000 training and 400 held-out 64x64 images,
-written as PNG class folders on first use). Each ``shapes_<backbone>`` preset is the recipe
-measured in ``benchmarks/README.md`` ("Int8 accuracy of trained classifiers"): Adam with a
-warm-up over a tenth of each cycle, then cosine decay to 0, batch norms at momentum 0.9
-(the papers' 0.99-0.999 lag a few hundred steps of weights). RevCol trains its first column
-alone first (``shapes_revcol_*_column0``), then the full model from those weights
+first preset, ``fundus_resnet18``, is what ``python -m apps.classify train`` runs with no
+arguments: ResNet-18 on the built-in fundus demo (:mod:`vision_core.data.classification.fundus`:
+referable diabetic retinopathy, two eyes per patient, split by patient), scored by ROC AUC with
+its bootstrap CI. The ``shapes_resnet18`` preset trains on the built-in shapes (8000 training
+and 400 held-out 64x64 images, written as PNG class folders on first use). Each
+``shapes_<backbone>`` preset is the recipe measured in ``benchmarks/README.md`` ("Int8 accuracy
+of trained classifiers"): Adam with a warm-up over a tenth of each cycle, then cosine decay
+to 0, batch norms at momentum 0.9 (the papers' 0.99-0.999 lag a few hundred steps of weights).
+RevCol trains its first column alone first (``shapes_revcol_*_column0``), then the full model from those weights
 (``--init-weights``): its four columns do not learn the task from scratch in a CPU budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from typing import Literal
 
 from vision_core.app.config import QATConfig, TrainConfig, setting
 from vision_core.backbones import list_backbones
@@ -31,7 +36,16 @@ class ModelConfig:
         "ImageNet weights), d or rs (null: v1.5)",
     )
     input_size: int = setting(64, "square input side in pixels (images are resized to it)")
-    channels: int = setting(3, "input channels: 3 (RGB) or 1 (grey)")
+    channels: int = setting(
+        3,
+        "input channels: 3 (RGB; a grey image or DICOM is repeated to three, as ImageNet-style backbones take) "
+        "or 1 (grey; colour images are converted)",
+    )
+    head: Literal["softmax", "sigmoid"] = setting(
+        "softmax",
+        "classifier head: softmax (one class per image) or sigmoid (multi-label: a probability per class, "
+        "binary cross-entropy; a CSV with a labels column needs it)",
+    )
     bn_momentum: float | None = setting(
         0.9, "momentum of every batch norm's moving statistics (null: each architecture's own)"
     )
@@ -45,34 +59,118 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DatasetConfig:
-    """Where the images and labels come from; with no ``data``, the built-in shapes."""
+    """Where the images and labels come from; with no ``data``, the built-in demo of ``demo``."""
 
     data: str | None = setting(
         None,
-        "class folders (train/<class>/*.png, val/<class>/*.png) or a CSV "
-        "(path,label[,split]) (null: the built-in shapes)",
+        "class folders (train/<class>/*.png|*.dcm, val/<class>/...) or a CSV (path,label or multi-label "
+        "path,labels with | between labels; optional split and patient_id columns; paths relative to the "
+        "CSV's folder) (null: the built-in demo)",
     )
     val: str | None = setting(None, "the validation split, as data (null: the 'val' split of data)")
     class_names: tuple[str, ...] = setting(
         (), "class names in output order (default: sorted folder names or CSV labels); a label outside them is an error"
     )
-    demo_dir: str = setting("datasets/classify-shapes", "folder of the generated shapes (made on first use)")
+    demo: Literal["fundus", "shapes"] = setting(
+        "shapes", "built-in demo when data is null: fundus (referable diabetic retinopathy) or shapes"
+    )
+    demo_dir: str = setting("datasets/classify-shapes", "folder of the generated demo (made on first use)")
+    demo_patients: int = setting(1500, "fundus: patients (two eyes, two images, each)")
+    demo_size: int = setting(96, "fundus: image side in pixels")
     demo_train: int = setting(8000, "shapes: training images")
     demo_val: int = setting(400, "shapes: held-out images")
+    val_fraction: float = setting(
+        0.2, "a CSV with patient_id and no split column: share of patients in the val split (seeded by split_seed)"
+    )
+    split_seed: int = setting(0, "seed of the patient split")
+    window: str | None = setting(
+        None,
+        "DICOM window 'C,W' (centre, width, in modality units after rescale slope/intercept) for every file "
+        "(null: the file's VOI LUT or window, else its full range)",
+    )
     augment: bool = setting(True, "random horizontal flips of training images")
     min_per_class: int = setting(2, "data check: a class with fewer images is reported")
     workers: int = setting(2, "images decoded in parallel (data check)")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if not 0 < self.val_fraction < 1:
+            yield "val_fraction", "must be between 0 and 1"
+        if self.window is not None:
+            try:
+                parse_window(self.window)
+            except ValueError as error:
+                yield "window", str(error)
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """``"C,W"`` -> ``(centre, width)``; ValueError unless two numbers with a width of at least 1."""
+    parts = text.split(",")
+    try:
+        centre, width = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"expected 'C,W' (window centre and width, e.g. 40,400), got {text!r}") from None
+    if width < 1:
+        raise ValueError(f"window width {width} must be at least 1")
+    return centre, width
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """The training loss (:class:`vision_core.classification.losses.ClassificationLoss`) and mixup."""
+
+    class_weights: Literal["none", "balanced"] = setting(
+        "none", "weight each class's loss: none, or balanced (N / (K * images of the class), from the train split)"
+    )
+    focal_gamma: float = setting(0.0, "focal loss exponent (0: plain cross-entropy; 2 is common)")
+    label_smoothing: float = setting(0.0, "label smoothing of the targets (0: none)")
+    mixup_alpha: float = setting(
+        0.0, "mixup of training batches: mixing weight ~ Beta(alpha, alpha) per batch (0: no mixup; 0.2 is common)"
+    )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.focal_gamma < 0:
+            yield "focal_gamma", "must be 0 or more"
+        if not 0 <= self.label_smoothing < 1:
+            yield "label_smoothing", "must be in [0, 1)"
+        if self.mixup_alpha < 0:
+            yield "mixup_alpha", "must be 0 (off) or more"
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """The clinical evaluator (:func:`vision_core.classification.evaluate.clinical_metrics`)."""
+
+    threshold: float | None = setting(
+        None,
+        "probability at which sensitivity/specificity (and multi-label F1) call a class positive "
+        "(null: each class's Youden threshold on the evaluated split)",
+    )
+    bootstrap: int = setting(1000, "bootstrap resamples of the ROC AUC CIs (patients resampled when known)")
+    ci_level: float = setting(0.95, "confidence level of the bootstrap CIs")
+    graded: bool = setting(False, "the classes are ordered grades: report quadratic-weighted kappa")
+    calibration_bins: int = setting(10, "equal-width bins of the expected calibration error")
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        if self.bootstrap < 0:
+            yield "bootstrap", "must be 0 (no CIs) or more"
+        if not 0 < self.ci_level < 1:
+            yield "ci_level", "must be between 0 and 1"
+        if self.calibration_bins < 1:
+            yield "calibration_bins", "must be at least 1"
 
 
 @dataclasses.dataclass
 class ClassifyConfig:
     model: ModelConfig = setting(factory=ModelConfig)
     dataset: DatasetConfig = setting(factory=DatasetConfig)
+    loss: LossConfig = setting(factory=LossConfig)
+    evaluation: EvaluationConfig = setting(factory=EvaluationConfig)
     train: TrainConfig = setting(factory=TrainConfig)
     qat: QATConfig = setting(factory=QATConfig)
 
 
 SHAPES_LEARNING_RATE = 2e-3
+FUNDUS_EPOCHS = 6
 # Backbones the common 3 epochs at 2e-3 leave short, and what they need (benchmarks/README.md,
 # "How the recipes were reached"): epochs of one cycle, peak rate, cycles, model options.
 RECIPES: dict[str, dict] = {
@@ -124,9 +222,34 @@ def shapes_preset(
     )
 
 
+def fundus_preset() -> ClassifyConfig:
+    """ResNet-18 on the fundus demo at 96 px: referable vs non-referable diabetic retinopathy, patient split.
+
+    Adam at 2e-3 with a warm-up over a tenth of the run, cosine to 0, flips; the recipe and its
+    wall time on the 2-core CPU are in ``benchmarks/README.md``.
+    """
+    return ClassifyConfig(
+        model=ModelConfig(backbone="resnet18", input_size=96),
+        dataset=DatasetConfig(demo="fundus", demo_dir="datasets/classify-fundus", augment=True),
+        evaluation=EvaluationConfig(graded=False),
+        train=TrainConfig(
+            epochs=FUNDUS_EPOCHS,
+            batch_size=32,
+            optimizer="adam",
+            learning_rate=SHAPES_LEARNING_RATE,
+            weight_decay=0.0,
+            warmup_epochs=FUNDUS_EPOCHS / 10,
+            min_lr_ratio=0.0,
+            seed=7,
+        ),
+        qat=dataclasses.replace(SHAPES_QAT),
+    )
+
+
 def _presets() -> dict[str, ClassifyConfig]:
     names = ["resnet18", *(name for name in list_backbones() if name != "resnet18")]
-    presets = {f"shapes_{name}": shapes_preset(name, **RECIPES.get(name, {})) for name in names}
+    presets = {"fundus_resnet18": fundus_preset()}
+    presets.update({f"shapes_{name}": shapes_preset(name, **RECIPES.get(name, {})) for name in names})
     for name in (n for n in names if n.startswith("revcol")):
         presets[f"shapes_{name}_column0"] = shapes_preset(name, **REVCOL_COLUMN0)
     return presets

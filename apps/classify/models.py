@@ -3,7 +3,8 @@
 :func:`build_classifier` takes JSON-friendly keyword arguments (the fields of
 :class:`apps.classify.config.ModelConfig` and the class count), so the QAT job rebuilds it
 in the tf_keras flavour. Input: ``(B, S, S, C)`` float32 images ``(pixels - 127.5) / 127.5``;
-output: ``logits`` float32 ``[B, num_classes]``.
+output: ``logits`` float32 ``[B, num_classes]``, for either head: ``softmax`` (one class per image) and
+``sigmoid`` (multi-label) differ in the loss and in how scores become probabilities, not in the graph.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from vision_core.backbones import backbone_options, build_backbone
 from vision_core.backbones.revcol import first_column_twin
 from vision_core.layers.normalization import set_batch_norm_momentum
+
+HEADS = ("softmax", "sigmoid")
 
 
 def build_classifier(
@@ -23,6 +26,7 @@ def build_classifier(
     bn_momentum: float | None = None,
     layer_scale_init: float | None = None,
     first_column_only: bool = False,
+    head: str = "softmax",
 ):
     """``backbone`` with a ``num_classes`` head (see the module docstring).
 
@@ -31,6 +35,8 @@ def build_classifier(
     layer scales at the start; ``first_column_only``: RevCol cut to its first column, whose
     weights copy into the full model by variable path (the shapes recipes' warm start).
     """
+    if head not in HEADS:
+        raise ValueError(f"head {head!r}: expected one of {', '.join(HEADS)}")
     options = backbone_options(backbone, backbone_alpha, backbone_variant)
     if layer_scale_init is not None:
         options["layer_scale_init"] = layer_scale_init
@@ -44,3 +50,14 @@ def build_classifier(
     if bn_momentum is not None:
         set_batch_norm_momentum(model, bn_momentum)
     return model
+
+
+def with_sigmoid(model):
+    """``model`` (logits) followed by a sigmoid named ``probabilities``: a multi-label classifier as shipped.
+
+    Built with the ``keras`` of the model's flavour (the QAT child calls it on the fake-quantized model).
+    """
+    from vision_core.backend import keras
+
+    probabilities = keras.layers.Activation("sigmoid", name="probabilities")(model.outputs[0])
+    return keras.Model(model.inputs, probabilities, name=model.name)

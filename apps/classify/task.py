@@ -1,24 +1,28 @@
 """The classify app as the shared CLI, trainer and shipping see it (:class:`vision_core.app.task.Task`).
 
 Data: ``dataset.data`` (class folders or a CSV, :func:`load_classification_dataset`) or, when
-it is empty, the built-in shapes written to ``dataset.demo_dir/<size>px`` on first use.
-Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``.
-Every form of a model (the Keras model of a run, a ``.keras``, ``.tflite`` or ``.onnx``
-export) is scored by the same evaluator (:func:`classification_metrics`: top-1, top-5,
-per-class accuracy, confusion matrix) through a runner that returns class scores.
+it is empty, the built-in demo of ``dataset.demo`` written on first use: the fundus images
+(``dataset.demo_dir/labels.csv``, split by patient) or the shapes (``dataset.demo_dir/<size>px``).
+Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``, or
+float32 [B, K] multi-hot labels for a multi-label CSV (``model.head: sigmoid``); with mixup,
+training batches carry mixed float32 [B, K] targets. Every form of a model (the Keras model of a
+run, a ``.keras``, ``.tflite`` or ``.onnx`` export) is scored by the same evaluator
+(:func:`clinical_metrics`: top-1, balanced accuracy, F1, ROC AUC with its bootstrap CI,
+sensitivity/specificity, calibration, per image and per patient) through a runner that returns
+class scores; ROC AUC ranks the checkpoints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from apps.classify.config import PRESETS, ClassifyConfig
+from apps.classify.config import PRESETS, ClassifyConfig, parse_window
 from vision_core.app.task import BackboneSpec, Task
-from vision_core.backend import keras
 from vision_core.data.synthetic import SHAPE_CLASSES
 from vision_core.errors import AppError
 from vision_core.logs import get_logger
@@ -34,7 +38,7 @@ class ClassifyTask(Task):
         "shapes) to int8 TFLite with metadata, ONNX and TF Serving SavedModels."
     )
     presets = PRESETS
-    headline_metric = "top1"
+    headline_metric = "roc_auc"
     headline_mode = "max"
 
     def __init__(self):
@@ -43,41 +47,44 @@ class ClassifyTask(Task):
 
     # data -----------------------------------------------------------------------------------------------------
     def splits(self, config: ClassifyConfig):
-        """``(train, val)`` :class:`ClassificationDataset` of the config (the shapes when ``data`` is empty)."""
+        """``(train, val)`` :class:`ClassificationDataset` of the config (the built-in demo when ``data`` is empty)."""
         from vision_core.data.classification import (
             load_classification_dataset,
             write_shapes_dataset,
         )
+        from vision_core.data.classification.fundus import FUNDUS_CLASSES, write_fundus_dataset
 
         settings = config.dataset
-        key = (
-            settings.data,
-            settings.val,
-            settings.class_names,
-            settings.demo_dir,
-            settings.demo_train,
-            settings.demo_val,
-            config.model.input_size,
-        )
+        key = (dataclasses.astuple(settings), config.model.input_size)
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
+        split_options = {"val_fraction": settings.val_fraction, "split_seed": settings.split_seed}
         try:
-            if settings.data is None:
+            if settings.data is None and settings.demo == "shapes":
                 names = list(SHAPE_CLASSES)  # the suite's label order, not the folders' sorted one
                 size = config.model.input_size
                 data = write_shapes_dataset(
                     Path(settings.demo_dir) / f"{size}px", train=settings.demo_train, val=settings.demo_val, size=size
                 )
+            elif settings.data is None:
+                names = list(FUNDUS_CLASSES)
+                data = write_fundus_dataset(settings.demo_dir, settings.demo_patients, settings.demo_size)
             else:
                 data = settings.data
-            train = load_classification_dataset(data, "train", names)
-            val = load_classification_dataset(settings.val or data, "val", names or list(train.class_names))
+            train = load_classification_dataset(data, "train", names, **split_options)
+            val = load_classification_dataset(
+                settings.val or data, "val", names or list(train.class_names), **split_options
+            )
         except (OSError, ValueError) as error:
             raise AppError(str(error)) from None
         for split in (train, val):
             if not len(split):
                 raise AppError(f"{split.source}: the {split.split} split has no images")
+        if train.multi_label and config.model.head != "sigmoid":
+            raise AppError(
+                f"{train.source}: a multi-label dataset (a labels column) needs the sigmoid head: --head sigmoid"
+            )
         self._splits[key] = (train, val)
         return train, val
 
@@ -88,6 +95,10 @@ class ClassifyTask(Task):
 
     def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
         return self.splits(config)[0].class_names
+
+    def window(self, config: ClassifyConfig) -> tuple[float, float] | None:
+        """The DICOM window ``(centre, width)`` of ``dataset.window``, or None (each file's own)."""
+        return None if config.dataset.window is None else parse_window(config.dataset.window)
 
     def _pipeline(self, split, config: ClassifyConfig, batch_size: int, shuffle: bool, augment: bool = False):
         from vision_core.data.classification import make_classification_dataset
@@ -102,17 +113,20 @@ class ClassifyTask(Task):
             channels=config.model.channels,
             mean=MEAN,
             std=STD,
+            window=self.window(config),
         )
         # an unreadable image is skipped mid-epoch; repeating keeps every epoch at its known number of batches
         return dataset.repeat().take(math.ceil(len(split) / batch_size))
 
     def datasets(self, config: ClassifyConfig):
+        from vision_core.data.classification.mixup import mixup_batches
+
         train, val = self.splits(config)
         batch = config.train.batch_size
-        return (
-            self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment),
-            self._pipeline(val, config, batch, shuffle=False),
-        )
+        train_set = self._pipeline(train, config, batch, shuffle=True, augment=config.dataset.augment)
+        if config.loss.mixup_alpha > 0:
+            train_set = mixup_batches(train_set, config.loss.mixup_alpha, train.num_classes)
+        return train_set, self._pipeline(val, config, batch, shuffle=False)
 
     def representative_data(self, config: ClassifyConfig, batches: int = 8):
         """Training images in a seeded shuffle (class folders list one class after another)."""
@@ -123,6 +137,7 @@ class ClassifyTask(Task):
     def check_data(self, config: ClassifyConfig) -> dict[str, Any]:
         from vision_core.data.classification import (
             check_classification_dataset,
+            check_patient_overlap,
             check_split_overlap,
         )
 
@@ -135,8 +150,10 @@ class ClassifyTask(Task):
             report[dataset.split] = checked.to_dict()
             problems += sum(issue.count for issue in checked.errors)
         overlap = check_split_overlap(train, val, config.dataset.workers)
+        patients = check_patient_overlap(train, val)
         report["in_both_splits"] = [str(issue) for issue in overlap]
-        report["problems"] = problems + len(overlap)
+        report["patients_in_both_splits"] = [f"{issue.path}: {issue.message}" for issue in patients]
+        report["problems"] = problems + len(overlap) + len(patients)
         return report
 
     # model ----------------------------------------------------------------------------------------------------
@@ -172,7 +189,18 @@ class ClassifyTask(Task):
         return BackboneSpec(model.backbone, (model.input_size, model.input_size, model.channels), options)
 
     def compile_args(self, config: ClassifyConfig) -> dict[str, Any]:
-        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "metrics": ["accuracy"]}
+        """:class:`ClassificationLoss` of the head and ``loss`` settings; Keras accuracy for a softmax head
+        trained on class indices."""
+        from vision_core.classification.losses import ClassificationLoss, balanced_class_weights
+
+        train, _ = self.splits(config)
+        settings = config.loss
+        weights = (
+            balanced_class_weights(train.labels, train.num_classes) if settings.class_weights == "balanced" else None
+        )
+        loss = ClassificationLoss(config.model.head, settings.focal_gamma, settings.label_smoothing, weights)
+        plain = config.model.head == "softmax" and settings.mixup_alpha == 0
+        return {"loss": loss, "metrics": ["accuracy"] if plain else []}
 
     # evaluation and prediction -------------------------------------------------------------------------------
     def runner(self, model):
@@ -185,14 +213,46 @@ class ClassifyTask(Task):
             raise AppError(str(error)) from None
 
     def val_images(self, config: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
-        """``(images float32 [N, S, S, C], labels [N])`` of the validation split, read once."""
+        """``(images float32 [N, S, S, C], labels [N] or [N, K])`` of the validation split, read once."""
         from vision_core.data.classification import load_images
 
         _, val = self.splits(config)
-        key = (val.source, len(val), config.model.input_size, config.model.channels)
+        key = (val.source, len(val), config.model.input_size, config.model.channels, config.dataset.window)
         if key not in self._val_images:
-            self._val_images[key] = load_images(val, config.model.input_size, config.model.channels, MEAN, STD)
+            self._val_images[key] = load_images(
+                val, config.model.input_size, config.model.channels, MEAN, STD, window=self.window(config)
+            )
         return self._val_images[key]
+
+    def val_patients(self, config: ClassifyConfig) -> list[str] | None:
+        """The patient of each validation image, or None without patient ids (or when an image was unreadable,
+        which leaves the images and the ids unaligned: ``data check`` names it)."""
+        _, val = self.splits(config)
+        if val.patient_ids is None:
+            return None
+        if len(self.val_images(config)[1]) != len(val):
+            log.warning("%s: unreadable val images; patient-level metrics skipped (run data check)", val.source)
+            return None
+        return val.patient_ids
+
+    def metrics_of_scores(self, scores: np.ndarray, config: ClassifyConfig) -> dict[str, Any]:
+        """The clinical evaluator of validation-image ``scores`` [N, K] (settings of ``evaluation``)."""
+        from vision_core.classification.evaluate import clinical_metrics
+
+        _, labels = self.val_images(config)
+        settings = config.evaluation
+        return clinical_metrics(
+            scores,
+            labels,
+            self.class_names(config),
+            patient_ids=self.val_patients(config),
+            threshold=settings.threshold,
+            resamples=settings.bootstrap,
+            level=settings.ci_level,
+            seed=config.train.seed,
+            graded=settings.graded,
+            bins=settings.calibration_bins,
+        )
 
     def scores(self, model, config: ClassifyConfig) -> np.ndarray:
         """Class scores ``[N, K]`` of ``model`` on the validation images."""
@@ -200,36 +260,39 @@ class ClassifyTask(Task):
         return self.runner(model)(images)
 
     def evaluate(self, model, config: ClassifyConfig) -> dict[str, Any]:
-        from vision_core.classification.evaluate import classification_metrics
-
-        _, labels = self.val_images(config)
-        return classification_metrics(self.scores(model, config), labels, self.class_names(config))
+        return self.metrics_of_scores(self.scores(model, config), config)
 
     def plots(self, model, config: ClassifyConfig, metrics: dict, out_dir: Path, suffix: str = "") -> dict[str, Path]:
-        """The confusion matrix of the evaluation (rows: true class, columns: predicted)."""
-        from vision_core.classification.plots import plot_confusion_matrix
+        """ROC curves (per image, and per patient dashed), precision-recall curves, the reliability diagram,
+        and for a softmax head the confusion matrix (rows: true class, columns: predicted)."""
+        from vision_core.classification import plots
 
-        path = plot_confusion_matrix(
-            metrics["confusion_matrix"], self.class_names(config), Path(out_dir) / f"confusion_matrix{suffix}.png"
-        )
-        return {"confusion_matrix": path}
+        out_dir = Path(out_dir)
+        written = {
+            "roc": plots.plot_roc_curves(metrics, out_dir / f"roc{suffix}.png"),
+            "precision_recall": plots.plot_pr_curves(metrics, out_dir / f"precision_recall{suffix}.png"),
+            "calibration": plots.plot_calibration(metrics, out_dir / f"calibration{suffix}.png"),
+        }
+        if "confusion_matrix" in metrics:
+            written["confusion_matrix"] = plots.plot_confusion_matrix(
+                metrics["confusion_matrix"], self.class_names(config), out_dir / f"confusion_matrix{suffix}.png"
+            )
+        return written
 
     def compare_forms(self, forms, config: ClassifyConfig) -> list[dict[str, Any]]:
-        """Rows of top-1 / top-5 per form with their deltas to the first, and the share of validation images
-        whose top-1 class agrees with the first form's (int8 flips, which accuracy alone can hide)."""
+        """Rows of each form's scalar metrics (ROC AUC, top-1, ...) with their deltas to the first, and for a
+        softmax head the share of validation images whose top-1 class agrees with the first form's (int8 flips,
+        which accuracy alone can hide)."""
         from vision_core.app.ship import compare_metrics
-        from vision_core.classification.evaluate import (
-            classification_metrics,
-            top1_agreement,
-        )
+        from vision_core.classification.evaluate import top1_agreement
 
-        _, labels = self.val_images(config)
         scores = {name: self.scores(model, config) for name, model in forms.items()}
         reference = next(iter(scores))
-        metrics = {name: classification_metrics(s, labels, self.class_names(config)) for name, s in scores.items()}
+        metrics = {name: self.metrics_of_scores(s, config) for name, s in scores.items()}
         rows = compare_metrics(metrics, reference)
-        for row in rows:
-            row["agreement"] = top1_agreement(scores[reference], scores[row["form"]])
+        if config.model.head == "softmax":
+            for row in rows:
+                row["agreement"] = top1_agreement(scores[reference], scores[row["form"]])
         return rows
 
     def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:
@@ -244,6 +307,9 @@ class ClassifyTask(Task):
             MEAN,
             STD,
             config.model.channels,
+            multi_label=config.model.head == "sigmoid",
+            threshold=0.5 if config.evaluation.threshold is None else config.evaluation.threshold,
+            window=self.window(config),
         )
         return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
 
@@ -258,10 +324,28 @@ class ClassifyTask(Task):
     def qat_builder(self, config: ClassifyConfig):
         return "apps.classify.models:build_classifier", self.model_kwargs(config)
 
+    def inference(self, config: ClassifyConfig):
+        """A sigmoid head ships its class probabilities (``probabilities``, a sigmoid after the logits); a softmax
+        head ships as it is (the TFLite export appends its softmax)."""
+        return ("apps.classify.models:with_sigmoid", {}) if config.model.head == "sigmoid" else None
+
     def qat_loss(self, config: ClassifyConfig):
+        if config.model.head == "sigmoid":
+            return "vision_core.classification.losses:sigmoid_cross_entropy_targets", {}
         return "sparse_categorical_crossentropy_from_logits", {}
 
     def qat_data(self, config: ClassifyConfig, count: int) -> dict[str, np.ndarray]:
-        """The default fine-tune images and labels, and the validation images (``eval_x``): the job keeps the
-        QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""
-        return {**super().qat_data(config, count), "eval_x": self.val_images(config)[0]}
+        """``count`` training images and their labels (no flips, no mixup) in a seeded shuffle, and the validation
+        images (``eval_x``): the job keeps the QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""
+        train, _ = self.splits(config)
+        images, labels = [], []
+        for batch_images, batch_labels in self._pipeline(train, config, config.train.batch_size, shuffle=True):
+            images.append(batch_images.numpy())
+            labels.append(batch_labels.numpy())
+            if sum(len(b) for b in images) >= count:
+                break
+        return {
+            "train_x": np.concatenate(images)[:count],
+            "train_y": np.concatenate(labels)[:count],
+            "eval_x": self.val_images(config)[0],
+        }

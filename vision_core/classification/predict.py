@@ -1,8 +1,8 @@
 """Classify image files and folders; write drawn copies and one JSON of the top-k classes.
 
-``predict_images(runner, sources, out_dir, ...)``: each source is an image file or a folder,
-searched recursively for images (suffixes in :data:`IMAGE_SUFFIXES`, sorted by path; other
-files are ignored). Model inputs are made exactly as evaluation makes them
+``predict_images(runner, sources, out_dir, ...)``: each source is an image or DICOM file or a
+folder, searched recursively for them (suffixes in :data:`READABLE_SUFFIXES`, sorted by path;
+other files are ignored). Model inputs are made exactly as evaluation makes them
 (:func:`~vision_core.data.classification.pipeline.preprocess_image_file`: TensorFlow decode, no
 EXIF rotation, bilinear resize, ``(pixels - mean) / std``). Into ``out_dir`` go a copy of each image
 with its top-1 class and score drawn (``<stem>.jpg``, numbered ``<stem>_2.jpg`` when two share a
@@ -14,8 +14,10 @@ stem; drawn upright, EXIF rotation applied) and ``predictions.json``::
      "skipped": {path: reason}, "counts": {"images", "skipped"}}
 
 Scores are probabilities: rows that are not already (non-negative, summing to 1 within
-:data:`PROBABILITY_TOLERANCE`, which int8 outputs need) are taken for logits and softmaxed. A file
-that cannot be read is logged with its name and reason, counted, and skipped.
+:data:`PROBABILITY_TOLERANCE`, which int8 outputs need) are taken for logits and softmaxed. A
+multi-label model's scores are independent probabilities (a sigmoid of logits outside [0, 1]); each
+result then also lists ``positive``: the classes at or above ``threshold``. A file that cannot be
+read is logged with its name and reason, counted, and skipped.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from tqdm import tqdm
 from tflite.draw import draw_prediction
 from tflite.predict import Prediction
 from vision_core.backend import tf
+from vision_core.data.classification.dicom import read_dicom
 from vision_core.data.classification.pipeline import preprocess_image_file
-from vision_core.data.classification.types import IMAGE_SUFFIXES
+from vision_core.data.classification.types import READABLE_SUFFIXES, is_dicom
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.logs import get_logger
 from vision_core.storage.atomic import write_atomic
@@ -53,6 +56,15 @@ def to_probabilities(scores: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def to_class_probabilities(scores: np.ndarray) -> np.ndarray:
+    """float32 [N, K] independent class probabilities (multi-label): ``scores`` when all lie in [0, 1], else
+    their sigmoid."""
+    scores = np.asarray(scores, np.float64)
+    if ((scores >= 0) & (scores <= 1)).all():
+        return scores.astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
+
+
 def collect_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[Path], dict[str, str]]:
     """``(image files, {path: reason} of unusable sources)``: files as given, folders searched recursively."""
     files, skipped = [], {}
@@ -62,13 +74,13 @@ def collect_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> 
             files += sorted(
                 p
                 for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES
+                if p.suffix.lower() in READABLE_SUFFIXES
                 and p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif not path.exists():
             skipped[str(path)] = "no such file or folder"
-        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+        elif path.suffix.lower() not in READABLE_SUFFIXES:
             skipped[str(path)] = f"not an image (suffix {path.suffix!r})"
         else:
             files.append(path)
@@ -96,6 +108,9 @@ def predict_images(
     channels: int = 3,
     top_k: int = 3,
     *,
+    multi_label: bool = False,
+    threshold: float = 0.5,
+    window: tuple[float, float] | None = None,
     batch_size: int = 32,
     progress: bool = True,
 ) -> dict:
@@ -110,6 +125,9 @@ def predict_images(
         mean, std: the model's normalisation in pixel units, one value or one per channel.
         channels: 3 (RGB) or 1 (grey), as the model takes.
         top_k: classes listed per image (at most K); the drawn copy shows the first.
+        multi_label: the scores are independent class probabilities (sigmoid head); results list ``positive``.
+        threshold: multi-label: the probability at which a class is listed as ``positive``.
+        window: DICOM ``(centre, width)`` instead of each file's own VOI.
         batch_size: images per runner call.
 
     Returns:
@@ -121,7 +139,7 @@ def predict_images(
     for path, reason in skipped.items():
         log.warning("skipping %s: %s", path, reason)
     preprocess = tf.function(
-        lambda path: preprocess_image_file(path, image_size, channels, mean, std),
+        lambda path: preprocess_image_file(path, image_size, channels, mean, std, window),
         input_signature=[tf.TensorSpec((), tf.string)],
     )
     results, taken = [], {RESULTS_FILE}
@@ -130,7 +148,7 @@ def predict_images(
         images, inputs, paths = [], [], []
         for path in files[start : start + batch_size]:
             try:
-                image, model_input = _load(path, preprocess)
+                image, model_input = _load(path, preprocess, window)
             except OSError as error:  # missing, corrupt or truncated file
                 skipped[str(path)] = str(error)
                 log.warning("skipping %s", error)
@@ -139,13 +157,17 @@ def predict_images(
             inputs.append(model_input)
             paths.append(path)
         if paths:
-            probabilities = to_probabilities(runner(np.stack(inputs)))
+            scores = runner(np.stack(inputs))
+            probabilities = to_class_probabilities(scores) if multi_label else to_probabilities(scores)
             if probabilities.shape[1] != len(class_names):
                 raise ValueError(
                     f"the model scores {probabilities.shape[1]} classes, class_names has {len(class_names)}"
                 )
             for path, image, row in zip(paths, images, probabilities):
-                results.append(_write_result(path, image, row, class_names, top_k, out_dir, taken))
+                result = _write_result(path, image, row, class_names, top_k, out_dir, taken)
+                if multi_label:
+                    result["positive"] = [name for name, p in zip(class_names, row) if p >= threshold]
+                results.append(result)
         bar.update(len(files[start : start + batch_size]))
     bar.close()
     counts = {"images": len(results), "skipped": len(skipped)}
@@ -160,9 +182,13 @@ def predict_images(
     return counts
 
 
-def _load(path: Path, preprocess) -> tuple[np.ndarray, np.ndarray]:
+def _load(path: Path, preprocess, window: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(image uint8 RGB [H, W, 3] to draw on, model input float32 [h, w, C])``; OSError naming the file."""
-    image = read_image(path)  # OpenCV first: its errors name the file and the problem
+    if is_dicom(path):  # pydicom first: its errors name the file and the problem
+        image = read_dicom(path, window)
+        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    else:
+        image = read_image(path)  # OpenCV first: its errors name the file and the problem
     try:
         return image, preprocess(tf.constant(str(path))).numpy()
     except tf.errors.OpError as error:

@@ -11,7 +11,8 @@ atomically. Two things make an export work in MediaPipe Tasks with no extra code
   uint8 ``p`` stands for ``(p - mean) / std`` (to half a step, as the zero point is an
   integer). This needs one mean/std for all channels, and is checked after conversion.
 * classifiers export **probabilities** (MediaPipe applies no activation): a model ending
-  in logits gets a ``Softmax`` layer named ``probabilities``.
+  in logits gets a ``Softmax`` layer named ``probabilities``; one already ending in a softmax
+  or a sigmoid (a multi-label classifier's independent class probabilities) is kept as it is.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def export_tflite(
     ``allow_custom_ops`` for the detection post-process op). Returns the written path.
     """
     io_dtype = io_dtype or DEFAULT_IO_DTYPE.get(mode)
-    if info.task == "classification" and not ends_in_softmax(model):
+    if info.task == "classification" and not (ends_in_softmax(model) or ends_in_sigmoid(model)):
         model = with_softmax(model)
     uint8_input = mode == "int8" and io_dtype == "uint8"
     if uint8_input:
@@ -61,16 +62,24 @@ def export_tflite(
     return write_atomic(path, add_metadata(flatbuffer, info))
 
 
-def ends_in_softmax(model) -> bool:
-    """Whether the model's last layer is a softmax (a ``Softmax`` layer or a softmax activation).
-
-    Sees through TF-MOT's wrappers: a QAT layer is ``QuantizeWrapperV2(layer)`` and its
-    activation a ``QuantizeAwareActivation`` holding the original function.
-    """
+def _last_activation(model) -> tuple[object, str]:
+    """``(last layer, name of its activation function or "")``, seen through TF-MOT's wrappers: a QAT layer is
+    ``QuantizeWrapperV2(layer)`` and its activation a ``QuantizeAwareActivation`` holding the original function."""
     last = getattr(model.layers[-1], "layer", model.layers[-1])
     activation = getattr(last, "activation", None)
     activation = getattr(activation, "activation", activation)
-    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+    return last, getattr(activation, "__name__", "")
+
+
+def ends_in_softmax(model) -> bool:
+    """Whether the model's last layer is a softmax (a ``Softmax`` layer or a softmax activation)."""
+    last, activation = _last_activation(model)
+    return isinstance(last, keras.layers.Softmax) or activation == "softmax"
+
+
+def ends_in_sigmoid(model) -> bool:
+    """Whether the model's last layer has a sigmoid activation (an ``Activation`` layer or a layer's own)."""
+    return _last_activation(model)[1] == "sigmoid"
 
 
 def with_softmax(model):

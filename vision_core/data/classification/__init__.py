@@ -1,13 +1,17 @@
 """The classification data layer: readers, the up-front check, the built-in shapes on disk, the pipeline.
 
-A split is a :class:`ClassificationDataset`: class names, absolute image paths, int64 labels [N].
+A split is a :class:`ClassificationDataset`: class names, absolute image paths, int64 labels [N]
+(multi-label: multi-hot [N, K]), and patient ids when the source names them.
 
 | module | job |
 |---|---|
 | ``types`` | :class:`ClassificationDataset`, :data:`IMAGE_SUFFIXES` |
 | ``readers`` | :func:`load_classification_dataset`: class folders (with or without split folders) or a CSV |
-| ``checks`` | :func:`check_classification_dataset`, :func:`check_split_overlap`: every bad file, counted by kind |
+| ``dicom`` | :func:`read_dicom`: a DICOM file's pixels as 8-bit (rescale, VOI LUT or window, MONOCHROME1) |
+| ``checks`` | :func:`check_classification_dataset`, :func:`check_split_overlap`, :func:`check_patient_overlap` |
 | ``shapes`` | :func:`write_shapes_dataset`: the built-in shapes as PNG class folders |
+| ``fundus`` | :func:`write_fundus_dataset`: the built-in fundus demo (referable DR) as PNGs and a CSV |
+| ``mixup`` | :func:`mixup_batches`: mixup of training batches |
 | ``pipeline`` | :func:`make_classification_dataset`, :func:`load_images`: the tf.data input pipeline |
 
 The ``pipeline`` names load on first use, so reading and checking data never loads TensorFlow.
@@ -18,6 +22,7 @@ from vision_core.data.classification.checks import (
     ClassificationIssue,
     ClassificationReport,
     check_classification_dataset,
+    check_patient_overlap,
     check_split_overlap,
 )
 from vision_core.data.classification.readers import load_classification_dataset
@@ -33,6 +38,7 @@ __all__ = [
     "ClassificationIssue",
     "ClassificationReport",
     "check_classification_dataset",
+    "check_patient_overlap",
     "check_split_overlap",
     "load_classification_dataset",
     "load_images",

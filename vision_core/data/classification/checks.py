@@ -1,9 +1,11 @@
 """Validate a classification split up front (``classify data check``), naming every bad file.
 
-:func:`check_classification_dataset` decodes every image with OpenCV (so corrupt and truncated
-files are found before a long run, not halfway through it) and counts samples per class;
-:func:`check_split_overlap` names images that two splits share, by resolved path or by file
-content (SHA-256), which would score a model on its own training images. Problems are
+:func:`check_classification_dataset` decodes every image with OpenCV, and every DICOM file with
+pydicom (so corrupt and truncated files, and DICOM files without pixel data, are found before a
+long run, not halfway through it) and counts samples per class; :func:`check_split_overlap`
+names images that two splits share, by resolved path or by file content (SHA-256), which would
+score a model on its own training images; :func:`check_patient_overlap` names patients with
+images in both splits, which would score a model on the same patient's other eye or view. Problems are
 :class:`ClassificationIssue` entries, collected in a :class:`ClassificationReport` that prints
 as a table, serialises to JSON, and is ``ok`` when no error was found.
 """
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from vision_core.data.classification.types import ClassificationDataset
+from vision_core.data.classification.dicom import read_dicom
+from vision_core.data.classification.types import ClassificationDataset, is_dicom
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.data.detection.types import Issue
 from vision_core.data.report import ERROR, WARNING, CheckReport
@@ -26,10 +29,11 @@ from vision_core.data.report import ERROR, WARNING, CheckReport
 # Every kind of problem the checks report, with its severity.
 CLASSIFICATION_ISSUE_KINDS = {
     "missing_image": ERROR,  # the image file does not exist
-    "unreadable_image": ERROR,  # OpenCV cannot decode it (corrupt, truncated, not an image)
+    "unreadable_image": ERROR,  # OpenCV or pydicom cannot decode it (corrupt, truncated, DICOM without pixels)
     "too_few_samples": ERROR,  # a class with fewer than min_per_class images
     "duplicate_image": WARNING,  # one path listed more than once in the split
     "split_overlap": WARNING,  # an image of this split is also in the other one (same path or bytes)
+    "patient_in_two_splits": ERROR,  # a patient with images in both splits
 }
 
 
@@ -57,6 +61,7 @@ class ClassificationReport(CheckReport):
     num_images: int
     images_per_class: dict[str, int]
     issues: list[ClassificationIssue] = field(default_factory=list)
+    patients: int | None = None  # distinct patient ids, when the source names them
 
     def totals(self) -> dict:
         return {
@@ -64,13 +69,15 @@ class ClassificationReport(CheckReport):
             "split": self.split,
             "images": self.num_images,
             "images_per_class": self.images_per_class,
+            **({} if self.patients is None else {"patients": self.patients}),
         }
 
     def summary(self) -> list[str]:
         classes = ", ".join(f"{name} {count}" for name, count in self.images_per_class.items())
+        patients = "" if self.patients is None else f" of {self.patients} patients"
         return [
             f"classification dataset, split {self.split!r}: {self.source}",
-            f"{self.num_images} images in {len(self.images_per_class)} classes ({classes})",
+            f"{self.num_images} images{patients} in {len(self.images_per_class)} classes ({classes})",
         ]
 
 
@@ -105,19 +112,26 @@ def check_classification_dataset(
                 )
             )
     return ClassificationReport(
-        source=dataset.source, split=dataset.split, num_images=len(dataset), images_per_class=per_class, issues=issues
+        source=dataset.source,
+        split=dataset.split,
+        num_images=len(dataset),
+        images_per_class=per_class,
+        issues=issues,
+        patients=None if dataset.patient_ids is None else len(set(dataset.patient_ids)),
     )
 
 
 def _check_image(path: Path) -> ClassificationIssue | None:
     try:
-        read_image(path)
+        if is_dicom(path):
+            read_dicom(path)
+        else:
+            read_image(path)
     except FileNotFoundError:
         return ClassificationIssue("missing_image", str(path), "file not found")
-    except UnreadableImageError:
-        return ClassificationIssue(
-            "unreadable_image", str(path), "cannot be decoded (corrupt, truncated or not an image)"
-        )
+    except UnreadableImageError as error:
+        reason = str(error).removeprefix(f"{path}: ") if is_dicom(path) else "corrupt, truncated or not an image"
+        return ClassificationIssue("unreadable_image", str(path), f"cannot be decoded ({reason})")
     return None
 
 
@@ -156,3 +170,20 @@ def check_split_overlap(
                 )
             )
     return issues
+
+
+def check_patient_overlap(train: ClassificationDataset, val: ClassificationDataset) -> list[ClassificationIssue]:
+    """``patient_in_two_splits`` errors, one per patient with images in both ``train`` and ``val`` (sorted by id),
+    naming how many images each split holds; none when either split has no patient ids."""
+    if train.patient_ids is None or val.patient_ids is None:
+        return []
+    in_train, in_val = Counter(train.patient_ids), Counter(val.patient_ids)
+    return [
+        ClassificationIssue(
+            "patient_in_two_splits",
+            f"patient {patient!r}",
+            f"{in_train[patient]} image(s) in {train.split} ({train.source}) and {in_val[patient]} in {val.split} "
+            f"({val.source})",
+        )
+        for patient in sorted(set(in_train) & set(in_val))
+    ]
