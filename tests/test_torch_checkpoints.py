@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from vision_core.app.task import BackboneSpec
+from vision_core.app.transfer import backbone_variables, load_backbone_weights
 from vision_core.backbones import build_backbone
 from vision_core.backbones.emov2 import _stages, emov2
 from vision_core.backbones.resnet import resnet
@@ -214,6 +217,40 @@ def test_a_published_checkpoint_maps_onto_every_variable_with_its_shape(publishe
     assert [p for p in shapes if weights[p].shape != shapes[p]] == []
 
 
+def tiny_mobilenet_spec(**options) -> BackboneSpec:
+    """The tiny timm MobileNetV2 of the fixture, as a task names its backbone."""
+    base = dict(alpha=0.35, depth_multiplier=0.25, last_channels=64, bn_epsilon=1e-5, torch_padding=True)
+    return BackboneSpec("mobilenet_v2", SHAPE, {**base, **options})
+
+
+def test_backbone_weights_take_a_safetensors_file_and_log_what_loaded(caplog):
+    spec = tiny_mobilenet_spec()
+    path = FIXTURES / "timm_mobilenet_v2.safetensors"
+    variables = backbone_variables(build_backbone(spec.name, SHAPE, **spec.options), spec)
+    with caplog.at_level(logging.INFO):
+        assert load_backbone_weights(variables, spec, str(path)) == (path, len(variables))
+    assert f"loaded {path}: {len(variables)} of {len(variables)} backbone variables (mobilenet_v2)" in caplog.text
+    assert "computes slightly otherwise" not in caplog.text
+    expected = read_checkpoint(path)
+    np.testing.assert_array_equal(variables["Conv1/kernel"].numpy(), expected["conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        variables["block_1_project_BN/moving_variance"].numpy(), expected["blocks.1.0.bn3.running_var"]
+    )
+
+
+def test_a_checkpoint_of_another_depth_is_an_error_naming_the_variables_and_nothing_loads():
+    spec = tiny_mobilenet_spec(depth_multiplier=0.5)  # two blocks in stages 2-5: the file has one
+    variables = backbone_variables(build_backbone(spec.name, SHAPE, **spec.options), spec)
+    before = {p: v.numpy().copy() for p, v in variables.items()}
+    with pytest.raises(AppError) as caught:
+        load_backbone_weights(variables, spec, str(FIXTURES / "timm_mobilenet_v2.safetensors"))
+    message = str(caught.value)
+    assert message.startswith(f"{FIXTURES / 'timm_mobilenet_v2.safetensors'}: does not fit mobilenet_v2 ")
+    assert ": 60 of 170 variables missing in the file (block_3_expand/kernel <- blocks.2.1.conv_pw.weight; " in message
+    assert "fit no variable" not in message  # every tensor of the file has its variable
+    assert all(np.array_equal(before[p], v.numpy()) for p, v in variables.items())
+
+
 def test_a_checkpoint_of_another_family_names_the_tensors_that_fit_nothing():
     tensors = read_checkpoint(FIXTURES / "timm_resnet_d.safetensors")
     paths = list(variables_by_path(build_backbone("ese_vovnet39", SHAPE)))
@@ -224,6 +261,18 @@ def test_a_checkpoint_of_another_family_names_the_tensors_that_fit_nothing():
     )
     with pytest.raises(AppError, match=pattern):
         convert("ese_vovnet39", {}, paths, tensors, "x")
+
+
+def test_loading_into_a_tf_padded_backbone_warns_how_to_compute_exactly_what_the_source_does(caplog):
+    spec = tiny_mobilenet_spec(torch_padding=False, bn_epsilon=1e-3)
+    variables = backbone_variables(build_backbone(spec.name, SHAPE, **spec.options), spec)
+    with caplog.at_level(logging.INFO):
+        load_backbone_weights(variables, spec, str(FIXTURES / "timm_mobilenet_v2.safetensors"))
+    assert (
+        "the weights load, but mobilenet_v2 computes slightly otherwise than the source (its strided convs pad as TF "
+        "does, PyTorch symmetrically; its batch norms use keras' epsilon 1e-3, PyTorch 1e-5); build it with "
+        "torch_padding=True, bn_epsilon=1e-5 to compute exactly what the source computes"
+    ) in caplog.text
 
 
 def test_tf_same_padding_is_what_the_torch_padding_option_fixes():
