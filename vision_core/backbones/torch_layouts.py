@@ -207,9 +207,10 @@ def emov2_rule() -> Rule:
     return lambda layer: _match(patterns, layer)
 
 
-def revcol_rule(columns: int) -> Rule:
-    """The official RevCol names; the head is the last of the intermediate-supervision classifiers."""
-    head = "cls_blocks.3.classifier" if columns >= 4 else "cls.classifier"
+def revcol_rule(single_head: bool) -> Rule:
+    """The official RevCol names. The head is the last of the intermediate-supervision classifiers
+    (``cls_blocks.3``, the ImageNet-1k releases) or, for a model trained without them, ``cls``."""
+    head = "cls.classifier" if single_head else "cls_blocks.3.classifier"
 
     def level(column, lvl, rest):
         module = f"subnet{column}.level{lvl}"
@@ -291,10 +292,7 @@ def rule_for(backbone: str, options: dict, names) -> Rule:
         return vovnet_timm_rule(separable)
     if family == "emov2":
         return emov2_rule()
-    from vision_core.backbones.revcol import CONFIGS
-
-    columns = CONFIGS[backbone].columns if backbone in CONFIGS else int(options.get("columns", 4))
-    return revcol_rule(columns)
+    return revcol_rule(any(n.startswith("cls.") for n in names))
 
 
 def _source(rule: Rule, path: str) -> tuple[str, str]:
