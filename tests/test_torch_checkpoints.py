@@ -31,7 +31,7 @@ from vision_core.app.task import BackboneSpec
 from vision_core.app.transfer import backbone_variables, load_backbone_weights
 from vision_core.backbones import build_backbone
 from vision_core.backbones.resnet import resnet
-from vision_core.backbones.torch_layouts import convert
+from vision_core.backbones.torch_layouts import convert, exact_source_options, source_options_note
 from vision_core.errors import AppError
 from vision_core.storage.torch_files import read_checkpoint
 from vision_core.storage.weights import variables_by_path
@@ -142,7 +142,7 @@ def test_loading_into_a_tf_padded_backbone_warns_how_to_compute_exactly_what_the
     assert (
         "the weights load, but mobilenet_v2 computes slightly otherwise than the source (its strided convs pad as TF "
         "does, PyTorch symmetrically; its batch norms use keras' epsilon 1e-3, PyTorch 1e-5); build it with "
-        "torch_padding=True, bn_epsilon=1e-5 to compute exactly what the source computes"
+        "torch_padding=True, bn_epsilon=1e-05 to compute exactly what the source computes"
     ) in caplog.text
 
 
@@ -171,3 +171,12 @@ def test_a_revcol_checkpoint_trained_without_intermediate_supervision_loads_its_
     fine_tuned = convert(backbone, options, paths, single)
     assert all(np.array_equal(released[p], fine_tuned[p]) for p in paths)
     np.testing.assert_array_equal(fine_tuned["predictions/kernel"], single["cls.classifier.1.weight"].T)
+
+
+def test_the_exact_source_options_are_those_the_equivalence_cases_build_with():
+    assert exact_source_options("resnet50") == {"explicit_padding": True}
+    assert exact_source_options("mobilenet_v2") == {"torch_padding": True, "bn_epsilon": 1e-5}
+    assert exact_source_options("ese_vovnet39") == {"torch_padding": True}
+    assert exact_source_options("emov2_1m") == {} and exact_source_options("revcol_t") == {}
+    assert source_options_note("mobilenet_v2", tiny_mobilenet_spec().options) is None
+    assert source_options_note("resnet50", {"variant": "d", "explicit_padding": True}) is None

@@ -356,20 +356,32 @@ def convert(
     return weights
 
 
+# The build options that make a family compute exactly what its PyTorch source computes, and why.
+EXACT_OPTIONS = {
+    "resnet": (("explicit_padding", True, "its strided convs and max pool pad as TF does, PyTorch symmetrically"),),
+    "mobilenet_v2": (
+        ("torch_padding", True, "its strided convs pad as TF does, PyTorch symmetrically"),
+        ("bn_epsilon", 1e-5, "its batch norms use keras' epsilon 1e-3, PyTorch 1e-5"),
+    ),
+    "vovnet": (("torch_padding", True, "its strided convs pad as TF does, PyTorch symmetrically"),),
+}
+
+
+def exact_source_options(backbone: str) -> dict:
+    """Build options of ``backbone`` under which PyTorch-trained weights compute exactly what they compute in
+    PyTorch (empty for EMOv2 and RevCol, which always pad as PyTorch does). An app that loads PyTorch checkpoints
+    adds them to its backbone options; the defaults stay keras.applications' / TF's layout."""
+    return {option: value for option, value, _ in EXACT_OPTIONS.get(family_of(backbone), ())}
+
+
 def source_options_note(backbone: str, options: dict) -> str | None:
-    """Why ``build_backbone(backbone, **options)`` computes slightly otherwise than the PyTorch source (TF "same"
-    padding of strided convs, MobileNetV2's batch-norm epsilon), naming the options that make it exact; None
-    when it is exact."""
-    family = family_of(backbone)
-    differences = []
-    if family == "resnet" and not options.get("explicit_padding"):
-        differences.append(
-            ("its strided convs and max pool pad as TF does, PyTorch symmetrically", "explicit_padding=True")
-        )
-    if family in ("mobilenet_v2", "vovnet") and not options.get("torch_padding"):
-        differences.append(("its strided convs pad as TF does, PyTorch symmetrically", "torch_padding=True"))
-    if family == "mobilenet_v2" and options.get("bn_epsilon") != 1e-5:
-        differences.append(("its batch norms use keras' epsilon 1e-3, PyTorch 1e-5", "bn_epsilon=1e-5"))
+    """Why ``build_backbone(backbone, **options)`` computes slightly otherwise than the PyTorch source, naming the
+    options that make it exact (:func:`exact_source_options`); None when it is exact."""
+    differences = [
+        (why, f"{option}={value}")
+        for option, value, why in EXACT_OPTIONS.get(family_of(backbone), ())
+        if options.get(option) != value
+    ]
     if not differences:
         return None
     return (
