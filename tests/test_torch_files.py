@@ -135,3 +135,38 @@ def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(buffer.getvalue())
     with pytest.raises(AppError, match=r"a torch zip checkpoint holds one <root>/data.pkl; found none"):
         read_checkpoint(path)
+
+
+def crafted_pth(path: Path, size: tuple[int, ...], stride: tuple[int, ...], values: int = 4) -> None:
+    """A torch zip checkpoint {"w": tensor} over a float32 storage of ``values`` values, with any size/stride."""
+
+    def ints(numbers):
+        return b"(" + b"".join(b"J" + struct.pack("<i", n) for n in numbers) + b"t"
+
+    def text(s: str) -> bytes:
+        return b"X" + struct.pack("<I", len(s)) + s.encode()
+
+    pid = b"(" + text("storage") + b"ctorch\nFloatStorage\n" + text("0") + text("cpu") + b"K" + bytes([values]) + b"tQ"
+    tensor = (
+        b"ctorch._utils\n_rebuild_tensor_v2\n("
+        + pid
+        + b"K\x00"
+        + ints(size)
+        + ints(stride)
+        + b"\x89ccollections\nOrderedDict\n)RtR"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02}" + text("w") + tensor + b"s.")
+        archive.writestr("archive/data/0", np.arange(values, dtype="<f4").tobytes())
+
+
+def test_sizes_and_strides_from_the_file_never_read_outside_the_storage(tmp_path):
+    path = tmp_path / "crafted.pth"
+    crafted_pth(path, (2, 2), (1, 2))  # a transposed view of the 4 values
+    np.testing.assert_array_equal(read_checkpoint(path)["w"], np.arange(4, dtype=np.float32).reshape(2, 2).T)
+    crafted_pth(path, (8,), (1,))
+    with pytest.raises(AppError, match=r"crafted.pth: tensor of size \(8,\) runs past its storage \(4 values\)$"):
+        read_checkpoint(path)
+    crafted_pth(path, (2,), (-1,))
+    with pytest.raises(AppError, match=r"crafted.pth: malformed tensor \(size \(2,\), stride \(-1,\), offset 0\)$"):
+        read_checkpoint(path)

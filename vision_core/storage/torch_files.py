@@ -120,7 +120,8 @@ class _Tensor:
     """``_rebuild_tensor_v2``'s arguments, made an array by :func:`_materialise`."""
 
     def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
-        self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
+        self.storage, self.offset = storage, int(offset)
+        self.size, self.stride = tuple(int(n) for n in size), tuple(int(n) for n in stride)
 
 
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):  # requires_grad, backward hooks, metadata
@@ -181,13 +182,19 @@ def _materialise(value, storages: dict[str, bytes], source: str):
             raise AppError(f"{source}: storage {value.storage.key} is missing")
         data = storages[value.storage.key]
         flat = _array(data, dtype, (len(data) // itemsize,), source)
-        if not value.size:
-            return np.array(flat[value.offset])
-        strides = tuple(s * flat.itemsize for s in value.stride)
-        last = value.offset + sum((n - 1) * s for n, s in zip(value.size, value.stride))
-        if min(value.size) > 0 and last >= flat.size:
-            raise AppError(f"{source}: tensor of size {value.size} runs past its storage ({flat.size} values)")
-        view = np.lib.stride_tricks.as_strided(flat[value.offset :], shape=value.size, strides=strides)
+        size, stride, offset = value.size, value.stride, value.offset
+        if len(size) != len(stride) or offset < 0 or min((*size, *stride), default=0) < 0:
+            raise AppError(f"{source}: malformed tensor (size {size}, stride {stride}, offset {offset})")
+        if 0 in size:
+            return np.zeros(size, flat.dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= flat.size:  # as_strided reads whatever memory the strides point at: never past the storage
+            raise AppError(f"{source}: tensor of size {size} runs past its storage ({flat.size} values)")
+        if not size:
+            return np.array(flat[offset])
+        view = np.lib.stride_tricks.as_strided(
+            flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride)
+        )
         return np.ascontiguousarray(view)
     if isinstance(value, dict):
         return type(value)((k, _materialise(v, storages, source)) for k, v in value.items())
@@ -238,7 +245,7 @@ def read_pth(path: str | Path) -> object:
         if zipfile.is_zipfile(path):
             return _read_zip(path)
         return _read_legacy(path)
-    except (pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile, ValueError) as error:
+    except (pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile, ValueError, TypeError) as error:
         raise AppError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {error})") from None
 
 
