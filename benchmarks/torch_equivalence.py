@@ -7,6 +7,11 @@ framework's. Also checks that the tensor names and shapes of every published che
 manifests map onto our backbone's variables. Nothing here needs torch, ImageNet or the network.
 
     PYTHONPATH=. .venv/bin/python benchmarks/torch_equivalence.py [--out benchmarks/results/torch_equivalence.json]
+        [--full-size DIR]
+
+``--full-size DIR`` also compares published architectures at full size and 224 px (random weights;
+``/work/torchenv/bin/python tools/torch_reference.py --sources SRC --out /tmp/x --full-size DIR`` writes
+them, some 500 MB, so they are not fixtures).
 """
 
 from __future__ import annotations
@@ -24,10 +29,20 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from torch_reference_cases import CASES, FIXTURES, PUBLISHED, SHAPE, TOLERANCE, max_abs_errors, placeholder  # noqa: E402
+from torch_reference_cases import (  # noqa: E402
+    CASES,
+    FIXTURES,
+    PUBLISHED,
+    SHAPE,
+    TOLERANCE,
+    compare,
+    max_abs_errors,
+    our_outputs,
+    placeholder,
+)
 
 from vision_core.backbones import build_backbone  # noqa: E402
-from vision_core.backbones.torch_layouts import convert  # noqa: E402
+from vision_core.backbones.torch_layouts import convert, exact_source_options  # noqa: E402
 from vision_core.storage.atomic import write_atomic  # noqa: E402
 from vision_core.storage.weights import variables_by_path  # noqa: E402
 
@@ -66,9 +81,36 @@ def manifest_coverage() -> dict[str, dict]:
     return coverage
 
 
+def full_size_errors(folder: Path) -> dict[str, dict]:
+    """Max abs errors of the full-size random-weight checkpoints ``tools/torch_reference.py --full-size`` wrote into
+    ``folder`` (published architectures at 224 px), each built with the options that match its source."""
+    images = np.load(folder / "inputs_224.npz")["images"]
+    errors = {}
+    names = [n for n in sorted(PUBLISHED) if (folder / f"{n}_outputs.npz").is_file()]
+    for name in tqdm(names, desc="full-size checkpoints"):
+        backbone, options, has_head = PUBLISHED[name]
+        options = {**options, **exact_source_options(backbone)}
+        checkpoint = next(p for p in folder.glob(f"{name}.*") if p.suffix in (".safetensors", ".pth"))
+
+        def build(classes, backbone=backbone, options=options):
+            return build_backbone(backbone, tuple(images.shape[2:]) + (3,), classes, **options)
+
+        ours = our_outputs(build, backbone, options, has_head, checkpoint, images)
+        reference = dict(np.load(folder / f"{name}_outputs.npz"))
+        found = compare(ours, reference, name)
+        errors[name] = {"backbone": backbone, "options": options, "max_abs_error": found, "worst": max(found.values())}
+    return errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "torch_equivalence.json")
+    parser.add_argument(
+        "--full-size",
+        type=Path,
+        help="folder written by tools/torch_reference.py --full-size: also compare published architectures at "
+        "full size (random weights, 224 px)",
+    )
     args = parser.parse_args()
     errors = {case: max_abs_errors(case) for case in tqdm(sorted(CASES), desc="equivalence")}
     result = {
@@ -82,6 +124,7 @@ def main() -> None:
         "all_within_tolerance": all(max(e.values()) <= TOLERANCE for e in errors.values()),
         "worst": float(np.max([max(e.values()) for e in errors.values()])),
         "published_checkpoints": manifest_coverage(),
+        "full_size": full_size_errors(args.full_size) if args.full_size else "not run (needs --full-size)",
         "machine": machine_info(),
     }
     write_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())

@@ -11,13 +11,20 @@ from vision_core.backbones import build_backbone
 from vision_core.backbones.emov2 import _stages, emov2
 from vision_core.backbones.resnet import resnet
 from vision_core.backbones.revcol import RevColConfig, revcol
-from vision_core.backbones.torch_layouts import convert
+from vision_core.backbones.torch_layouts import convert, family_of
 from vision_core.backbones.vovnet import VoVNetSpec, vovnet
 from vision_core.storage.torch_files import read_checkpoint
 from vision_core.storage.weights import variables_by_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pretrained"
 TOLERANCE = 1e-4
+HEAD_BIAS = {  # the classifier bias of each family's checkpoints: its length is the number of classes
+    "resnet": "fc.bias",
+    "mobilenet_v2": "classifier.bias",
+    "vovnet": "head.fc.bias",
+    "emov2": "head.bias",
+    "revcol": "cls_blocks.3.classifier.1.bias",
+}
 TINY_VOVNET = VoVNetSpec((8, 8, 16), (8, 8, 8, 8), (16, 16, 24, 24), 2, (1, 1, 2, 2), True, True, False)
 TINY_VOVNET_DW = VoVNetSpec((8, 8, 8), (8, 12, 12, 16), (16, 16, 24, 24), 2, (1, 1, 1, 1), True, True, True)
 SHAPE = (64, 64, 3)
@@ -112,32 +119,38 @@ def load_converted(model, backbone: str, options: dict, path: Path) -> None:
         variable.assign(weights[name])
 
 
-def converted_outputs(case: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Our outputs (logits and C2..C5 as NCHW) and the source framework's, for the tiny checkpoint of ``case``:
-    the checkpoint goes into the classifier and into the features model of the same network."""
-    backbone, options, build, has_head = CASES[case]
-    images = np.load(FIXTURES / "inputs.npz")["images"].transpose(0, 2, 3, 1)
+def our_outputs(build, backbone: str, options: dict, has_head: bool, checkpoint: Path, images) -> dict[str, np.ndarray]:
+    """Logits and C2..C5 (NCHW) of our network ``build(classes)`` holding ``checkpoint``: the checkpoint goes into
+    the classifier and into the features model of the same network."""
+    images = images.transpose(0, 2, 3, 1)
     ours = {}
     if has_head:
-        classifier = build(10)
-        load_converted(classifier, backbone, options, checkpoint_file(case))
+        classifier = build(len(read_checkpoint(checkpoint)[HEAD_BIAS[family_of(backbone)]]))
+        load_converted(classifier, backbone, options, checkpoint)
         ours["logits"] = np.asarray(classifier(images, training=False))
     features = build(None)
-    load_converted(features, backbone, options, checkpoint_file(case))
+    load_converted(features, backbone, options, checkpoint)
     for name, value in features(images, training=False).items():
         ours[name] = np.asarray(value).transpose(0, 3, 1, 2)
-    return ours, dict(np.load(FIXTURES / f"{case}_outputs.npz"))
+    return ours
+
+
+def compare(ours: dict[str, np.ndarray], reference: dict[str, np.ndarray], what: str) -> dict[str, float]:
+    """Max abs error of each output of ``ours`` against the source's ``reference`` (same names and shapes)."""
+    if sorted(ours) != sorted(reference):
+        raise AssertionError(f"{what}: outputs {sorted(ours)} vs the source's {sorted(reference)}")
+    for name in reference:
+        if ours[name].shape != reference[name].shape:
+            raise AssertionError(f"{what} {name}: shape {ours[name].shape} vs the source's {reference[name].shape}")
+    return {name: float(np.max(np.abs(ours[name] - reference[name]))) for name in sorted(reference)}
 
 
 def max_abs_errors(case: str) -> dict[str, float]:
-    """Max abs error of each output (logits, C2..C5) of the converted checkpoint of ``case`` against the source."""
-    ours, reference = converted_outputs(case)
-    if sorted(ours) != sorted(reference):
-        raise AssertionError(f"{case}: outputs {sorted(ours)} vs the source's {sorted(reference)}")
-    for name in reference:
-        if ours[name].shape != reference[name].shape:
-            raise AssertionError(f"{case} {name}: shape {ours[name].shape} vs the source's {reference[name].shape}")
-    return {name: float(np.max(np.abs(ours[name] - reference[name]))) for name in sorted(reference)}
+    """Max abs error of each output (logits, C2..C5) of the converted tiny checkpoint of ``case`` against the source."""
+    backbone, options, build, has_head = CASES[case]
+    images = np.load(FIXTURES / "inputs.npz")["images"]
+    ours = our_outputs(build, backbone, options, has_head, checkpoint_file(case), images)
+    return compare(ours, dict(np.load(FIXTURES / f"{case}_outputs.npz")), case)
 
 
 # published checkpoint (manifest) -> (our backbone, its build options, the checkpoint has a classifier head)

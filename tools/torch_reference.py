@@ -166,10 +166,50 @@ def manifest(model_fn) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
+FULL_SIZE = {  # published architecture -> (format, feature modules, logits of the output)
+    "timm_resnet50": ("safetensors", ["layer1", "layer2", "layer3", "layer4"], lambda o: o),
+    "timm_resnet50d": ("safetensors", ["layer1", "layer2", "layer3", "layer4"], lambda o: o),
+    "timm_mobilenetv2_100": ("safetensors", ["blocks.1", "blocks.2", "blocks.4", "bn2"], lambda o: o),
+    "timm_ese_vovnet39b": ("safetensors", ["stages.0", "stages.1", "stages.2", "stages.3"], lambda o: o),
+    "detectron2_V-19-slim-dw-eSE": ("pth", ["stage2", "stage3", "stage4", "stage5"], None),
+    "official_EMO2_1M_k5_hybrid": ("pth", ["stage1.1", "stage2.1", "stage3.7", "stage4.2"], lambda o: o["out"]),
+    "official_revcol_tiny": ("pth", [], lambda o: o[0][-1]),
+}
+
+
+def write_full_size(folder: Path, constructors: dict, stage_names: list[str]) -> None:
+    """Each :data:`FULL_SIZE` architecture with random weights, saved in its source's format, and its outputs on
+    one 224 px input (``<name>_outputs.npz``; the input in ``inputs_224.npz``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = torch.randn((1, 3, 224, 224), generator=torch.Generator().manual_seed(SEED))
+    np.savez(folder / "inputs_224.npz", images=inputs.numpy())
+    for seed, (name, (fmt, feature_names, logits_of)) in enumerate(FULL_SIZE.items(), start=20):
+        model = constructors[name]()
+        randomise(model, seed)
+        if name == "official_revcol_tiny":  # the last column's four levels are C2..C5
+            features = []
+            hook = model.subnet3.register_forward_hook(lambda _m, _i, o, kept=features: kept.extend(o))
+            model.eval()
+            with torch.no_grad():
+                logits = logits_of(model(inputs))
+            hook.remove()
+            outputs = {f"C{i + 2}": f.numpy() for i, f in enumerate(features)} | {"logits": logits.numpy()}
+        else:
+            modules = [model.get_submodule(n) for n in feature_names]
+            outputs = run(model, inputs, modules, logits_of)
+        save_case(folder, name, model, outputs, fmt)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sources", type=Path, required=True, help="folder of the source trees (<owner>+<repo>)")
     parser.add_argument("--out", type=Path, default=Path("tests/fixtures/pretrained"), help="fixture folder")
+    parser.add_argument(
+        "--full-size",
+        type=Path,
+        help="also write published architectures at full size with random weights and their outputs at 224 px "
+        "into this folder (hundreds of MB: not fixtures; benchmarks/torch_equivalence.py --full-size reads them)",
+    )
     args = parser.parse_args()
     registry = install_stubs()
     timm_root = args.sources / "huggingface+pytorch-image-models"
@@ -395,6 +435,8 @@ def main() -> None:
     tables = {name: manifest(model_fn) for name, model_fn in manifests.items()}
     with gzip.open(out / "manifests.json.gz", "wt") as f:
         json.dump(tables, f, separators=(",", ":"))
+    if args.full_size:
+        write_full_size(args.full_size, manifests, stage_names)
     commits = {
         name: (args.sources / folder / "COMMIT").read_text().strip()
         for name, folder in SOURCE_FOLDERS.items()
