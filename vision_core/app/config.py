@@ -342,7 +342,9 @@ class TrainConfig:
         "($KERAS_HOME/models) on first use (that run needs the network), read from there afterwards; "
         "imagenet_if_available = the same, but when the file can be neither found nor downloaded, train from "
         "scratch with a warning (the presets' default); or a path: a keras.applications .h5, or a "
-        ".weights.npz (e.g. another run's weights/best.weights.npz; a classifier's head is ignored). Every "
+        ".weights.npz (e.g. another run's weights/best.weights.npz; a classifier's head is ignored), or a "
+        "PyTorch checkpoint of the backbone: timm's .safetensors or an official release's .pth/.pt/.bin "
+        "(ResNet, MobileNetV2, VoVNet, EMOv2, RevCol; read without torch, never running code from the file). Every "
         "backbone variable must be found with its shape, else nothing is loaded (null: from scratch)",
     )
     freeze_backbone: int = setting(

@@ -12,9 +12,13 @@ Three ``train`` settings act on them:
   downloaded by keras on first use, :mod:`vision_core.backbones.pretrained`), ``imagenet_if_available``
   (the same, but a file that can be neither found nor downloaded, or a backbone without ImageNet
   weights, means training from scratch with a warning: the presets' default, so an offline
-  machine still trains), a keras.applications ``.h5`` path, or a suite ``.weights.npz`` (another
-  run's weights: only its backbone variables are read, a classifier's head is ignored). Every
-  backbone variable must be found with its shape, else nothing is loaded and the error names them.
+  machine still trains), a keras.applications ``.h5`` path, a suite ``.weights.npz`` (another
+  run's weights: only its backbone variables are read, a classifier's head is ignored), or a
+  PyTorch checkpoint: timm's ``.safetensors`` or an official release's ``.pth`` (also ``.pt``,
+  ``.bin``), read without torch and without running code from the file
+  (:mod:`vision_core.storage.torch_files`) and mapped onto our variable paths
+  (:mod:`vision_core.backbones.torch_layouts`). Every backbone variable must be found with its
+  shape, else nothing is loaded and the error names them.
 * ``freeze_backbone``: :class:`FreezeBackbone` makes the backbone's layers non-trainable (batch
   norms then run in inference mode) for the first epochs and rebuilds the train function when
   that changes; the optimizer is built over every variable first, so it keeps its state.
@@ -38,9 +42,11 @@ from vision_core.backbones.pretrained import (
     keras_applications_weights,
     keras_layout_problem,
 )
+from vision_core.backbones.torch_layouts import convert, source_options_note
 from vision_core.backend import keras
 from vision_core.errors import AppError
 from vision_core.logs import get_logger
+from vision_core.storage.torch_files import read_checkpoint
 from vision_core.storage.weights import load_npz, variables_by_path
 
 if TYPE_CHECKING:
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
 
 log = get_logger()
 SHOWN = 20  # variables named in an error
+TORCH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")  # PyTorch checkpoints (timm, official releases)
 
 
 def uses_backbone(settings: TrainConfig) -> bool:
@@ -143,7 +150,20 @@ def read_backbone_weights(source: str, spec: BackboneSpec, download: bool = True
         if not path.is_file():
             raise AppError(f"{path}: backbone weights not found")
         return path, load_npz(path)
-    raise AppError(f"--backbone-weights {source}: expected imagenet, a keras.applications .h5 or a .weights.npz")
+    if path.suffix in TORCH_SUFFIXES:
+        if not path.is_file():
+            raise AppError(f"{path}: backbone weights not found")
+        reference = build_backbone(spec.name, spec.input_shape, **spec.options)
+        note = source_options_note(spec.name, spec.options)
+        if note:
+            log.warning("%s: %s", path, note)
+        return path, convert(
+            spec.name, spec.options, list(variables_by_path(reference)), read_checkpoint(path), str(path)
+        )
+    raise AppError(
+        f"--backbone-weights {source}: expected imagenet, a keras.applications .h5, a .weights.npz or a PyTorch "
+        f"checkpoint ({', '.join(TORCH_SUFFIXES)})"
+    )
 
 
 def assign_backbone(variables: dict[str, Any], weights: dict[str, np.ndarray], source: Path, spec: BackboneSpec) -> int:

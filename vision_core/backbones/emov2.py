@@ -152,9 +152,12 @@ def emov2(
     window_size: int = 7,
     classifier_activation=None,
     dropout: float = 0.0,
+    stages: tuple[StageConfig, ...] | None = None,
 ):
-    """Build EMOv2 ``variant``; ``window_size`` 7 at 224 px (the official 256/512 models use 8)."""
-    stages = VARIANTS[variant]
+    """Build EMOv2 ``variant``; ``window_size`` 7 at 224 px (the official 256/512 models use 8).
+
+    ``stages`` replaces the variant's stage settings (then ``variant`` only names the model)."""
+    stages = stages or VARIANTS[variant]
     inputs = keras.Input(input_shape, name="image")
     x = stem(inputs, stages[0].channels // 2)
     features = {}

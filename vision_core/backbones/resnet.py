@@ -107,16 +107,16 @@ def _bottleneck_block(x, filters: int, strides: int, project: bool, opts: ResNet
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def _stem(x, opts: ResNetOptions):
+def _stem(x, opts: ResNetOptions, stem_width: int):
     if opts.deep_stem:
-        for i, (filters, strides) in enumerate(((32, 2), (32, 1), (64, 1)), start=1):
+        for i, (filters, strides) in enumerate(((stem_width, 2), (stem_width, 1), (2 * stem_width, 1)), start=1):
             x = _conv(x, filters, 3, strides, opts, f"stem{i}_conv")
             x = keras.layers.ReLU(name=f"stem{i}_relu")(_bn(x, opts, f"stem{i}_bn"))
     else:
         x = _conv(x, 64, 7, 2, opts, "conv1_conv")
         x = keras.layers.ReLU(name="conv1_relu")(_bn(x, opts, "conv1_bn"))
     if opts.replace_stem_max_pool:
-        x = _conv(x, 64, 3, 2, opts, "pool1_conv")
+        x = _conv(x, x.shape[-1], 3, 2, opts, "pool1_conv")
         return keras.layers.ReLU(name="pool1_relu")(_bn(x, opts, "pool1_bn"))
     if opts.explicit_padding:
         x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -133,20 +133,29 @@ def resnet(
     *,
     variant: str = "v1.5",
     classifier_activation: str | None = None,
+    widths: tuple[int, ...] = STAGE_FILTERS,
+    stem_width: int = 32,
     **overrides,
 ):
-    """Build a ResNet; ``overrides`` set :class:`ResNetOptions` fields over the variant's."""
+    """Build a ResNet; ``overrides`` set :class:`ResNetOptions` fields over the variant's.
+
+    ``widths``: the stages' base widths (a bottleneck's output is 4x); ``stem_width``: the deep
+    stem's first two convs (its third has twice as many), timm's ``channels`` and ``stem_width``.
+    PyTorch-trained weights (timm, torchvision) compute what they compute in PyTorch with
+    ``explicit_padding=True`` (symmetric padding of the strided convs and the stem's max pool).
+    """
     if variant not in VARIANTS:
         raise ValueError(f"{name}: unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     opts = ResNetOptions(**{**VARIANTS[variant].__dict__, **overrides})
     block = _bottleneck_block if bottleneck else _basic_block
     inputs = keras.Input(input_shape, name="image")
-    x = _stem(inputs, opts)
+    x = _stem(inputs, opts, stem_width)
     features = {}
-    for stage, (filters, depth) in enumerate(zip(STAGE_FILTERS, depths)):
+    for stage, (filters, depth) in enumerate(zip(widths, depths)):
         for i in range(depth):
             strides = 2 if (i == 0 and stage > 0) else 1
-            project = i == 0 and (stage > 0 or bottleneck)
+            out_filters = 4 * filters if bottleneck else filters
+            project = i == 0 and (stage > 0 or x.shape[-1] != out_filters)
             x = block(x, filters, strides, project, opts, f"conv{stage + 2}_block{i + 1}")
         features[f"C{stage + 2}"] = x
     if num_classes is None:

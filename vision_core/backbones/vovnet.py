@@ -115,9 +115,9 @@ SPECS = {
 }
 
 
-def separable_conv_bn_act(x, filters: int, strides: int = 1, *, name: str):
+def separable_conv_bn_act(x, filters: int, strides: int = 1, *, name: str, padding: str = "same"):
     """Depthwise 3x3 -> pointwise 1x1 -> BN -> ReLU; ``(B, H, W, Cin) -> (B, H/s, W/s, filters)``."""
-    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=False, name=f"{name}_dwconv")(x)
     return conv_bn_act(x, filters, 1, name=name)
 
 
@@ -162,14 +162,19 @@ def osa_block(x, spec: VoVNetSpec, filters: int, out_filters: int, *, ese: bool,
     return x
 
 
-def _stem(x, spec: VoVNetSpec):
-    """Three 3x3 conv-BN-ReLU (strides 2, 1, 2): ``(B, H, W, 3) -> (B, H/4, W/4, stem_filters[2])``."""
-    x = conv_bn_act(x, spec.stem_filters[0], 3, strides=2, name="stem1")
-    for i, strides in ((2, 1), (3, 2)):
-        if spec.depthwise:
-            x = separable_conv_bn_act(x, spec.stem_filters[i - 1], strides, name=f"stem{i}")
+def _stem(x, spec: VoVNetSpec, torch_padding: bool = False):
+    """Three 3x3 conv-BN-ReLU (strides 2, 1, 2): ``(B, H, W, 3) -> (B, H/4, W/4, stem_filters[2])``.
+
+    ``torch_padding``: the strided convs pad one pixel on every side (PyTorch) instead of TF "same"."""
+    for i, strides in ((1, 2), (2, 1), (3, 2)):
+        padding = "same"
+        if torch_padding and strides == 2:
+            x = keras.layers.ZeroPadding2D(1, name=f"stem{i}_pad")(x)
+            padding = "valid"
+        if spec.depthwise and i > 1:
+            x = separable_conv_bn_act(x, spec.stem_filters[i - 1], strides, name=f"stem{i}", padding=padding)
         else:
-            x = conv_bn_act(x, spec.stem_filters[i - 1], 3, strides=strides, name=f"stem{i}")
+            x = conv_bn_act(x, spec.stem_filters[i - 1], 3, strides=strides, name=f"stem{i}", padding=padding)
     return x
 
 
@@ -182,10 +187,14 @@ def vovnet(
     ese_on_every_block: bool = False,
     dropout: float = 0.0,
     classifier_activation: str | None = None,
+    torch_padding: bool = False,
 ):
-    """Build a VoVNet from ``spec``; see the module docstring for outputs and options."""
+    """Build a VoVNet from ``spec``; see the module docstring for outputs and options.
+
+    PyTorch-trained weights (timm, the official detectron2 release) compute what they compute in
+    PyTorch with ``torch_padding=True`` (symmetric padding of the stem's strided convs)."""
     inputs = keras.Input(input_shape, name="image")
-    x = _stem(inputs, spec)
+    x = _stem(inputs, spec, torch_padding)
     features = {}
     for index, blocks in enumerate(spec.blocks_per_stage):
         stage = index + 2
