@@ -141,8 +141,9 @@ def test_loading_into_a_tf_padded_backbone_warns_how_to_compute_exactly_what_the
         load_backbone_weights(variables, spec, str(FIXTURES / "timm_mobilenet_v2.safetensors"))
     assert (
         "the weights load, but mobilenet_v2 computes slightly otherwise than the source (its strided convs pad as TF "
-        "does, PyTorch symmetrically; its batch norms use keras' epsilon 1e-3, PyTorch 1e-5); build it with "
-        "torch_padding=True, bn_epsilon=1e-05 to compute exactly what the source computes"
+        "does, PyTorch symmetrically; its batch norms use keras' epsilon 1e-3, PyTorch 1e-5); train with "
+        "--backbone-layout torch (build options torch_padding=True, bn_epsilon=1e-05) to compute exactly what the "
+        "source computes"
     ) in caplog.text
 
 
@@ -180,3 +181,23 @@ def test_the_exact_source_options_are_those_the_equivalence_cases_build_with():
     assert exact_source_options("emov2_1m") == {} and exact_source_options("revcol_t") == {}
     assert source_options_note("mobilenet_v2", tiny_mobilenet_spec().options) is None
     assert source_options_note("resnet50", {"variant": "d", "explicit_padding": True}) is None
+
+
+def test_the_apps_backbone_layout_torch_builds_the_exact_source_options():
+    import dataclasses
+
+    from apps.classify.task import ClassifyTask
+    from apps.detect.models import backbone_spec
+    from vision_core.backbones import backbone_options
+
+    exact = {"alpha": 0.5, "torch_padding": True, "bn_epsilon": 1e-5}
+    assert backbone_options("mobilenet_v2", 0.5, None, "torch") == exact
+    assert backbone_options("mobilenet_v2", 0.5) == {"alpha": 0.5}
+    assert backbone_options("revcol_t", layout="torch") == {}
+    with pytest.raises(ValueError, match="backbone_layout='caffe': expected one of tf, torch"):
+        backbone_options("resnet18", layout="caffe")
+    task = ClassifyTask()
+    preset = task.presets["shapes_resnet18"]
+    config = dataclasses.replace(preset, model=dataclasses.replace(preset.model, backbone_layout="torch"))
+    assert task.backbone(config).options == {"explicit_padding": True}
+    assert backbone_spec({"backbone": "ese_vovnet39", "backbone_layout": "torch"})[2] == {"torch_padding": True}

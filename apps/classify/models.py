@@ -23,6 +23,7 @@ def build_classifier(
     channels: int = 3,
     backbone_alpha: float = 1.0,
     backbone_variant: str | None = None,
+    backbone_layout: str = "tf",
     bn_momentum: float | None = None,
     layer_scale_init: float | None = None,
     first_column_only: bool = False,
@@ -31,13 +32,14 @@ def build_classifier(
     """``backbone`` with a ``num_classes`` head (see the module docstring).
 
     ``backbone_alpha``: MobileNetV2's width multiplier; ``backbone_variant``: the ResNet layout
-    (``keras``: keras.applications', whose ImageNet weights load); ``layer_scale_init``: RevCol's ConvNeXt
+    (``keras``: keras.applications', whose ImageNet weights load); ``backbone_layout``: ``tf`` or ``torch``
+    padding (:func:`vision_core.backbones.backbone_options`); ``layer_scale_init``: RevCol's ConvNeXt
     layer scales at the start; ``first_column_only``: RevCol cut to its first column, whose
     weights copy into the full model by variable path (the shapes recipes' warm start).
     """
     if head not in HEADS:
         raise ValueError(f"head {head!r}: expected one of {', '.join(HEADS)}")
-    options = backbone_options(backbone, backbone_alpha, backbone_variant)
+    options = backbone_options(backbone, backbone_alpha, backbone_variant, backbone_layout)
     if layer_scale_init is not None:
         options["layer_scale_init"] = layer_scale_init
     shape = (input_size, input_size, channels)

@@ -181,7 +181,9 @@ class ClassifyTask(Task):
                 "backbone_weights, freeze_backbone and backbone_lr_ratio need the full model"
             )
         try:
-            options = backbone_options(model.backbone, model.backbone_alpha, model.backbone_variant)
+            options = backbone_options(
+                model.backbone, model.backbone_alpha, model.backbone_variant, model.backbone_layout
+            )
         except ValueError as error:
             raise AppError(str(error)) from None
         if model.layer_scale_init is not None:

@@ -35,6 +35,11 @@ class ModelConfig:
         "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
         "ImageNet weights), d or rs (null: v1.5)",
     )
+    backbone_layout: Literal["tf", "torch"] = setting(
+        "tf",
+        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
+        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
+    )
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
     bn_momentum: float | None = setting(
         None,

@@ -44,14 +44,25 @@ def build_backbone(name: str, input_shape=(224, 224, 3), num_classes: int | None
     return _BACKBONES[name](tuple(input_shape), num_classes=num_classes, **options)
 
 
-def backbone_options(backbone: str, alpha: float = 1.0, variant: str | None = None) -> dict:
+LAYOUTS = ("tf", "torch")
+
+
+def backbone_options(backbone: str, alpha: float = 1.0, variant: str | None = None, layout: str = "tf") -> dict:
     """The build options of an app's backbone settings: MobileNetV2's width ``alpha`` (ignored by the other
-    backbones) and a ResNet layout ``variant`` (``ValueError`` for another backbone)."""
+    backbones), a ResNet layout ``variant`` (``ValueError`` for another backbone) and the ``layout`` of its
+    padding: ``tf`` ("same" padding, keras' batch-norm epsilon) or ``torch`` (as PyTorch pads, so a timm or
+    official PyTorch checkpoint computes exactly what it computes there: ``torch_layouts.exact_source_options``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"backbone_layout={layout!r}: expected one of {', '.join(LAYOUTS)}")
     options: dict = {"alpha": alpha} if backbone == "mobilenet_v2" else {}
     if variant is not None:
         if not backbone.startswith("resnet"):
             raise ValueError(f"backbone_variant={variant!r} is a ResNet option; {backbone!r} has no variants")
         options["variant"] = variant
+    if layout == "torch":
+        from vision_core.backbones.torch_layouts import exact_source_options
+
+        options.update(exact_source_options(backbone))
     return options
 
 

@@ -387,7 +387,7 @@ def source_options_note(backbone: str, options: dict) -> str | None:
     return (
         f"the weights load, but {backbone} computes slightly otherwise than the source ("
         + "; ".join(why for why, _ in differences)
-        + "); build it with "
+        + "); train with --backbone-layout torch (build options "
         + ", ".join(option for _, option in differences)
-        + " to compute exactly what the source computes"
+        + ") to compute exactly what the source computes"
     )
