@@ -60,10 +60,14 @@ class DatasetConfig:
     """Where the images and masks come from; with no ``data``, the built-in demo scenes."""
 
     data: str | None = setting(
-        None, "dataset folder: images/ + masks/ (per split or for all) (null: the built-in demo dataset)"
+        None,
+        "dataset folder: images/ + masks/ (per split or for all), Pascal VOC (SegmentationClass, ImageSets/"
+        "Segmentation) or Cityscapes (leftImg8bit, gtFine labelIds -> 19 train ids) (null: the built-in demo dataset)",
     )
     val: str | None = setting(None, "the validation split's folder (null: the 'val' split of data)")
-    class_names: tuple[str, ...] = setting((), "class names by mask value (empty: from the dataset's classes.yaml)")
+    class_names: tuple[str, ...] = setting(
+        (), "class names by mask value (empty: the dataset's classes.yaml, or VOC's / Cityscapes' classes)"
+    )
     ignore_index: int = setting(255, "mask value that is neither trained on nor scored")
     demo_dir: str = setting("datasets/segment-shapes", "folder of the generated demo dataset (made on first use)")
     demo_train: int = setting(2000, "demo training scenes")

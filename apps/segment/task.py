@@ -198,6 +198,22 @@ class SegmentTask(Task):
             written["gallery"] = write_gallery(rows, self.colors(config), out_dir / f"gallery{suffix}.png")
         return written
 
+    def predict(self, model, sources: list[str], config: SegmentConfig, out_dir: Path) -> dict[str, Any]:
+        """Overlays, index PNGs and per-class pixel counts (``predictions.json``) of image files and folders."""
+        from vision_core.segmentation.predict import RESULTS_FILE, predict_images
+
+        counts = predict_images(
+            self.runner(model),
+            sources,
+            out_dir,
+            self.class_names(config),
+            self.colors(config),
+            config.model.input_size,
+            MEAN,
+            STD,
+        )
+        return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
+
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: SegmentConfig, name: str):
         from tflite.metadata import ModelInfo

@@ -53,7 +53,7 @@ def pairs(dataset: SegmentationDataset, skipped: dict[str, str]) -> Iterator[tup
     """``(image uint8 RGB, mask)`` of each readable pair in order; an unreadable one goes to ``skipped``."""
     for image_path, mask_path in zip(dataset.image_paths, dataset.mask_paths):
         try:
-            yield load_pair(str(image_path), str(mask_path))
+            yield load_pair(str(image_path), str(mask_path), dataset.label_map)
         except (OSError, ValueError) as error:
             skipped[str(image_path)] = str(error)
             log.warning("skipping %s", error)

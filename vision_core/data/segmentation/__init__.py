@@ -7,7 +7,8 @@ absolute image and mask paths in pairs.
 |---|---|
 | ``types`` | :class:`SegmentationDataset`, :data:`SEGMENTATION_ISSUE_KINDS`, :data:`IGNORE_INDEX` |
 | ``masks`` | :func:`read_mask`: index or palette PNGs as class indices; colour masks are an error |
-| ``readers`` | :func:`load_segmentation_dataset`: ``images/`` + ``masks/`` folders of the same stems |
+| ``readers`` | :func:`load_segmentation_dataset`: ``images/`` + ``masks/`` folders, VOC or Cityscapes by layout |
+| ``voc``, ``cityscapes`` | those two layouts; Cityscapes' label ids mapped to its 19 train ids |
 | ``checks`` | :func:`check_segmentation_dataset`: every bad pair, counted by kind |
 | ``demo`` | :func:`write_segment_shapes`: the built-in shape scenes as PNG pairs |
 | ``pipeline`` | :func:`make_segmentation_dataset`: the tf.data pipeline with joint augmentation |
@@ -16,8 +17,9 @@ The ``pipeline`` names load on first use, so reading and checking data never loa
 """
 
 from vision_core.data.segmentation.checks import SegmentationReport, check_segmentation_dataset
+from vision_core.data.segmentation.cityscapes import CITYSCAPES_CLASSES
 from vision_core.data.segmentation.demo import DEMO_CLASSES, DEMO_COLORS, write_segment_shapes
-from vision_core.data.segmentation.masks import RGBMaskError, read_mask
+from vision_core.data.segmentation.masks import RGBMaskError, map_labels, read_mask
 from vision_core.data.segmentation.readers import load_segmentation_dataset
 from vision_core.data.segmentation.types import (
     IGNORE_INDEX,
@@ -25,10 +27,14 @@ from vision_core.data.segmentation.types import (
     SegmentationDataset,
     SegmentationIssue,
 )
+from vision_core.data.segmentation.voc import VOC_CLASSES
 
 _PIPELINE_NAMES = ("load_pair", "make_segmentation_dataset", "normalize", "segmentation_transform")
 
 __all__ = [
+    "CITYSCAPES_CLASSES",
+    "VOC_CLASSES",
+    "map_labels",
     "DEMO_CLASSES",
     "DEMO_COLORS",
     "IGNORE_INDEX",

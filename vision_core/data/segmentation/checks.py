@@ -9,6 +9,7 @@ reader's pairing problems (``dataset.issues``). It counts pixels per class and i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.data.report import CheckReport
-from vision_core.data.segmentation.masks import RGBMaskError, read_mask
+from vision_core.data.segmentation.masks import RGBMaskError, map_labels, read_mask
 from vision_core.data.segmentation.types import SEGMENTATION_ISSUE_KINDS, SegmentationDataset, SegmentationIssue
 
 
@@ -53,10 +54,10 @@ class SegmentationReport(CheckReport):
 
 
 def check_pair(
-    image_path: Path, mask_path: Path, num_classes: int, ignore_index: int
+    image_path: Path, mask_path: Path, num_classes: int, ignore_index: int, label_map: Sequence[int] | None = None
 ) -> tuple[list[SegmentationIssue], np.ndarray | None]:
-    """The problems of one pair and, when its mask is usable, its pixel count per label value [num_classes + 1]
-    (the last entry: ignored pixels)."""
+    """The problems of one pair and, when its mask is usable, its pixel count per class [num_classes + 1]
+    (the last entry: ignored pixels); mask values go through ``label_map`` first."""
     issues, size = [], None
     try:
         size = read_image(image_path).shape[:2]
@@ -69,7 +70,7 @@ def check_pair(
             )
         )
     try:
-        mask = read_mask(mask_path)
+        mask = map_labels(read_mask(mask_path), label_map)
     except FileNotFoundError:
         return [*issues, SegmentationIssue("missing_mask", str(mask_path), "file not found")], None
     except UnreadableImageError:
@@ -110,7 +111,7 @@ def check_segmentation_dataset(dataset: SegmentationDataset, workers: int = 2) -
     histogram = np.zeros(dataset.num_classes + 1, np.int64)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for pair_issues, counts in pool.map(
-            lambda pair: check_pair(*pair, dataset.num_classes, dataset.ignore_index),
+            lambda pair: check_pair(*pair, dataset.num_classes, dataset.ignore_index, dataset.label_map),
             zip(dataset.image_paths, dataset.mask_paths),
         ):
             issues += pair_issues

@@ -9,6 +9,7 @@ A colour (RGB/RGBA) mask cannot be read as indices without a colour table, and i
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(image, dtype=np.int32)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise UnreadableImageError(f"{path}: not a readable mask ({error})") from None
+
+
+def map_labels(mask: np.ndarray, label_map: Sequence[int] | None) -> np.ndarray:
+    """``mask`` with each stored value ``v < len(label_map)`` replaced by ``label_map[v]`` (None: unchanged)."""
+    if label_map is None:
+        return mask
+    table = np.asarray(label_map, np.int32)
+    inside = (mask >= 0) & (mask < len(table))
+    return np.where(inside, table[np.clip(mask, 0, len(table) - 1)], mask)
 
 
 def mask_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -22,15 +22,17 @@ import numpy as np
 
 from vision_core.backend import tf
 from vision_core.data.detection.images import read_image
-from vision_core.data.segmentation.masks import read_mask
+from vision_core.data.segmentation.masks import map_labels, read_mask
 from vision_core.data.segmentation.types import IGNORE_INDEX, SegmentationDataset
 
 PAD_COLOUR = (127, 127, 127)  # mid-grey: about 0 after (x - 127.5) / 127.5
 
 
-def load_pair(image_path: str, mask_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(image uint8 RGB [H, W, 3], mask uint8 [H, W])``; a size mismatch or a label above 255 raises ValueError."""
-    image, mask = read_image(image_path), read_mask(mask_path)
+def load_pair(image_path: str, mask_path: str, label_map: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(image uint8 RGB [H, W, 3], mask uint8 [H, W])``, the mask's values through ``label_map``
+    (:func:`~vision_core.data.segmentation.masks.map_labels`); a size mismatch or a label above 255 raises
+    ValueError."""
+    image, mask = read_image(image_path), map_labels(read_mask(mask_path), label_map)
     if image.shape[:2] != mask.shape:
         raise ValueError(f"{mask_path}: mask is {mask.shape[::-1]}, its image {image.shape[1::-1]} (width, height)")
     if mask.max(initial=0) > 255:
@@ -90,7 +92,7 @@ def make_segmentation_dataset(
     transform = segmentation_transform(input_size, augment, dataset.ignore_index, seed)
 
     def load(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
-        image, mask = load_pair(image_path.decode(), mask_path.decode())
+        image, mask = load_pair(image_path.decode(), mask_path.decode(), dataset.label_map)
         out = transform(image=image, mask=mask)
         return normalize(out["image"], mean, std), out["mask"].astype(np.int32)
 

@@ -1,6 +1,9 @@
-"""Read a semantic-segmentation split from image/mask folders.
+"""Read a semantic-segmentation split: image/mask folders, Pascal VOC or Cityscapes, told apart by layout.
 
-:func:`load_segmentation_dataset` reads the ``images/`` + ``masks/`` layout::
+:func:`load_segmentation_dataset` reads a VOC folder (``SegmentationClass/`` and
+``ImageSets/Segmentation/``, :mod:`~vision_core.data.segmentation.voc`), a Cityscapes folder
+(``leftImg8bit/`` and ``gtFine/``, :mod:`~vision_core.data.segmentation.cityscapes`), or else the
+``images/`` + ``masks/`` layout::
 
     data/<split>/images/<stem>.<png|jpg|...>      data/<split>/masks/<stem>.png
     data/images/...  data/masks/...                (no split folders: that folder is every split)
@@ -24,7 +27,9 @@ import yaml
 
 from vision_core.data.classification.types import IMAGE_SUFFIXES
 from vision_core.data.detection.types import inside_root
+from vision_core.data.segmentation.cityscapes import is_cityscapes, load_cityscapes
 from vision_core.data.segmentation.types import IGNORE_INDEX, SegmentationDataset, SegmentationIssue
+from vision_core.data.segmentation.voc import is_voc, load_voc_segmentation
 
 CLASSES_FILE = "classes.yaml"
 MASK_SUFFIX = ".png"
@@ -36,10 +41,14 @@ def load_segmentation_dataset(
     class_names: Sequence[str] | None = None,
     ignore_index: int = IGNORE_INDEX,
 ) -> SegmentationDataset:
-    """The ``split`` of the image/mask folder dataset at ``data`` (layout in the module docstring)."""
+    """The ``split`` of the dataset at ``data`` (layouts in the module docstring)."""
     root = Path(os.path.abspath(data))
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such dataset folder")
+    if is_voc(root):
+        return load_voc_segmentation(root, split, class_names, ignore_index)
+    if is_cityscapes(root):
+        return load_cityscapes(root, split, class_names, ignore_index)
     folder = root / split if (root / split / "images").is_dir() else root
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
         raise FileNotFoundError(

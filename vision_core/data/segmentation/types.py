@@ -54,6 +54,8 @@ class SegmentationDataset:
         image_paths, mask_paths: absolute paths, one pair per sample (same stems).
         ignore_index: the mask value that is never scored nor trained on.
         colors: RGB colour per class for drawings (empty: a default palette).
+        label_map: the class index of each value stored in the masks (Cityscapes' label ids -> train ids);
+            values past its end are kept (None: masks hold class indices).
         issues: what the reader found while pairing files (unpaired images or masks, escaping paths);
             the pairs listed are the usable ones.
     """
@@ -65,6 +67,7 @@ class SegmentationDataset:
     mask_paths: list[Path]
     ignore_index: int = IGNORE_INDEX
     colors: tuple[tuple[int, int, int], ...] = ()
+    label_map: tuple[int, ...] | None = None
     issues: list[SegmentationIssue] = field(default_factory=list)
 
     def __post_init__(self):
