@@ -9,11 +9,13 @@ are halved by default)::
     D = Concat(Up(x), ConvBNReLU1x1(low, 48))                    low = C2 (output stride 4) or C3 (8)
     logits = Conv1x1(ConvBNReLU3x3(ConvBNReLU3x3(D)), classes)
 
-Every ASPP conv is a plain (not separable) conv; the dilated ones lower to int8 CONV_2D.
+Every ASPP conv is a plain (not separable) conv; the dilated ones lower to int8 CONV_2D. Each
+concatenation and the conv after it are one :func:`~apps.segment.models.blocks.conv_over_concat`.
 """
 
 from __future__ import annotations
 
+from apps.segment.models.blocks import conv_over_concat
 from vision_core.backend import keras
 from vision_core.layers.conv import conv_bn_act
 from vision_core.necks.cross_scale_shift import resize_to, spatial_size
@@ -29,8 +31,7 @@ def aspp(x, channels: int, rates: tuple[int, ...], *, name: str = "aspp"):
     pooled = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
     pooled = conv_bn_act(pooled, channels, 1, name=f"{name}_pool_proj")
     branches.append(keras.layers.Resizing(*size, interpolation="bilinear", name=f"{name}_pool_resize")(pooled))
-    x = keras.layers.Concatenate(name=f"{name}_concat")(branches)
-    return conv_bn_act(x, channels, 1, name=f"{name}_project")
+    return conv_over_concat(branches, channels, 1, name=f"{name}_project")
 
 
 def deeplabv3plus_head(
@@ -48,7 +49,6 @@ def deeplabv3plus_head(
     x = aspp(features["C5"], channels, tuple(rates), name=f"{name}_aspp")
     x = resize_to(x, spatial_size(low), upsample=upsample, name=f"{name}_resize")
     low = conv_bn_act(low, LOW_LEVEL_CHANNELS, 1, name=f"{name}_low")
-    x = keras.layers.Concatenate(name=f"{name}_decoder_concat")([x, low])
-    x = conv_bn_act(x, channels, 3, name=f"{name}_decoder1")
+    x = conv_over_concat([x, low], channels, 3, name=f"{name}_decoder1")
     x = conv_bn_act(x, channels, 3, name=f"{name}_decoder2")
     return keras.layers.Conv2D(num_classes, 1, name=f"{name}_classifier")(x)

@@ -8,6 +8,8 @@ On backbone features ``C2..C5`` (strides 4..32; ``C3..C5`` for output stride 8):
     Y    = Concat(S_finest, Up(S_...))                          all at the finest level
     logits = Conv(ConvBNReLU(Y, mid, k), classes, k')           the segmentation head
 
+The concatenation and the conv after it are one :func:`~apps.segment.models.blocks.conv_over_concat`.
+
 Widths are the official code's head types (``Qualcomm-AI-research/FFNet``, ``models/ffnet_blocks.py``):
 ``A`` (the GPU models: adapters 64/128/256/512, branches 128 each, head 3x3 to 512 then 1x1),
 ``B`` (the mobile models: adapters 64/128/128/256, branches 96/96/64/32, head 3x3 to 256 then 3x3),
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from apps.segment.models.blocks import conv_over_concat
 from vision_core.backend import keras
 from vision_core.layers.conv import conv_bn_act
 from vision_core.necks.cross_scale_shift import resize_to, spatial_size
@@ -80,6 +83,5 @@ def ffnet_up_head(
         )
         for level in levels
     ]
-    x = keras.layers.Concatenate(name=f"{name}_concat")(outputs)
-    x = conv_bn_act(x, scaled(spec.mid, width), 3, name=f"{name}_seg")
+    x = conv_over_concat(outputs, scaled(spec.mid, width), 3, name=f"{name}_seg")
     return keras.layers.Conv2D(num_classes, spec.last_kernel, padding="same", name=f"{name}_classifier")(x)
