@@ -117,3 +117,28 @@ def test_data_check_exits_1_naming_the_bad_pair_and_train_stops_before_a_run_fol
         run_cli("train", "--data", data, "--project", tmp_path / "runs", "--name", "nonames")
     assert exited.value.code == 2  # no class names: neither given nor in classes.yaml
     assert not (tmp_path / "runs" / "nonames").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("segment_app")
+def test_mediapipe_image_segmenter_loads_the_int8_export_and_its_category_mask_is_our_argmax(tiny_run):
+    mediapipe = pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from vision_core.data.detection.images import read_image
+    from vision_core.segmentation.evaluate import class_maps
+    from vision_core.segmentation.runners import load_segmenter_runner
+
+    model = tiny_run["run"] / "exports" / "segment_int8_qat.tflite"
+    options = vision.ImageSegmenterOptions(
+        base_options=BaseOptions(model_asset_path=str(model)), output_category_mask=True
+    )
+    ours = load_segmenter_runner(model)  # mean/std from the file's metadata
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        assert segmenter.labels == list(DEMO_CLASSES)
+        for name in ("00000.png", "00001.png", "00002.png"):
+            image = np.ascontiguousarray(read_image(tiny_run["root"] / "demo" / "64px" / "val" / "images" / name))
+            result = segmenter.segment(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB, data=image))
+            category = result.category_mask.numpy_view().reshape(image.shape[:2])
+            (expected,) = class_maps(ours, [image], 64, 127.5, 127.5)
+            np.testing.assert_array_equal(category, expected)
