@@ -29,11 +29,13 @@ def plot_confusion_matrix(
     class_names: Sequence[str],
     path: str | os.PathLike,
     title: str = "confusion matrix",
+    unit: str = "images",
 ) -> Path:
     """Write ``matrix`` (int [K, K], rows = true class, columns = predicted) to ``path`` (PNG); returns the path.
 
     Colour is the row-normalised share in [0, 1] (an empty row stays blank); each cell shows its
-    count when there are at most :data:`MAX_ANNOTATED_CLASSES` classes.
+    count when there are at most :data:`MAX_ANNOTATED_CLASSES` classes. ``unit`` names what the cells count
+    in the title (a segmenter's matrix counts pixels).
     """
     matrix = np.asarray(matrix)
     classes = len(class_names)
@@ -51,7 +53,7 @@ def plot_confusion_matrix(
         yticks=range(classes),
         xlabel="predicted class",
         ylabel="true class",
-        title=f"{title} ({int(matrix.sum())} images)",
+        title=f"{title} ({int(matrix.sum())} {unit})",
     )
     axes.set_xticklabels(class_names, rotation=45, ha="right", rotation_mode="anchor")
     axes.set_yticklabels(class_names)

@@ -43,21 +43,25 @@ from vision_core.quant.convert import output_dict
 SCORE_OUTPUTS = ("probabilities", "logits")
 
 
-def class_scores(outputs: dict[str, np.ndarray], source: str) -> np.ndarray:
-    """The class-score output among ``outputs`` (see :data:`SCORE_OUTPUTS`) as float32 [N, K]."""
+def class_scores(
+    outputs: dict[str, np.ndarray], source: str, names: Sequence[str] = SCORE_OUTPUTS, ndim: int = 2
+) -> np.ndarray:
+    """The class-score output among ``outputs`` (the only one, else the first of ``names`` present) as float32
+    of ``ndim`` dimensions, classes last ([N, K]; a segmenter's [N, H, W, K])."""
     if len(outputs) == 1:
         scores = next(iter(outputs.values()))
     else:
-        name = next((n for n in SCORE_OUTPUTS if n in outputs), None)
+        name = next((n for n in names if n in outputs), None)
         if name is None:
             raise ValueError(
                 f"{source}: cannot tell the class scores among the outputs {sorted(outputs)}; "
-                f"name one of them {' or '.join(SCORE_OUTPUTS)}"
+                f"name one of them {' or '.join(names)}"
             )
         scores = outputs[name]
     scores = np.asarray(scores, np.float32)
-    if scores.ndim != 2:
-        raise ValueError(f"{source}: class scores must be [N, classes], got shape {scores.shape}")
+    if scores.ndim != ndim:
+        shape = "[N, classes]" if ndim == 2 else f"{ndim} dimensions, classes last"
+        raise ValueError(f"{source}: class scores must be {shape}, got shape {scores.shape}")
     return scores
 
 
@@ -68,7 +72,15 @@ class ClassifierRunner(ABC):
         source: the model's name or file, named in errors.
         input_size: the model input ``(height, width)``, or None when it takes any size.
         class_names: the class names the model carries (TFLite metadata), else None.
+
+    Class attributes (a subclass for another task's scores changes them): ``score_outputs``, the output
+    names read in that order when the model has several; ``score_role``, the metadata role naming the
+    score output of a TFLite file; ``score_ndim``, the dimensions of the scores.
     """
+
+    score_outputs: tuple[str, ...] = SCORE_OUTPUTS
+    score_role: str = "probabilities"
+    score_ndim: int = 2
 
     def __init__(self, source: str, input_size: tuple[int, int] | None, class_names: Sequence[str] | None = None):
         self.source = source
@@ -114,7 +126,8 @@ class KerasClassifierRunner(ClassifierRunner):
 
     def run(self, images: np.ndarray) -> np.ndarray:
         outputs = self.model.predict(images, batch_size=self.batch_size, verbose=0)
-        return class_scores({k: np.asarray(v) for k, v in output_dict(self.model, outputs).items()}, self.source)
+        outputs = {k: np.asarray(v) for k, v in output_dict(self.model, outputs).items()}
+        return class_scores(outputs, self.source, self.score_outputs, self.score_ndim)
 
 
 class TFLiteClassifierRunner(ClassifierRunner):
@@ -130,7 +143,7 @@ class TFLiteClassifierRunner(ClassifierRunner):
         data, source = load_model(model)
         info = model_info(data)
         self.model = TFLiteModel(data, num_threads=num_threads)
-        self.score_output = info.outputs.get("probabilities") if info is not None else None
+        self.score_output = info.outputs.get(self.score_role) if info is not None else None
         if (mean is None) != (std is None):
             raise ValueError(f"{source}: pass both mean and std, or neither (then the metadata's are used)")
         if mean is None and info is not None:
@@ -147,8 +160,8 @@ class TFLiteClassifierRunner(ClassifierRunner):
             images = (pixels - zero_point) * np.float32(scale)
         outputs = self.model(images)
         if self.score_output in outputs:
-            return class_scores({self.score_output: outputs[self.score_output]}, self.source)
-        return class_scores(outputs, self.source)
+            outputs = {self.score_output: outputs[self.score_output]}
+        return class_scores(outputs, self.source, self.score_outputs, self.score_ndim)
 
 
 class ONNXClassifierRunner(ClassifierRunner):
@@ -162,7 +175,7 @@ class ONNXClassifierRunner(ClassifierRunner):
         super().__init__(os.fspath(path), _fixed_size([d if isinstance(d, int) else None for d in shape]))
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        return class_scores(self.model(images), self.source)
+        return class_scores(self.model(images), self.source, self.score_outputs, self.score_ndim)
 
 
 def load_classifier_runner(

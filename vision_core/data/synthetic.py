@@ -69,6 +69,28 @@ def draw_scene(
     )
 
 
+def segmentation_scene(
+    rng: np.random.Generator, size: int, num_objects: int, min_fraction: float = 0.15, max_fraction: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """One scene and its label map: ``(image uint8 HxWx3, mask uint8 HxW)``.
+
+    The mask holds 0 for the background and ``1 + class`` (an index into :data:`SHAPE_CLASSES`)
+    where a shape is visible; a shape drawn later covers the earlier ones in both.
+    """
+    image = _background(rng, size)
+    mask = np.zeros((size, size), np.uint8)
+    for _ in range(num_objects):
+        side = rng.uniform(min_fraction, max_fraction) * size
+        aspect = rng.uniform(0.75, 1.33)
+        w, h = side * aspect**0.5, side / aspect**0.5
+        x0, y0 = rng.uniform(0, size - w), rng.uniform(0, size - h)
+        label = int(rng.integers(len(SHAPE_CLASSES)))
+        inside = _shape_mask(SHAPE_CLASSES[label], size, np.array([x0, y0, x0 + w, y0 + h], np.float32))
+        image[inside] = rng.uniform(0, 255, size=3)
+        mask[inside] = label + 1
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
 def classification_set(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``count`` one-object scenes: ``(images uint8 [count, size, size, 3], labels int32 [count])``."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,1 @@
+"""Semantic segmentation: ``python -m apps.segment COMMAND`` (see ``--help``)."""
