@@ -32,6 +32,11 @@ class ModelConfig:
     backbone_variant: str | None = setting(
         None, "ResNet layout (resnet* only): v1.5, keras (the layout of keras.applications' weights), d or rs"
     )
+    backbone_layout: Literal["tf", "torch"] = setting(
+        "tf",
+        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
+        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
+    )
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
     output_stride: int = setting(4, "stride of the head's logits before the resize to the input: 4 or 8")
     upsample: Literal["bilinear", "nearest"] = setting(

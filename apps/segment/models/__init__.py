@@ -41,7 +41,7 @@ def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int]
     return (
         config.backbone,
         (size, size, 3),
-        backbone_options(config.backbone, config.backbone_alpha, config.backbone_variant),
+        backbone_options(config.backbone, config.backbone_alpha, config.backbone_variant, config.backbone_layout),
     )
 
 
