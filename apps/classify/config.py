@@ -20,26 +20,14 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
-from vision_core.app.config import QATConfig, TrainConfig, setting
+from vision_core.app.config import BackboneConfig, QATConfig, TrainConfig, setting
 from vision_core.backbones import list_backbones
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(BackboneConfig):
     """The classifier (see :func:`apps.classify.models.build_classifier`)."""
 
-    backbone: str = setting("resnet18", "registered backbone (python -m vision_core.backbones list)")
-    backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
-    backbone_variant: str | None = setting(
-        None,
-        "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
-        "ImageNet weights), d or rs (null: v1.5)",
-    )
-    backbone_layout: Literal["tf", "torch"] = setting(
-        "tf",
-        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
-        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
-    )
     input_size: int = setting(64, "square input side in pixels (images are resized to it)")
     channels: int = setting(
         3,

@@ -172,8 +172,6 @@ class ClassifyTask(Task):
 
     def backbone(self, config: ClassifyConfig) -> BackboneSpec:
         """The classifier is ``build_backbone`` with its head: the features model's variables are its own."""
-        from vision_core.backbones import backbone_options
-
         model = config.model
         if model.first_column_only:
             raise AppError(
@@ -181,9 +179,7 @@ class ClassifyTask(Task):
                 "backbone_weights, freeze_backbone and backbone_lr_ratio need the full model"
             )
         try:
-            options = backbone_options(
-                model.backbone, model.backbone_alpha, model.backbone_variant, model.backbone_layout
-            )
+            options = model.backbone_options()
         except ValueError as error:
             raise AppError(str(error)) from None
         if model.layer_scale_init is not None:

@@ -20,26 +20,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from vision_core.app.config import IMAGENET_IF_AVAILABLE, QATConfig, TrainConfig, setting
+from vision_core.app.config import IMAGENET_IF_AVAILABLE, BackboneConfig, QATConfig, TrainConfig, setting
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(BackboneConfig):
     """The detector (see :func:`apps.detect.models.build_detector`)."""
 
     architecture: Literal["ssd", "ssdlite", "retinanet"] = setting("retinanet", "detector architecture")
     backbone: str = setting("resnet50", "registered backbone (python -m vision_core.backbones list)")
-    backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
-    backbone_variant: str | None = setting(
-        None,
-        "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
-        "ImageNet weights), d or rs (null: v1.5)",
-    )
-    backbone_layout: Literal["tf", "torch"] = setting(
-        "tf",
-        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
-        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
-    )
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
     bn_momentum: float | None = setting(
         None,

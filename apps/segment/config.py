@@ -19,24 +19,14 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
-from vision_core.app.config import IMAGENET_IF_AVAILABLE, QATConfig, TrainConfig, setting
+from vision_core.app.config import IMAGENET_IF_AVAILABLE, BackboneConfig, QATConfig, TrainConfig, setting
 
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(BackboneConfig):
     """The segmenter (see :func:`apps.segment.models.build_segmenter`)."""
 
     architecture: Literal["ffnet", "lraspp", "deeplabv3plus"] = setting("ffnet", "segmentation head")
-    backbone: str = setting("resnet18", "registered backbone (python -m vision_core.backbones list)")
-    backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
-    backbone_variant: str | None = setting(
-        None, "ResNet layout (resnet* only): v1.5, keras (the layout of keras.applications' weights), d or rs"
-    )
-    backbone_layout: Literal["tf", "torch"] = setting(
-        "tf",
-        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
-        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
-    )
     input_size: int = setting(512, "square input side in pixels (images are stretched to it)")
     output_stride: int = setting(4, "stride of the head's logits before the resize to the input: 4 or 8")
     upsample: Literal["bilinear", "nearest"] = setting(

@@ -294,6 +294,31 @@ def save_config(config: Any, path: str | Path) -> Path:
 
 
 @dataclasses.dataclass
+class BackboneConfig:
+    """The backbone settings every app's model section shares: an app's ``ModelConfig`` inherits them (and
+    may redeclare ``backbone`` with its own default)."""
+
+    backbone: str = setting("resnet18", "registered backbone (python -m vision_core.backbones list)")
+    backbone_alpha: float = setting(1.0, "MobileNetV2 width multiplier (mobilenet_v2 only)")
+    backbone_variant: str | None = setting(
+        None,
+        "ResNet layout (resnet* only): v1.5, keras (keras.applications' ResNet50/101, the layout of its "
+        "ImageNet weights), d or rs (null: v1.5)",
+    )
+    backbone_layout: Literal["tf", "torch"] = setting(
+        "tf",
+        "how the backbone pads strided convs: tf ('same'), or torch, to compute exactly what a timm or official "
+        "PyTorch checkpoint (--backbone-weights FILE.safetensors|.pth) computes in PyTorch",
+    )
+
+    def backbone_options(self) -> dict:
+        """The ``build_backbone`` options of these settings (:func:`vision_core.backbones.backbone_options`)."""
+        from vision_core.backbones import backbone_options
+
+        return backbone_options(self.backbone, self.backbone_alpha, self.backbone_variant, self.backbone_layout)
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """The trainer's section of every task config (``train.*``); tasks nest it as ``train``."""
 

@@ -26,7 +26,7 @@ import numpy as np
 from apps.detect.config import ModelConfig
 from apps.detect.models import retinanet as retinanet_module
 from apps.detect.models import ssd as ssd_module
-from vision_core.backbones import backbone_options, build_backbone
+from vision_core.backbones import build_backbone
 from vision_core.backend import keras
 from vision_core.detection.anchors import RetinaNetAnchors, SSDDefaultBoxes
 from vision_core.layers.normalization import set_batch_norm_momentum
@@ -79,7 +79,7 @@ def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int]
     return (
         config.backbone,
         (size, size, 3),
-        backbone_options(config.backbone, config.backbone_alpha, config.backbone_variant, config.backbone_layout),
+        config.backbone_options(),
     )
 
 

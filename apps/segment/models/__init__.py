@@ -20,7 +20,7 @@ from apps.segment.config import ModelConfig
 from apps.segment.models.deeplab import deeplabv3plus_head
 from apps.segment.models.ffnet import ffnet_up_head
 from apps.segment.models.lraspp import lraspp_head
-from vision_core.backbones import backbone_options, build_backbone
+from vision_core.backbones import build_backbone
 from vision_core.backend import keras
 from vision_core.layers.normalization import set_batch_norm_momentum
 
@@ -41,7 +41,7 @@ def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int]
     return (
         config.backbone,
         (size, size, 3),
-        backbone_options(config.backbone, config.backbone_alpha, config.backbone_variant, config.backbone_layout),
+        config.backbone_options(),
     )
 
 
