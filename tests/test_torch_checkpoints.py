@@ -102,8 +102,11 @@ def test_backbone_weights_take_a_safetensors_file_and_log_what_loaded(caplog):
         assert load_backbone_weights(variables, spec, str(path)) == (path, len(variables))
     assert f"loaded {path}: {len(variables)} of {len(variables)} backbone variables (mobilenet_v2)" in caplog.text
     assert "computes slightly otherwise" not in caplog.text
+    assert f"{path}: folded the source's input normalisation (RGB [0, 1], ImageNet mean" in caplog.text
     expected = read_checkpoint(path)
-    np.testing.assert_array_equal(variables["Conv1/kernel"].numpy(), expected["conv_stem.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(  # the stem gets timm's input normalisation folded in (tests/test_input_norm.py)
+        variables["block_1_project/kernel"].numpy(), expected["blocks.1.0.conv_pwl.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(
         variables["block_1_project_BN/moving_variance"].numpy(), expected["blocks.1.0.bn3.running_var"]
     )

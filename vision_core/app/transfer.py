@@ -18,7 +18,9 @@ Three ``train`` settings act on them:
   ``.bin``), read without torch and without running code from the file
   (:mod:`vision_core.storage.torch_files`) and mapped onto our variable paths
   (:mod:`vision_core.backbones.torch_layouts`). Every backbone variable must be found with its
-  shape, else nothing is loaded and the error names them.
+  shape, else nothing is loaded and the error names them. The input normalisation the weights of
+  keras.applications and PyTorch sources expect is folded into the backbone's stem
+  (:mod:`vision_core.backbones.input_norm`): our models keep taking ``x / 127.5 - 1``.
 * ``freeze_backbone``: :class:`FreezeBackbone` makes the backbone's layers non-trainable (batch
   norms then run in inference mode) for the first epochs and rebuilds the train function when
   that changes; the optimizer is built over every variable first, so it keeps its state.
@@ -36,6 +38,7 @@ import numpy as np
 from vision_core.app.config import IMAGENET, IMAGENET_IF_AVAILABLE
 from vision_core.app.task import BackboneSpec
 from vision_core.backbones import build_backbone
+from vision_core.backbones.input_norm import InputNorm, fold_input_norm, source_input_norm
 from vision_core.backbones.pretrained import (
     IMAGENET_BACKBONES,
     ImagenetUnavailable,
@@ -122,11 +125,28 @@ def _problems(missing: list[str], mismatched: list[str], total: int, where: str)
 
 
 def read_backbone_weights(source: str, spec: BackboneSpec, download: bool = True) -> tuple[Path, dict[str, np.ndarray]]:
-    """``(file, {path: array})`` of ``source`` for the backbone ``spec`` (see the module docstring).
+    """``(file, {path: array})`` of ``source`` for the backbone ``spec`` (see the module docstring), with the
+    source's input normalisation folded into the stem (:mod:`vision_core.backbones.input_norm`, logged).
 
     Raises :class:`ImagenetUnavailable` when keras.applications' file can be neither found nor
     downloaded, :class:`AppError` for a backbone without keras.applications' layout or an unknown file.
     """
+    path, weights, norm = _read_source(source, spec, download)
+    if norm is None:  # a suite run's weights: our inputs already
+        return path, weights
+    weights, note = fold_input_norm(spec.name, weights, norm, int(spec.input_shape[-1]))
+    if note:
+        log.info("%s: %s", path, note)
+    else:
+        log.info("%s: the source takes inputs as ours do (%s): no input normalisation folded", path, norm.name)
+    return path, weights
+
+
+def _read_source(
+    source: str, spec: BackboneSpec, download: bool
+) -> tuple[Path, dict[str, np.ndarray], InputNorm | None]:
+    """``(file, {path: array}, the input normalisation the weights expect)`` of ``source`` (None: a suite
+    ``.weights.npz``, which takes our inputs)."""
     imagenet = source in (IMAGENET, IMAGENET_IF_AVAILABLE)
     path = Path(source)
     if imagenet or path.suffix == ".h5":
@@ -135,21 +155,22 @@ def read_backbone_weights(source: str, spec: BackboneSpec, download: bool = True
             raise ImagenetUnavailable(f"{problem}; ImageNet weights exist for {IMAGENET_BACKBONES}")
         if not imagenet and not path.is_file():
             raise AppError(f"{path}: backbone weights not found")
+        norm = source_input_norm(spec.name, "keras")
         options = {"alpha": float(spec.options.get("alpha", 1.0)), "rows": spec.input_shape[0], "download": download}
         if imagenet:
-            return keras_applications_weights(spec.name, IMAGENET, **options)
+            return *keras_applications_weights(spec.name, IMAGENET, **options), norm
         try:
-            return keras_applications_weights(spec.name, path, **options)
+            return *keras_applications_weights(spec.name, path, **options), norm
         except ValueError:  # a legacy .h5 of the model with its head loads only into that model
             pass
         try:
-            return keras_applications_weights(spec.name, path, include_top=True, **options)
+            return *keras_applications_weights(spec.name, path, include_top=True, **options), norm
         except ValueError as error:
             raise AppError(f"{path}: not keras.applications' {spec.name} weights ({error})") from None
     if path.name.endswith(".npz"):
         if not path.is_file():
             raise AppError(f"{path}: backbone weights not found")
-        return path, load_npz(path)
+        return path, load_npz(path), None
     if path.suffix in TORCH_SUFFIXES:
         if not path.is_file():
             raise AppError(f"{path}: backbone weights not found")
@@ -157,9 +178,10 @@ def read_backbone_weights(source: str, spec: BackboneSpec, download: bool = True
         note = source_options_note(spec.name, spec.options)
         if note:
             log.warning("%s: %s", path, note)
-        return path, convert(
-            spec.name, spec.options, list(variables_by_path(reference)), read_checkpoint(path), str(path)
-        )
+        tensors = read_checkpoint(path)
+        norm = source_input_norm(spec.name, "torch", path, tensors)
+        weights = convert(spec.name, spec.options, list(variables_by_path(reference)), tensors, str(path))
+        return path, weights, norm
     raise AppError(
         f"--backbone-weights {source}: expected imagenet, a keras.applications .h5, a .weights.npz or a PyTorch "
         f"checkpoint ({', '.join(TORCH_SUFFIXES)})"
