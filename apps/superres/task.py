@@ -135,8 +135,8 @@ class SuperResTask(Task):
         images = []
         for index in range(batches * config.train.batch_size):
             lr, _ = val.pair(index % len(val))
-            reps = (-(-height // lr.shape[0]), -(-width // lr.shape[1]))
-            mirrored = np.pad(lr, ((0, lr.shape[0] * (reps[0] - 1)), (0, lr.shape[1] * (reps[1] - 1)), (0, 0)), "symmetric")
+            extra = (max(0, height - lr.shape[0]), max(0, width - lr.shape[1]))
+            mirrored = np.pad(lr, ((0, extra[0]), (0, extra[1]), (0, 0)), "symmetric")
             images.append(to_model_pixels(mirrored[:height, :width], config.model.colour))
             if len(images) == config.train.batch_size:
                 yield np.stack(images)
@@ -155,6 +155,7 @@ class SuperResTask(Task):
             "features": list(model.features),
             "kernels": list(model.kernels),
             "activation": model.activation,
+            "residual": model.residual,
         }
 
     def build_model(self, config: SuperResConfig):

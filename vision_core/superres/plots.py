@@ -65,7 +65,8 @@ def plot_gallery(rows: list[dict], path: str | Path, crop: int = 96, zoom: int =
             tiles.append(_labelled(tile, text))
         lines.append(np.concatenate(tiles, 1))
     width = max(line.shape[1] for line in lines)
-    canvas = np.concatenate([np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines])
+    padded = [np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    canvas = np.concatenate(padded)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError("OpenCV cannot encode PNG images")

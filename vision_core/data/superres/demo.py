@@ -62,9 +62,10 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return smooth / (np.abs(smooth).max() + 1e-6)
 
 
-def _mask_of(draw, size: int) -> np.ndarray:
+def _mask_of(size: int, draw, *args) -> np.ndarray:
+    """The [0, 1] coverage ``[size, size, 1]`` of ``draw(canvas, *args)`` (an OpenCV drawing call, value 255)."""
     mask = np.zeros((size, size), np.uint8)
-    draw(mask)
+    draw(mask, *args)
     return mask.astype(np.float32)[..., None] / 255.0
 
 
@@ -73,24 +74,20 @@ def demo_image(size: int, seed: int | tuple[int, ...]) -> np.ndarray:
     rng = np.random.default_rng(seed)
     image = _gradient(rng, size)
     for _ in range(rng.integers(1, 4)):  # textured regions
-        region = _mask_of(
-            lambda m: cv2.rectangle(
-                m, tuple(int(v) for v in rng.integers(0, size, 2)), tuple(int(v) for v in rng.integers(0, size, 2)), 255, -1
-            ),
-            size,
-        )
+        corner, opposite = (tuple(int(v) for v in rng.integers(0, size, 2)) for _ in range(2))
+        region = _mask_of(size, cv2.rectangle, corner, opposite, 255, -1)
         contrast = rng.uniform(15, 70)
         image += region * contrast * _texture(rng, size)[..., None] * np.asarray(_colour(rng), np.float32) / 255.0
     for _ in range(rng.integers(2, 7)):  # shapes with sharp edges
         colour = np.asarray(_colour(rng), np.float32)
         if rng.random() < 0.5:
             points = rng.integers(-size // 4, size + size // 4, (int(rng.integers(3, 7)), 2)).astype(np.int32)
-            mask = _mask_of(lambda m: cv2.fillPoly(m, [points], 255, cv2.LINE_AA), size)
+            mask = _mask_of(size, cv2.fillPoly, [points], 255, cv2.LINE_AA)
         else:
             centre = tuple(int(v) for v in rng.integers(0, size, 2))
             axes = tuple(int(v) for v in rng.integers(4, size // 3, 2))
             angle = float(rng.uniform(0, 180))
-            mask = _mask_of(lambda m: cv2.ellipse(m, centre, axes, angle, 0, 360, 255, -1, cv2.LINE_AA), size)
+            mask = _mask_of(size, cv2.ellipse, centre, axes, angle, 0, 360, 255, -1, cv2.LINE_AA)
         image = image * (1 - mask) + colour * mask
     for _ in range(rng.integers(2, 6)):  # text-like strokes
         text = "".join(rng.choice(list(LETTERS), int(rng.integers(3, 10))))
@@ -99,7 +96,7 @@ def demo_image(size: int, seed: int | tuple[int, ...]) -> np.ndarray:
         thickness = int(rng.integers(1, 3))
         origin = (int(rng.integers(-size // 8, size - size // 4)), int(rng.integers(size // 10, size)))
         colour = np.asarray(_colour(rng), np.float32)
-        mask = _mask_of(lambda m: cv2.putText(m, text, origin, font, scale, 255, thickness, cv2.LINE_AA), size)
+        mask = _mask_of(size, cv2.putText, text, origin, font, scale, 255, thickness, cv2.LINE_AA)
         image = image * (1 - mask) + colour * mask
     image += rng.normal(0, rng.uniform(0, 2.5), image.shape)  # sensor-like grain
     return np.clip(np.round(image), 0, 255).astype(np.uint8)

@@ -152,7 +152,9 @@ def _mismatch(hr_path: Path, hr: np.ndarray, lr_path: Path, lr: np.ndarray, scal
     )
 
 
-def load_sr_dataset(hr: str | os.PathLike, scale: int, lr: str | os.PathLike | None = None, split: str = "") -> SRDataset:
+def load_sr_dataset(
+    hr: str | os.PathLike, scale: int, lr: str | os.PathLike | None = None, split: str = ""
+) -> SRDataset:
     """The :class:`SRDataset` of the high-resolution folder ``hr`` (and the paired folder ``lr``).
 
     Lists files only (decoding is lazy); ``FileNotFoundError`` for a missing folder, ``ValueError`` for a
@@ -213,7 +215,8 @@ def _check_pair(hr_path: Path, lr_dir: Path | None, scale: int, patch_size: int)
     else:
         lr_path = lr_partner(hr_path, lr_dir, scale)
         if lr_path is None:
-            return [SRIssue("missing_input", str(hr_path), f"no {hr_path.stem}x{scale}.* or {hr_path.stem}.* in {lr_dir}")]
+            message = f"no {hr_path.stem}x{scale}.* or {hr_path.stem}.* in {lr_dir}"
+            return [SRIssue("missing_input", str(hr_path), message)]
         try:
             lr = read_image(lr_path)
         except (UnreadableImageError, OSError) as error:
