@@ -212,6 +212,13 @@ class SuperResTask(Task):
             )
         return {"gallery": plot_gallery(rows, Path(out_dir) / f"gallery{suffix}.png")}
 
+    def predict(self, model, sources: list[str], config: SuperResConfig, out_dir: Path) -> dict[str, Any]:
+        """Upscale images, folders and videos (:func:`vision_core.superres.predict.predict_sources`)."""
+        from vision_core.superres.predict import RESULTS_FILE, predict_sources
+
+        result = predict_sources(self.runner(model), sources, out_dir, config.model.colour)
+        return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **result}
+
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: SuperResConfig, name: str):
         from tflite.metadata import ModelInfo
