@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from tflite.metadata import read_metadata
 from tflite.runtime import TFLiteModel
 from vision_core.app.cli import main
 from vision_core.backend import tf
+from vision_core.superres.runners import tiled
 
 
 def run_cli(*argv) -> int:
@@ -73,6 +75,34 @@ def test_the_shipped_model_is_fixed_size_and_clipped():
     out = np.asarray(shipped(x))
     assert out.min() >= 0 and out.max() <= 1
     assert np.allclose(out, np.clip(np.asarray(model(x)), 0, 1), atol=1e-6)
+
+
+def test_tiles_of_a_fixed_size_model_give_the_whole_image_output():
+    model = build_espcn(2, 1, features=(4, 4))
+    image = np.random.default_rng(5).uniform(0, 1, (20, 27, 1)).astype(np.float32)
+    whole = np.asarray(model(image[None]))[0]
+    margin = 4  # the receptive radius of 5-3-3 kernels: tiles overlapping by it see what the whole image sees
+    stitched = tiled(lambda tile: np.asarray(model(tile[None]))[0], image, (12, 12), margin)
+    assert stitched.shape == (40, 54, 1)
+    assert np.allclose(stitched, whole, atol=1e-5)
+
+
+def test_data_check_exits_non_zero_naming_the_bad_files(tmp_path, capsys):
+    for split, count in (("train", 2), ("val", 1)):
+        (tmp_path / split).mkdir()
+        for index in range(count):
+            image = np.random.default_rng(index).integers(0, 256, (30, 30, 3)).astype(np.uint8)
+            assert cv2.imwrite(str(tmp_path / split / f"{index}.png"), image)
+    (tmp_path / "train" / "broken.png").write_bytes(b"\x89PNG truncated")
+    assert run_cli("data", "--data", tmp_path, "--patch-size", 12) == 1  # 30 / 3 = 10 < 12
+    report = json.loads(capsys.readouterr().out)
+    found = sorted((issue["kind"], issue["path"]) for issue in report["train"]["issues"])
+    assert found == [
+        ("smaller_than_patch", str(tmp_path / "train" / "0.png")),
+        ("smaller_than_patch", str(tmp_path / "train" / "1.png")),
+        ("unreadable_image", str(tmp_path / "train" / "broken.png")),
+    ]
+    assert report["val"]["ok"] and report["problems"] == 3
 
 
 @pytest.fixture(scope="module")
