@@ -123,3 +123,12 @@ def test_validation_images_are_whole_pairs_in_model_pixels(tmp_path):
     (inputs, targets), *rest = list(make_image_dataset(data, "y"))
     assert not rest and inputs.shape == (1, 10, 12, 1) and targets.shape == (1, 20, 24, 1)
     assert np.allclose(inputs.numpy()[0], to_model_pixels(data.pair(0)[0], "y"), atol=1e-6)
+
+
+def test_an_unreadable_training_image_is_skipped_and_the_epoch_keeps_its_batches(tmp_path):
+    write_png(tmp_path / "hr" / "a.png", noise(24, 24, 0))
+    (tmp_path / "hr" / "b.png").write_bytes(b"\x89PNG truncated")
+    data = load_sr_dataset(tmp_path / "hr", 2)
+    batches = list(make_patch_dataset(data, patch_size=4, batch_size=2, patches_per_image=4))
+    assert len(batches) == 4
+    assert list(data.skipped) == [str(tmp_path / "hr" / "b.png")]

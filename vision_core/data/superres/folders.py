@@ -112,6 +112,7 @@ class SRDataset:
     scale: int
     hr_paths: list[Path]
     lr_paths: list[Path | None]
+    skipped: dict[str, str] = field(default_factory=dict)  # training images left out: path -> problem
     _cache: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:

@@ -21,6 +21,9 @@ import numpy as np
 from vision_core.backend import tf
 from vision_core.data.superres.colour import RGB_TO_YCBCR, YCBCR_OFFSET
 from vision_core.data.superres.folders import SRDataset
+from vision_core.logs import get_logger
+
+log = get_logger()
 
 ColourMode = Literal["y", "rgb"]
 COLOUR_MODES = ("y", "rgb")
@@ -51,9 +54,22 @@ def tf_model_pixels(rgb: tf.Tensor, colour: ColourMode) -> tf.Tensor:
     return (tf.tensordot(rgb, weights, 1) + float(YCBCR_OFFSET[0])) / 255.0
 
 
-def _pairs_dataset(data: SRDataset) -> tf.data.Dataset:
+def _pairs_dataset(data: SRDataset, skip_bad: bool = False) -> tf.data.Dataset:
+    """The pairs of ``data``; ``skip_bad``: a pair that cannot be read is logged, counted in ``data.skipped``
+    and left out instead of stopping the run."""
+
+    def pairs():
+        for index in range(len(data)):
+            try:
+                yield data.pair(index)
+            except (OSError, ValueError) as error:
+                if not skip_bad:
+                    raise
+                data.skipped[str(data.hr_paths[index])] = str(error)
+                log.warning("skipping a training image: %s", error)
+
     spec = tf.TensorSpec((None, None, 3), tf.uint8)
-    return tf.data.Dataset.from_generator(lambda: data.pairs(), output_signature=(spec, spec))
+    return tf.data.Dataset.from_generator(pairs, output_signature=(spec, spec))
 
 
 def random_symmetry(lr: tf.Tensor, hr: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -88,11 +104,11 @@ def make_patch_dataset(
     """One epoch of shuffled training batches ``(inputs [B, p, p, C], targets [B, p*s, p*s, C])`` float32.
 
     Every image must be at least ``patch_size`` on both sides of its input (``data check`` says which are
-    not); the last partial batch is dropped, so the epoch has ``len(data) * patches_per_image // batch_size``
-    batches.
+    not); an unreadable one is skipped (:func:`_pairs_dataset`). The epoch has
+    ``len(data) * patches_per_image // batch_size`` batches.
     """
     scale = data.scale
-    images = _pairs_dataset(data).cache()
+    images = _pairs_dataset(data, skip_bad=True).cache()
     dataset = images.repeat(patches_per_image).shuffle(len(data) * patches_per_image, reshuffle_each_iteration=True)
 
     def sample(lr, hr):
@@ -107,7 +123,8 @@ def make_patch_dataset(
             f"{data.source}: {len(data)} images x {patches_per_image} patches make no batch of {batch_size}"
         )
     dataset = dataset.map(sample, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)
+    # repeated then cut: an epoch keeps its number of batches when unreadable images were skipped
+    return dataset.repeat().take(batches).prefetch(tf.data.AUTOTUNE)
 
 
 def make_image_dataset(data: SRDataset, colour: ColourMode = "y") -> tf.data.Dataset:
