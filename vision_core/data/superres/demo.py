@@ -3,9 +3,7 @@
 Each image is drawn from its own seed (``(split seed, index)``) with what super-resolution
 has to restore: sharp straight and curved edges (filled polygons and ellipses), text-like
 strokes (OpenCV's Hershey fonts, antialiased), smooth gradients, and textures (stripes,
-checkerboards and smoothed noise at several frequencies). Strokes are 2-4 pixels thick and textures
-repeat every 8 pixels or more, so a x4 input still holds them (finer ones alias into patterns no model
-can undo, which only measures noise). Nothing is downloaded.
+checkerboards and smoothed noise at several frequencies). Nothing is downloaded.
 
 :func:`write_demo_dataset` writes ``root/{train,val}/<index:04d>.png`` (RGB, ``size x size``,
 a multiple of 12 so x2, x3 and x4 all divide it) and ``root/dataset.json``; the low-resolution
@@ -25,7 +23,7 @@ from tqdm import tqdm
 from vision_core.storage.atomic import write_dir_atomic
 
 SETTINGS_FILE = "dataset.json"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 1
 FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,
     cv2.FONT_HERSHEY_DUPLEX,
@@ -54,13 +52,13 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     kind = rng.integers(3)
     if kind == 0:
-        angle, period = rng.uniform(0, np.pi), rng.uniform(8, 32)
+        angle, period = rng.uniform(0, np.pi), rng.uniform(3, 24)
         return np.sign(np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period))
     if kind == 1:
-        cell = int(rng.integers(5, 20))
+        cell = int(rng.integers(3, 16))
         return ((xx // cell + yy // cell) % 2) * 2.0 - 1.0
     noise = rng.normal(0, 1, (size, size)).astype(np.float32)
-    smooth = cv2.GaussianBlur(noise, (0, 0), rng.uniform(1.5, 4.0))
+    smooth = cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.6, 3.0))
     return smooth / (np.abs(smooth).max() + 1e-6)
 
 
@@ -80,7 +78,7 @@ def demo_image(size: int, seed: int | tuple[int, ...]) -> np.ndarray:
         region = _mask_of(size, cv2.rectangle, corner, opposite, 255, -1)
         contrast = rng.uniform(15, 70)
         image += region * contrast * _texture(rng, size)[..., None] * np.asarray(_colour(rng), np.float32) / 255.0
-    for _ in range(rng.integers(3, 9)):  # shapes with sharp edges
+    for _ in range(rng.integers(2, 7)):  # shapes with sharp edges
         colour = np.asarray(_colour(rng), np.float32)
         if rng.random() < 0.5:
             points = rng.integers(-size // 4, size + size // 4, (int(rng.integers(3, 7)), 2)).astype(np.int32)
@@ -94,13 +92,13 @@ def demo_image(size: int, seed: int | tuple[int, ...]) -> np.ndarray:
     for _ in range(rng.integers(2, 6)):  # text-like strokes
         text = "".join(rng.choice(list(LETTERS), int(rng.integers(3, 10))))
         font = int(rng.choice(FONTS))
-        scale = float(rng.uniform(0.8, 2.2))
-        thickness = int(rng.integers(2, 5))
+        scale = float(rng.uniform(0.4, 1.6))
+        thickness = int(rng.integers(1, 3))
         origin = (int(rng.integers(-size // 8, size - size // 4)), int(rng.integers(size // 10, size)))
         colour = np.asarray(_colour(rng), np.float32)
         mask = _mask_of(size, cv2.putText, text, origin, font, scale, 255, thickness, cv2.LINE_AA)
         image = image * (1 - mask) + colour * mask
-    image += rng.normal(0, rng.uniform(0, 1.0), image.shape)  # sensor-like grain
+    image += rng.normal(0, rng.uniform(0, 2.5), image.shape)  # sensor-like grain
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
