@@ -132,3 +132,14 @@ def test_an_unreadable_training_image_is_skipped_and_the_epoch_keeps_its_batches
     batches = list(make_patch_dataset(data, patch_size=4, batch_size=2, patches_per_image=4))
     assert len(batches) == 4
     assert list(data.skipped) == [str(tmp_path / "hr" / "b.png")]
+
+
+def test_the_busiest_of_several_patches_is_kept(tmp_path):
+    lr = np.full((12, 12, 3), 128, np.uint8)
+    lr[6:8, 6:8] = 255  # one bright spot in a flat image
+    write_png(tmp_path / "HR" / "a.png", np.kron(lr, np.ones((2, 2, 1), np.uint8)))
+    write_png(tmp_path / "LR" / "a.png", lr)
+    data = load_sr_dataset(tmp_path / "HR", 2, tmp_path / "LR")
+    batches = make_patch_dataset(data, patch_size=4, batch_size=8, patches_per_image=8, patch_candidates=40)
+    for inputs, _targets in batches:
+        assert np.all(inputs.numpy().max(axis=(1, 2, 3)) > inputs.numpy().min(axis=(1, 2, 3)))  # spot in every one

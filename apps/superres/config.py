@@ -74,10 +74,15 @@ class DatasetConfig:
     patch_size: int = setting(24, "training input patch side in low-resolution pixels")
     patches_per_image: int = setting(16, "random patches taken from each training image per epoch")
     augment: bool = setting(True, "random flips and 90-degree rotations of training patches")
+    patch_candidates: int = setting(
+        1, "draw this many random patches and train on the one whose target varies most (1: plain random)"
+    )
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.patch_size < 4:
             yield "patch_size", "must be at least 4"
+        if self.patch_candidates < 1:
+            yield "patch_candidates", "must be at least 1"
         if self.patches_per_image < 1:
             yield "patches_per_image", "must be at least 1"
         if self.demo_size % 12:

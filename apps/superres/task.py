@@ -105,6 +105,7 @@ class SuperResTask(Task):
                 config.model.colour,
                 settings.patches_per_image,
                 settings.augment,
+                settings.patch_candidates,
             )
         except ValueError as error:
             raise AppError(str(error)) from None

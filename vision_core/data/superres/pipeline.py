@@ -82,6 +82,23 @@ def random_symmetry(lr: tf.Tensor, hr: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]
     return tf.image.rot90(lr, turns), tf.image.rot90(hr, turns)
 
 
+def busiest_patch(
+    lr: tf.Tensor, hr: tf.Tensor, patch_size: int, scale: int, candidates: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Of ``candidates`` random aligned patches, the one whose high-resolution patch varies most: flat
+    patches, which bicubic already gets right, teach the model little."""
+    best_lr, best_hr = random_patch(lr, hr, patch_size, scale)
+    best = tf.math.reduce_variance(tf.cast(best_hr, tf.float32))
+    for _ in range(candidates - 1):
+        lr_patch, hr_patch = random_patch(lr, hr, patch_size, scale)
+        variance = tf.math.reduce_variance(tf.cast(hr_patch, tf.float32))
+        better = variance > best
+        best_lr = tf.where(better, lr_patch, best_lr)
+        best_hr = tf.where(better, hr_patch, best_hr)
+        best = tf.maximum(best, variance)
+    return best_lr, best_hr
+
+
 def random_patch(lr: tf.Tensor, hr: tf.Tensor, patch_size: int, scale: int) -> tuple[tf.Tensor, tf.Tensor]:
     """An aligned random crop: ``patch_size`` square of ``lr`` and the ``patch_size * scale`` square of ``hr``."""
     shape = tf.shape(lr)
@@ -100,11 +117,13 @@ def make_patch_dataset(
     colour: ColourMode = "y",
     patches_per_image: int = 16,
     augment: bool = True,
+    patch_candidates: int = 1,
 ) -> tf.data.Dataset:
     """One epoch of shuffled training batches ``(inputs [B, p, p, C], targets [B, p*s, p*s, C])`` float32.
 
     Every image must be at least ``patch_size`` on both sides of its input (``data check`` says which are
-    not); an unreadable one is skipped (:func:`_pairs_dataset`). The epoch has
+    not); an unreadable one is skipped (:func:`_pairs_dataset`). ``patch_candidates`` > 1: each patch is the
+    busiest of that many (:func:`busiest_patch`). The epoch has
     ``len(data) * patches_per_image // batch_size`` batches.
     """
     scale = data.scale
@@ -112,7 +131,7 @@ def make_patch_dataset(
     dataset = images.repeat(patches_per_image).shuffle(len(data) * patches_per_image, reshuffle_each_iteration=True)
 
     def sample(lr, hr):
-        lr, hr = random_patch(lr, hr, patch_size, scale)
+        lr, hr = busiest_patch(lr, hr, patch_size, scale, patch_candidates)
         if augment:
             lr, hr = random_symmetry(lr, hr)
         return tf_model_pixels(lr, colour), tf_model_pixels(hr, colour)
