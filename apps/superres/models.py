@@ -49,7 +49,9 @@ def build_espcn(
     inputs = keras.Input((height, width, channels), name="lr_image")
     x = inputs
     for i, (filters, kernel) in enumerate(zip(features, kernels)):
-        x = keras.layers.Conv2D(filters, kernel, padding="same", activation=activation, name=f"feature{i + 1}")(x)
+        x = keras.layers.Conv2D(filters, kernel, padding="same", name=f"feature{i + 1}")(x)
+        # its own layer: QAT calibrates a fused tanh's input range from the layer's (post-tanh) output
+        x = keras.layers.Activation(activation, name=f"feature{i + 1}_{activation}")(x)
     x = keras.layers.Conv2D(scale * scale * channels, kernels[-1], padding="same", name="subpixel_conv")(x)
     if residual:
         repeated = keras.layers.Concatenate(name="input_repeat")([inputs] * (scale * scale))
