@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vision_core.data.detection.images import UnreadableImageError, read_image
-from vision_core.data.superres.colour import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
+from vision_core.data.superres.colour import RGB_TO_YCBCR, YCBCR_OFFSET
 from vision_core.data.superres.pipeline import ColourMode, to_model_pixels
 from vision_core.detection.predict import (
     VIDEO_EXTENSIONS,
@@ -37,8 +37,28 @@ log = get_logger()
 RESULTS_FILE = "predictions.json"
 
 
+def _affine(matrix: np.ndarray, offset: np.ndarray, before: bool) -> np.ndarray:
+    """The 3x4 ``cv2.transform`` matrix of ``x @ matrix + offset`` (``before``: ``(x - offset) @ matrix``)."""
+    linear = matrix.T.astype(np.float32)
+    shift = -(linear @ offset.astype(np.float32)) if before else offset.astype(np.float32)
+    return np.concatenate([linear, shift[:, None]], 1)
+
+
+RGB_TO_YCBCR_AFFINE = _affine(RGB_TO_YCBCR / 255.0, YCBCR_OFFSET, before=False)
+YCBCR_TO_RGB_AFFINE = _affine(np.linalg.inv(RGB_TO_YCBCR / 255.0), YCBCR_OFFSET, before=True)
+
+
+def _pixels(image: np.ndarray) -> np.ndarray:
+    """float32 0..255 values rounded and clipped to uint8 (in place)."""
+    np.clip(image, 0, 255, out=image)
+    return (image + 0.5).astype(np.uint8)
+
+
 class Upscaler:
-    """uint8 RGB ``[h, w, 3]`` -> uint8 RGB ``[h*s, w*s, 3]`` with ``runner``; times the model alone."""
+    """uint8 RGB ``[h, w, 3]`` -> uint8 RGB ``[h*s, w*s, 3]`` with ``runner``; times the model alone.
+
+    The BT.601 conversions run as float32 ``cv2.transform`` (video frames are 2 megapixels at 1080p).
+    """
 
     def __init__(self, runner: SRRunner, colour: ColourMode):
         self.runner, self.colour = runner, colour
@@ -52,12 +72,12 @@ class Upscaler:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.colour == "rgb":
-            return to_uint8(self._model(to_model_pixels(rgb, "rgb")) * 255.0)
-        ycbcr = rgb_to_ycbcr(rgb)
-        y = self._model((ycbcr[..., :1] / 255.0).astype(np.float32))[..., 0] * 255.0
-        size = (y.shape[1], y.shape[0])
-        chroma = cv2.resize(ycbcr[..., 1:].astype(np.float32), size, interpolation=cv2.INTER_CUBIC)
-        return to_uint8(ycbcr_to_rgb(np.concatenate([np.clip(y, 0, 255)[..., None], chroma], -1)))
+            return _pixels(self._model(to_model_pixels(rgb, "rgb")) * np.float32(255.0))
+        ycbcr = cv2.transform(rgb.astype(np.float32), RGB_TO_YCBCR_AFFINE)
+        y = self._model(ycbcr[..., :1] / np.float32(255.0))[..., 0] * np.float32(255.0)
+        chroma = cv2.resize(ycbcr[..., 1:], (y.shape[1], y.shape[0]), interpolation=cv2.INTER_CUBIC)
+        merged = np.concatenate([np.clip(y, 0, 255)[..., None], chroma], -1)
+        return _pixels(cv2.transform(merged, YCBCR_TO_RGB_AFFINE))
 
 
 def _encode_png(path: Path, rgb: np.ndarray) -> None:
