@@ -25,16 +25,15 @@ def run_cli(*argv) -> int:
     return main(SuperResTask(), [str(a) for a in argv])
 
 
-def test_the_default_preset_is_the_papers_x3_y_model():
+def test_the_default_preset_is_the_papers_x3_y_model_with_relu_and_tanh_is_one_preset_away():
     assert next(iter(PRESETS)) == "espcn_x3_y"
-    model = PRESETS["espcn_x3_y"].model
-    assert (model.scale, model.colour, model.features, model.kernels, model.activation) == (
-        3,
-        "y",
-        (64, 32),
-        (5, 3, 3),
-        "tanh",
-    )
+    layout = {
+        name: (p.model.scale, p.model.colour, p.model.features, p.model.kernels, p.model.activation)
+        for name, p in PRESETS.items()
+    }
+    assert layout["espcn_x3_y"] == (3, "y", (64, 32), (5, 3, 3), "relu")
+    assert layout["espcn_x3_y_tanh"] == (3, "y", (64, 32), (5, 3, 3), "tanh")
+    assert (PRESETS["espcn_x3_y"].train.epochs, PRESETS["espcn_x3_y"].dataset.patch_candidates) == (60, 4)
     assert {p.model.scale for p in PRESETS.values()} == {2, 3, 4}
 
 

@@ -1,17 +1,16 @@
 """The superres app's config: model and dataset sections, and one preset per ESPCN variant.
 
 Every field is a setting of ``python -m apps.superres COMMAND`` (``--help`` lists them). The first
-preset, ``espcn_x3_y``, is what ``python -m apps.superres train`` runs with no arguments: the
-paper's ESPCN (64-32 features, 5-3-3 kernels, tanh) at x3 on the Y channel, trained on the built-in
-demo images (240 training and 24 validation images of 240x240, written as PNGs on first use) with
-MSE on random 24x24 input patches. ``espcn_x2_y`` / ``espcn_x4_y`` are the other scales,
-``espcn_x3_rgb`` the RGB model, ``espcn_x3_y_relu`` the paper's model with ReLU (more gain, and int8
-keeps it: tanh's int8 output grid is fixed), ``espcn_x3_y_residual`` learns the difference from nearest-neighbour
-upscaling (not in the paper; more gain in the same steps), and ``espcn_x3_y_wide`` (128-64) /
-``espcn_x3_y_deep`` (64-64-64-32) trade speed for quality. Training patches are each the busiest of 4
-random ones (``dataset.patch_candidates``). Measured (benchmarks/README.md, "Super-resolution"):
-on the demo validation images the default gains +0.85 dB over bicubic (int8 QAT -0.56 dB), the ReLU
-one +1.03 dB (int8 QAT -0.11 dB), the residual one +1.08 dB.
+preset, ``espcn_x3_y``, is what ``python -m apps.superres train`` runs with no arguments: the paper's
+ESPCN layers (64-32 features, 5-3-3 kernels) at x3 on the Y channel with ReLU, trained on the
+built-in demo images (240 training and 24 validation images of 240x240, written as PNGs on first use)
+with MSE on random 24x24 input patches, each the busiest of 4 (``dataset.patch_candidates``), for 60
+epochs. ``espcn_x3_y_tanh`` is the paper's tanh model; ``espcn_x2_y`` / ``espcn_x4_y`` are the other
+scales, ``espcn_x3_rgb`` the RGB model, ``espcn_x3_y_residual`` (tanh, 20 epochs) learns the difference
+from nearest-neighbour upscaling (not in the paper), and ``espcn_x3_y_wide`` (128-64) /
+``espcn_x3_y_deep`` (64-64-64-32) trade speed for quality. Measured (benchmarks/README.md,
+"Super-resolution"): the default gains +1.76 dB over bicubic on the demo validation images in
+9 minutes on the 2-core CPU; tanh gains less, and loses more in int8 (its int8 output grid is fixed).
 """
 
 from __future__ import annotations
@@ -119,8 +118,8 @@ def espcn_preset(
     features: tuple[int, ...] = (64, 32),
     kernels: tuple[int, ...] = (5, 3, 3),
     residual: bool = False,
-    activation: str = "tanh",
-    epochs: int = 20,
+    activation: str = "relu",
+    epochs: int = 60,
 ) -> SuperResConfig:
     """ESPCN on the demo images: Adam at 1e-3 with cosine decay, batch 16, no weight decay, each patch the
     busiest of 4."""
@@ -145,11 +144,11 @@ def espcn_preset(
 
 PRESETS = {
     "espcn_x3_y": espcn_preset(3),
+    "espcn_x3_y_tanh": espcn_preset(3, activation="tanh"),
     "espcn_x2_y": espcn_preset(2),
     "espcn_x4_y": espcn_preset(4),
     "espcn_x3_rgb": espcn_preset(3, "rgb"),
-    "espcn_x3_y_relu": espcn_preset(3, activation="relu"),
-    "espcn_x3_y_residual": espcn_preset(3, residual=True),
+    "espcn_x3_y_residual": espcn_preset(3, residual=True, activation="tanh", epochs=20),
     "espcn_x3_y_wide": espcn_preset(3, features=(128, 64)),
     "espcn_x3_y_deep": espcn_preset(3, features=(64, 64, 64, 32), kernels=(5, 3, 3, 3, 3)),
 }
