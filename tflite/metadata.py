@@ -25,6 +25,8 @@ What each task writes (what MediaPipe reads):
   (indices into labels that exclude the background, labels as ``TENSOR_VALUE_LABELS``),
   ``scores [1, N]`` and ``num_detections [1]``, named location / category / score /
   number of detections as MediaPipe's object detector looks them up.
+* ``super_resolution``: output ``sr_image [1, H*s, W*s, C]`` in the input's channels and
+  normalisation; no labels (``labels.txt`` is empty).
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ TASK_OUTPUTS = {
     "classification": ("probabilities",),
     "segmentation": ("masks",),
     "detection": ("boxes", "classes", "scores", "num_detections"),
+    "super_resolution": ("sr_image",),
 }
+UNLABELLED_TASKS = ("super_resolution",)  # tasks whose outputs are images, not classes
 ACTIVATIONS = ("none", "sigmoid", "softmax")
 PIXEL_RANGE = (0.0, 255.0)
 
@@ -99,7 +103,7 @@ class ModelInfo:
             raise ValueError(f"unknown task {self.task!r}: expected one of {', '.join(TASK_OUTPUTS)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
-        if not self.labels:
+        if not self.labels and self.task not in UNLABELLED_TASKS:
             raise ValueError(f"{self.name}: a {self.task} model needs its labels")
         self.labels = [str(label) for label in self.labels]
         self.mean, self.std = [float(m) for m in self.mean], [float(s) for s in self.std]
@@ -278,6 +282,12 @@ def _output_tensor(role: str, tensor: TensorInfo) -> dict:
             "content": {"content_properties": features, "range": detection_dims},
         },
         "num_detections": {"name": "number of detections", "description": "Number of valid boxes."},
+        "sr_image": {
+            "name": "sr_image",
+            "description": "The upscaled image, in the input's channels and normalisation.",
+            "content": {"content_properties": {"ImageProperties": {"color_space": "UNKNOWN"}}},
+            "stats": _stats(tensor.dtype, [0.0], [1.0]),
+        },
     }[role]
 
 

@@ -1,0 +1,1 @@
+"""Image and video super-resolution (ESPCN): ``python -m apps.superres COMMAND``."""
