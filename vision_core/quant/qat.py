@@ -194,10 +194,33 @@ def _probe_targets(qat_model) -> dict:
     return targets
 
 
+def _pre_activation_targets(qat_model) -> dict:
+    """Original layer name -> the ``pre_activation_`` range variables TF-MOT gives a fused activation it
+    quantizes before applying (tanh, sigmoid, softmax, gelu on a conv or dense layer)."""
+    targets: dict = {}
+    for layer in qat_model.layers:
+        if isinstance(layer, _qkeras.QuantizeWrapperV2):
+            for v in layer.weights:
+                if _short_name(v) in ("pre_activation_min", "pre_activation_max"):
+                    targets.setdefault(layer.layer.name, []).append(v)
+    return targets
+
+
+def _pre_activation(layer, inputs):
+    """``layer``'s output on ``inputs`` before its fused activation."""
+    activation = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        return layer(inputs, training=False)
+    finally:
+        layer.activation = activation
+
+
 def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray], statistic: str = "batch_mean") -> int:
     """Set activation ranges of ``qat_model`` from the min/max seen in ``float_model``: their mean
     over the batches (``"batch_mean"``) or the lowest and highest over all of them (``"min_max"``,
-    as the TFLite calibrator of post-training int8 does).
+    as the TFLite calibrator of post-training int8 does). A fused activation TF-MOT quantizes before
+    applying (a conv's tanh) gets the range of its input, the layer's output before the activation.
 
     ``float_model`` is the tf_keras model ``qat_model`` was made from; ``batches`` are
     float32 input batches. Returns the number of range variables set.
@@ -205,10 +228,17 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray], stat
     if statistic not in RANGE_STATISTICS:
         raise ValueError(f"range statistic {statistic!r}: expected one of {RANGE_STATISTICS}")
     targets = _probe_targets(qat_model)
+    pre_targets = _pre_activation_targets(qat_model)
     names = [n for n in targets if n is not None]
-    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    pre_names = list(pre_targets)
+    probe = keras.Model(
+        float_model.inputs,
+        [float_model.get_layer(n).output for n in names] + [float_model.get_layer(n).input for n in pre_names],
+    )
     lows: dict = {n: [] for n in targets}
     highs: dict = {n: [] for n in targets}
+    pre_lows: dict = {n: [] for n in pre_names}
+    pre_highs: dict = {n: [] for n in pre_names}
     for batch in batches:
         batch = np.asarray(batch, np.float32)
         outputs = probe(batch, training=False)
@@ -217,10 +247,17 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray], stat
             out = np.asarray(out)
             lows[name].append(out.min())
             highs[name].append(out.max())
+        for name, layer_input in zip(pre_names, outputs[len(names) :]):
+            out = np.asarray(_pre_activation(float_model.get_layer(name), layer_input))
+            pre_lows[name].append(out.min())
+            pre_highs[name].append(out.max())
         if None in targets:
             lows[None].append(batch.min())
             highs[None].append(batch.max())
     count = 0
+    for name, variables in pre_targets.items():
+        targets[("pre", name)] = variables
+        lows[("pre", name)], highs[("pre", name)] = pre_lows[name], pre_highs[name]
     for name, variables in targets.items():
         if not lows[name]:
             continue
