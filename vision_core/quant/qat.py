@@ -128,9 +128,43 @@ def quantize_model(model):
             own = layer.get_weights()
             clone.set_weights(own + clone.get_weights()[len(own) :])
         qat_model = _qkeras.quantize_apply(annotated)
+    check_merge_order(model, qat_model)
     set_weight_ranges(qat_model)
     tie_same_scale_ranges(qat_model)
     return qat_model
+
+
+_ORDERED_MERGES = ("Concatenate", "Subtract")
+
+
+def _inbound_names(layer) -> list[str]:
+    inbound = layer._inbound_nodes[0].inbound_layers
+    return [one.name for one in (inbound if isinstance(inbound, list) else [inbound])]
+
+
+def check_merge_order(model, qat_model) -> None:
+    """Raise if TF-MOT's transforms reordered the inputs of a layer whose result depends on their order.
+
+    TF-MOT 0.8.1's ``quantize_apply`` moves a fused conv-BN-ReLU input of a ``Concatenate`` after the
+    others (measured), which silently permutes the channels the next layer reads: a QAT model far from
+    its float model. A model must then say the same without the order-sensitive merge (a conv over a
+    concatenation as a sum of per-input convs, ``apps/segment/models/blocks.py: conv_over_concat``).
+    """
+    quantized = {layer.name: layer for layer in qat_model.layers}
+    for layer in model.layers:
+        if type(layer).__name__ not in _ORDERED_MERGES:
+            continue
+        twin = quantized.get(f"quant_{layer.name}", quantized.get(layer.name))
+        if twin is None:
+            continue
+        before = _inbound_names(layer)
+        after = [name.removeprefix("quant_") for name in _inbound_names(twin)]
+        if sorted(before) == sorted(after) and before != after:
+            raise RuntimeError(
+                f"TF-MOT reordered the inputs of {type(layer).__name__} {layer.name!r} during QAT "
+                f"({', '.join(before)} -> {', '.join(after)}): express it without the ordered merge, "
+                "e.g. a conv over the concatenation as a sum of per-input convs"
+            )
 
 
 def set_weight_ranges(qat_model) -> int:
