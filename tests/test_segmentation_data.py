@@ -146,7 +146,7 @@ def test_the_demo_is_deterministic_and_its_masks_hold_the_shape_classes(tmp_path
     assert report.ok and all(count > 0 for count in report.pixels_per_class.values())
     assert json.loads((first / "dataset.json").read_text())["splits"]["val"] == {"images": 3, "seed": 97}
     assert write_segment_shapes(first, train=6, val=3, size=64, progress=False) == first  # reused
-    with pytest.raises(FileExistsError, match="holds a demo of other settings"):
+    with pytest.raises(FileExistsError, match="holds a segmentation demo of other settings"):
         write_segment_shapes(first, train=7, val=3, size=64, progress=False)
 
 

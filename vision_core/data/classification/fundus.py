@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 
@@ -35,13 +34,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vision_core.storage.atomic import write_dir_atomic
+from vision_core.data.generated import generated_dataset
 
 FUNDUS_CLASSES = ("non_referable", "referable")
 REFERABLE_GRADE = 2
 GRADES = 5
 LABELS_FILE = "labels.csv"
-SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1
 SUPERSAMPLE = 2  # drawn at twice the size and shrunk with area averaging: smooth edges, sub-pixel dots
 PATIENT_GRADE_SHARES = (0.35, 0.25, 0.2, 0.12, 0.08)  # grades 0..4 of a patient's worse eye
@@ -214,19 +212,8 @@ def write_fundus_dataset(
         "seed": seed,
         "classes": list(FUNDUS_CLASSES),
     }
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        existing = _settings(root)
-        if existing == settings:
-            return root / LABELS_FILE
-        problem = (
-            f"holds a fundus demo of other settings ({SETTINGS_FILE}: {existing})"
-            if existing
-            else f"exists and is not a fundus demo (no {SETTINGS_FILE})"
-        )
-        raise FileExistsError(f"{root}: {problem}; remove it or choose another folder")
 
     def write(staging: Path) -> None:
-        staging.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary shared data
         (staging / "images").mkdir()
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
@@ -248,13 +235,5 @@ def write_fundus_dataset(
             encoded.tofile(staging / name)
             writer.writerow([name, grade_label(record["grade"]), patient, record["eye"], record["grade"]])
         (staging / LABELS_FILE).write_text(table.getvalue())
-        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
-    return write_dir_atomic(root, write) / LABELS_FILE
-
-
-def _settings(root: Path) -> dict | None:
-    try:
-        return json.loads((root / SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return generated_dataset(root, settings, write, "fundus demo") / LABELS_FILE

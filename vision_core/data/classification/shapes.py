@@ -11,17 +11,15 @@ The defaults are what the backbone benchmark trains and scores on
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
+from vision_core.data.generated import generated_dataset
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
-from vision_core.storage.atomic import write_dir_atomic
 
-SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1
 
 
@@ -52,24 +50,12 @@ def write_shapes_dataset(
         "classes": list(SHAPE_CLASSES),
         "splits": {"train": {"images": train, "seed": train_seed}, "val": {"images": val, "seed": val_seed}},
     }
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        existing = _settings(root)
-        if existing == settings:
-            return root
-        problem = (
-            f"holds a shapes dataset of other settings ({SETTINGS_FILE}: {existing})"
-            if existing
-            else f"exists and is not a shapes dataset (no {SETTINGS_FILE})"
-        )
-        raise FileExistsError(f"{root}: {problem}; remove it or choose another folder")
 
     def write(staging: Path) -> None:
-        staging.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary shared data
         for split, spec in settings["splits"].items():
             _write_split(staging / split, spec["images"], size, spec["seed"], progress)
-        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
-    return write_dir_atomic(root, write)
+    return generated_dataset(root, settings, write, "shapes dataset")
 
 
 def _write_split(folder: Path, count: int, size: int, seed: int, progress: bool) -> None:
@@ -81,10 +67,3 @@ def _write_split(folder: Path, count: int, size: int, seed: int, progress: bool)
         if not ok:
             raise ValueError("OpenCV cannot encode PNG images")
         encoded.tofile(folder / SHAPE_CLASSES[labels[index]] / f"{index:05d}.png")
-
-
-def _settings(root: Path) -> dict | None:
-    try:
-        return json.loads((root / SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
-        return None

@@ -9,7 +9,6 @@ grey PNGs of the class indices; images lossless PNGs, so reading them back gives
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,11 +17,10 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from vision_core.data.generated import generated_dataset
 from vision_core.data.segmentation.readers import CLASSES_FILE
 from vision_core.data.synthetic import SHAPE_CLASSES, segmentation_scene
-from vision_core.storage.atomic import write_dir_atomic
 
-SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1
 DEMO_CLASSES = ("background", *SHAPE_CLASSES)
 DEMO_COLORS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200))
@@ -54,27 +52,14 @@ def write_segment_shapes(
         "classes": list(DEMO_CLASSES),
         "splits": {"train": {"images": train, "seed": train_seed}, "val": {"images": val, "seed": val_seed}},
     }
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        try:
-            existing = json.loads((root / SETTINGS_FILE).read_text())
-        except (OSError, ValueError):
-            existing = None
-        if existing == settings:
-            return root
-        problem = (
-            f"holds a demo of other settings ({existing})" if existing else f"is not a demo dataset ({SETTINGS_FILE})"
-        )
-        raise FileExistsError(f"{root}: {problem}; remove it or choose another folder")
 
     def write(staging: Path) -> None:
-        staging.chmod(0o755)
         for split, spec in settings["splits"].items():
             _write_split(staging / split, spec["images"], size, spec["seed"], progress)
         classes = {"names": list(DEMO_CLASSES), "colors": [list(c) for c in DEMO_COLORS]}
         (staging / CLASSES_FILE).write_text(yaml.safe_dump(classes, sort_keys=False, default_flow_style=None))
-        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
-    return write_dir_atomic(root, write)
+    return generated_dataset(root, settings, write, "segmentation demo")
 
 
 def _write_split(folder: Path, count: int, size: int, seed: int, progress: bool) -> None:

@@ -12,7 +12,6 @@ inputs are made from them by MATLAB's bicubic (:mod:`vision_core.data.superres.i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vision_core.storage.atomic import write_dir_atomic
+from vision_core.data.generated import generated_dataset
 
-SETTINGS_FILE = "dataset.json"
 GENERATOR_VERSION = 1
 FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,
@@ -128,19 +126,8 @@ def write_demo_dataset(
         "size": size,
         "splits": {"train": {"images": train, "seed": train_seed}, "val": {"images": val, "seed": val_seed}},
     }
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        existing = _settings(root)
-        if existing == settings:
-            return root
-        problem = (
-            f"holds a demo dataset of other settings ({SETTINGS_FILE}: {existing})"
-            if existing
-            else f"exists and is not a super-resolution demo dataset (no {SETTINGS_FILE})"
-        )
-        raise FileExistsError(f"{root}: {problem}; remove it or choose another folder")
 
     def write(staging: Path) -> None:
-        staging.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary shared data
         for split, spec in settings["splits"].items():
             folder = staging / split
             folder.mkdir()
@@ -150,13 +137,5 @@ def write_demo_dataset(
                 if not ok:
                     raise ValueError("OpenCV cannot encode PNG images")
                 encoded.tofile(folder / f"{index:04d}.png")
-        (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
-    return write_dir_atomic(root, write)
-
-
-def _settings(root: Path) -> dict | None:
-    try:
-        return json.loads((root / SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return generated_dataset(root, settings, write, "super-resolution demo")
