@@ -115,3 +115,5 @@ def test_check_reports_per_output_and_fails_naming_the_output(tmp_path):
         check_onnx(path, {"a": x + 0.5, "b": x}, x, atol=0.1)
     with pytest.raises(ValueError, match="outputs differ"):
         check_onnx(path, {"a": x}, x)
+    # only the named outputs are held to atol: "a" is off by 0.5 and not compared
+    assert check_onnx(path, {"a": x + 0.5, "b": x}, x, atol=0.1, only=["b"]) == {"b": report["b"]}

@@ -57,6 +57,8 @@ class DetectTask(Task):
     tflite_options = {"output_dtype": "float32", "allow_custom_ops": True}  # the post-process op is float
     # after NMS two int8 kernels keep different boxes where scores tie: forms.json compares them by mAP instead
     int8_onnx_min_cosine = None
+    # the same for float ONNX on a barely trained model: near-tied candidates swap places, their scores do not
+    float_onnx_outputs = ("scores", "num_detections")
 
     def __init__(self):
         self._splits: dict[tuple, Any] = {}

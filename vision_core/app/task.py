@@ -79,6 +79,8 @@ class Task(abc.ABC):
             (:func:`vision_core.export.tflite_export.export_tflite`; detection: custom ops allowed).
         int8_onnx_min_cosine: the lowest cosine between the int8 ONNX file's outputs and the int8
             TFLite file's on a calibration image that export accepts (None: no such check).
+        float_onnx_outputs: the outputs the float ONNX file is held to Keras on within 1e-4 (None: all;
+            detection: the sorted scores and the count, as NMS may order near-tied candidates otherwise).
     """
 
     name: ClassVar[str]
@@ -89,6 +91,7 @@ class Task(abc.ABC):
     export_formats: ClassVar[tuple[str, ...]] = FORMS
     tflite_options: ClassVar[dict[str, Any]] = {}
     int8_onnx_min_cosine: ClassVar[float | None] = 0.999  # the QDQ graph follows the int8 TFLite (cos >= 0.9997)
+    float_onnx_outputs: ClassVar[tuple[str, ...] | None] = None
 
     @abc.abstractmethod
     def build_model(self, config: Config) -> keras.Model:

@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -185,17 +186,21 @@ def check_onnx(
     *,
     atol: float | None = None,
     min_cosine: float | None = None,
+    only: Iterable[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run the ONNX file on ``inputs`` and compare with ``reference`` outputs, matched by name.
 
-    Returns ``{name: {"max_abs_diff": float, "cosine": float}}``. Raises ``ValueError`` when
-    the output names or shapes differ, or when an output is off by more than ``atol`` (max abs) or
-    below ``min_cosine``, naming the output.
+    Returns ``{name: {"max_abs_diff": float, "cosine": float}}`` of every output, or of the outputs
+    named in ``only``. Raises ``ValueError`` when the output names or shapes differ, or when a compared
+    output is off by more than ``atol`` (max abs) or below ``min_cosine``, naming the output.
     """
     outputs = ONNXModel(path)(inputs)
     reference = {tensor_name(k): np.asarray(v) for k, v in reference.items()}
     if set(reference) != set(outputs):
         raise ValueError(f"{path}: outputs differ: reference {sorted(reference)} vs onnx {sorted(outputs)}")
+    if only is not None:
+        names = [tensor_name(name) for name in only]
+        reference, outputs = {n: reference[n] for n in names}, {n: outputs[n] for n in names}
     shapes = {k: (reference[k].shape, outputs[k].shape) for k in reference if reference[k].shape != outputs[k].shape}
     if shapes:
         raise ValueError(f"{path}: output shapes differ (reference, onnx): {shapes}")
