@@ -317,6 +317,10 @@ class BackboneConfig:
 
         return backbone_options(self.backbone, self.backbone_alpha, self.backbone_variant, self.backbone_layout)
 
+    def backbone_spec(self, input_shape: tuple[int, int, int]) -> tuple[str, tuple[int, int, int], dict]:
+        """``(name, input shape, build options)`` of the registered backbone these settings build."""
+        return self.backbone, tuple(input_shape), self.backbone_options()
+
 
 @dataclasses.dataclass
 class TrainConfig:

@@ -75,12 +75,7 @@ def detector_anchors(config: ModelConfig | dict) -> np.ndarray:
 def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int], dict]:
     """``(name, input shape, options)`` of the registered backbone :func:`build_detector` builds on."""
     config = model_config(config)
-    size = config.input_size
-    return (
-        config.backbone,
-        (size, size, 3),
-        config.backbone_options(),
-    )
+    return config.backbone_spec((config.input_size, config.input_size, 3))
 
 
 def build_detector(num_classes: int, **fields):

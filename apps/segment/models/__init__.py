@@ -37,12 +37,7 @@ def model_config(config: ModelConfig | dict) -> ModelConfig:
 def backbone_spec(config: ModelConfig | dict) -> tuple[str, tuple[int, int, int], dict]:
     """``(name, input shape, options)`` of the registered backbone :func:`build_segmenter` builds on."""
     config = model_config(config)
-    size = config.input_size
-    return (
-        config.backbone,
-        (size, size, 3),
-        config.backbone_options(),
-    )
+    return config.backbone_spec((config.input_size, config.input_size, 3))
 
 
 def build_segmenter(num_classes: int, **fields):
