@@ -20,12 +20,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from app_process import run_app
 from machine import machine_info
 
 from vision_core.storage.atomic import write_atomic
@@ -40,15 +38,8 @@ HEADLINE = ("roc_auc", "roc_auc_ci", "top1", "balanced_accuracy", "sensitivity",
 
 
 def classify(*args: str) -> tuple[float, str]:
-    """Run ``python -m apps.classify args`` from the repository root; ``(seconds, stdout)``; raises on failure."""
-    start = time.perf_counter()
-    process = subprocess.run(
-        [sys.executable, "-m", "apps.classify", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=None
-    )
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"apps.classify {' '.join(args)} failed with exit {process.returncode}")
-    return seconds, process.stdout
+    """``python -m apps.classify args``: ``(seconds, stdout)``."""
+    return run_app("apps.classify", *args)
 
 
 def headline(metrics: dict) -> dict:

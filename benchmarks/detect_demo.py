@@ -20,11 +20,9 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from app_process import run_app
 from machine import machine_info
 
 from vision_core.storage.atomic import write_atomic
@@ -37,15 +35,8 @@ QAT_POINTS_TARGET = 1.0
 
 
 def detect(*args: str) -> tuple[float, str]:
-    """Run ``python -m apps.detect args`` from the repository root; ``(seconds, stdout)``; raises on failure."""
-    start = time.perf_counter()
-    process = subprocess.run(
-        [sys.executable, "-m", "apps.detect", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=None
-    )
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"apps.detect {' '.join(args)} failed with exit {process.returncode}")
-    return seconds, process.stdout
+    """``python -m apps.detect args``: ``(seconds, stdout)``."""
+    return run_app("apps.detect", *args)
 
 
 def headline(metrics: dict) -> dict:

@@ -21,11 +21,9 @@ import argparse
 import csv
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from app_process import run_app
 from machine import machine_info
 
 from vision_core.storage.atomic import write_atomic
@@ -37,15 +35,6 @@ DEMO_EPOCHS = 4
 DEMO_TRAIN_IMAGES = 3000
 DEMO_BATCH = 8
 HALVES = 2  # evaluations per demo epoch
-
-
-def app(module: str, *args: str) -> float:
-    """Run ``python -m module args`` from the repository root; its seconds; raises on failure."""
-    start = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT)
-    if process.returncode != 0:
-        raise SystemExit(f"{module} {' '.join(args)} failed with exit {process.returncode}")
-    return time.perf_counter() - start
 
 
 def map50_by_epoch(run: Path) -> list[float]:
@@ -72,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     project = str(args.project)
     result: dict = {"machine": machine_info()}
 
-    seconds = app(
+    seconds, _ = run_app(
         "apps.classify",
         "train",
         "--preset",
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     weights = classifier / "weights" / "best.weights.npz"
     curves = {}
     for name, extra in (("scratch", []), ("pretrained", ["--backbone-weights", str(weights)])):
-        seconds = app("apps.detect", "train", "--name", name, *demo, *extra)
+        seconds, _ = run_app("apps.detect", "train", "--name", name, *demo, *extra)
         curves[name] = map50_by_epoch(args.project / name)
         result[name] = {"seconds": round(seconds, 1), "mAP50_by_half_epoch": curves[name]}
         print(f"{name}: mAP50 by half epoch {curves[name]}", flush=True)
