@@ -264,41 +264,34 @@ def calibrate_ranges(qat_model, float_model, batches: Iterable[np.ndarray], stat
     targets = _probe_targets(qat_model)
     pre_targets = _pre_activation_targets(qat_model)
     names = [n for n in targets if n is not None]
-    pre_names = list(pre_targets)
     probe = keras.Model(
         float_model.inputs,
-        [float_model.get_layer(n).output for n in names] + [float_model.get_layer(n).input for n in pre_names],
+        [float_model.get_layer(n).output for n in names] + [float_model.get_layer(n).input for n in pre_targets],
     )
-    lows: dict = {n: [] for n in targets}
-    highs: dict = {n: [] for n in targets}
-    pre_lows: dict = {n: [] for n in pre_names}
-    pre_highs: dict = {n: [] for n in pre_names}
+    # the range variables, each group beside the values it quantizes in ``values`` below
+    groups = [targets[n] for n in names] + list(pre_targets.values()) + ([targets[None]] if None in targets else [])
+    lows: list[list[float]] = [[] for _ in groups]
+    highs: list[list[float]] = [[] for _ in groups]
     for batch in batches:
         batch = np.asarray(batch, np.float32)
-        outputs = probe(batch, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for name, out in zip(names, outputs):
-            out = np.asarray(out)
-            lows[name].append(out.min())
-            highs[name].append(out.max())
-        for name, layer_input in zip(pre_names, outputs[len(names) :]):
-            out = np.asarray(_pre_activation(float_model.get_layer(name), layer_input))
-            pre_lows[name].append(out.min())
-            pre_highs[name].append(out.max())
-        if None in targets:
-            lows[None].append(batch.min())
-            highs[None].append(batch.max())
+        probed = probe(batch, training=False)
+        probed = probed if isinstance(probed, (list, tuple)) else [probed]
+        pre_activations = [
+            _pre_activation(float_model.get_layer(n), x) for n, x in zip(pre_targets, probed[len(names) :])
+        ]
+        values = [*probed[: len(names)], *pre_activations, *([batch] if None in targets else [])]
+        for index, value in enumerate(values):
+            value = np.asarray(value)
+            lows[index].append(value.min())
+            highs[index].append(value.max())
     count = 0
-    for name, variables in pre_targets.items():
-        targets[("pre", name)] = variables
-        lows[("pre", name)], highs[("pre", name)] = pre_lows[name], pre_highs[name]
-    for name, variables in targets.items():
-        if not lows[name]:
+    for variables, group_lows, group_highs in zip(groups, lows, highs):
+        if not group_lows:
             continue
         if statistic == "batch_mean":
-            low, high = float(np.mean(lows[name])), float(np.mean(highs[name]))
+            low, high = float(np.mean(group_lows)), float(np.mean(group_highs))
         else:
-            low, high = float(np.min(lows[name])), float(np.max(highs[name]))
+            low, high = float(np.min(group_lows)), float(np.max(group_highs))
         low, high = min(low, 0.0), max(high, 0.0)
         for v in variables:
             v.assign(tf.fill(v.shape, low if v.name.split(":")[0].endswith("_min") else high))
