@@ -8,7 +8,8 @@ of the int8 peak convolution measured in the same run (:mod:`tflite.peak`). The 
 2. writes the float32 and int8 TFLite files at ``--size`` through the app's own export
    (:meth:`apps.superres.task.SuperResTask.export`: uint8 in and out, audited all-int8);
 3. times both with :func:`tflite.bench.benchmark` and puts the peak conv of the same dtype beside each
-   row (:func:`tflite.peak.add_peak`: ``peak_ratio`` is the share of the peak);
+   row (:func:`tflite.peak.add_peak`: ``peak_ratio`` is the share of the peak), both counting the float
+   graph's multiply-adds (the int8 file's space-to-depth first layer also multiplies zeros);
 4. runs the video ``predict`` path (decode + model + colour + encode) on ``--frames`` generated
    frames at ``--size`` with the int8 file: end-to-end and model-alone frames per second.
 
@@ -34,7 +35,7 @@ from machine import machine_info
 
 from apps.superres.config import PRESETS
 from apps.superres.task import SuperResTask
-from tflite.bench import benchmark
+from tflite.bench import benchmark, model_macs
 from tflite.peak import add_peak
 from vision_core.app import runs
 from vision_core.app.config import apply_overrides, load_yaml
@@ -87,8 +88,12 @@ def main(argv=None) -> int:
         work = Path(run_dir) if run_dir is not None else Path(tmp) / "run"
         written = task.export(model, config, work, ["float32", "int8"], saved_models=Path(tmp) / "saved_models")
         rows = {}
+        # the float32 graph's MACs are the model's work (int8 block convolutions multiply zeros too)
+        macs = model_macs(Path(written["float32"]).read_bytes())
         for form in ("int8", "float32"):
-            report = benchmark(written[form], threads=tuple(args.threads), warmup=args.warmup, runs=args.runs)
+            report = benchmark(
+                written[form], threads=tuple(args.threads), warmup=args.warmup, runs=args.runs, macs=macs
+            )
             rows[form] = add_peak(report)
         video = write_video(Path(tmp) / "clip.avi", args.frames, *args.size)
         runner = load_sr_runner(written["int8"], num_threads=max(args.threads))

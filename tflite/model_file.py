@@ -101,8 +101,18 @@ def with_metadata_buffer(data: bytes, name: str, content: bytes) -> bytes:
         model.buffers.append(schema.BufferT())
         model.metadata = [*(model.metadata or []), entry]
     model.buffers[entry.buffer].data = content
+    return pack_model(model, len(data) + len(content))
+
+
+def builtin_code(code: schema.OperatorCodeT) -> int:
+    """The builtin operator of an operator code (the larger of its current and deprecated fields)."""
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def pack_model(model: schema.ModelT, size_hint: int = 0) -> bytes:
+    """The flatbuffer of an object-API ``model`` (its buffers' data 16-byte aligned)."""
     model.buffers = [_AlignedBufferT(b.data, b.offset, b.size) for b in model.buffers]
-    builder = flatbuffers.Builder(len(data) + len(content) + 1024)
+    builder = flatbuffers.Builder(size_hint + 1024)
     builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
 
