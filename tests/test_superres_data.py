@@ -143,3 +143,13 @@ def test_the_busiest_of_several_patches_is_kept(tmp_path):
     batches = make_patch_dataset(data, patch_size=4, batch_size=8, patches_per_image=8, patch_candidates=40)
     for inputs, _targets in batches:
         assert np.all(inputs.numpy().max(axis=(1, 2, 3)) > inputs.numpy().min(axis=(1, 2, 3)))  # spot in every one
+
+
+def test_y_inputs_are_8_bit_levels_as_matlab_rgb2ycbcr_gives_them():
+    from vision_core.data.superres.pipeline import tf_model_pixels
+
+    rgb = np.array([[[10, 200, 30], [255, 255, 255], [0, 0, 0]]], np.uint8)
+    # Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255: 122.33, 235.0, 16.0
+    expected = np.array([[[122], [235], [16]]], np.float32) / 255
+    np.testing.assert_array_equal(to_model_pixels(rgb, "y"), expected)
+    np.testing.assert_allclose(tf_model_pixels(rgb, "y").numpy(), expected, atol=1e-7)

@@ -74,7 +74,7 @@ class Upscaler:
         if self.colour == "rgb":
             return _pixels(self._model(to_model_pixels(rgb, "rgb")) * np.float32(255.0))
         ycbcr = cv2.transform(rgb.astype(np.float32), RGB_TO_YCBCR_AFFINE)
-        y = self._model(ycbcr[..., :1] / np.float32(255.0))[..., 0] * np.float32(255.0)
+        y = self._model(np.round(ycbcr[..., :1]) / np.float32(255.0))[..., 0] * np.float32(255.0)
         chroma = cv2.resize(ycbcr[..., 1:], (y.shape[1], y.shape[0]), interpolation=cv2.INTER_CUBIC)
         merged = np.concatenate([np.clip(y, 0, 255)[..., None], chroma], -1)
         return _pixels(cv2.transform(merged, YCBCR_TO_RGB_AFFINE))

@@ -2,7 +2,8 @@
 
 Model inputs and targets are ``pixels / 255`` float32 of one of two colour modes:
 
-* ``"y"``: the BT.601 Y channel (``[..., 1]``, values in [16/255, 235/255]), the paper's setting;
+* ``"y"``: the BT.601 Y channel (``[..., 1]``, values in [16/255, 235/255]) rounded to 8-bit levels,
+  the paper's setting (MATLAB's ``rgb2ycbcr`` of uint8 images) and what a uint8 int8 model is fed;
 * ``"rgb"``: the three RGB channels.
 
 Training (:func:`make_patch_dataset`): each image gives ``patches_per_image`` random input patches of
@@ -37,12 +38,13 @@ def channels_of(colour: ColourMode) -> int:
 
 
 def to_model_pixels(rgb: np.ndarray, colour: ColourMode) -> np.ndarray:
-    """uint8 (or float 0..255) RGB ``[..., 3]`` -> the model's float32 ``[..., C]`` in ``pixels / 255`` (numpy)."""
+    """uint8 (or float 0..255) RGB ``[..., 3]`` -> the model's float32 ``[..., C]`` in ``pixels / 255`` (numpy;
+    Y rounded to 8-bit levels)."""
     rgb = np.asarray(rgb, np.float32)
     if channels_of(colour) == 3:
         return rgb / 255.0
     y = rgb @ (RGB_TO_YCBCR[:, 0] / 255.0).astype(np.float32) + np.float32(YCBCR_OFFSET[0])
-    return (y / 255.0)[..., None]
+    return (np.round(y) / np.float32(255.0))[..., None]
 
 
 def tf_model_pixels(rgb: tf.Tensor, colour: ColourMode) -> tf.Tensor:
@@ -51,7 +53,7 @@ def tf_model_pixels(rgb: tf.Tensor, colour: ColourMode) -> tf.Tensor:
     if channels_of(colour) == 3:
         return rgb / 255.0
     weights = tf.constant((RGB_TO_YCBCR[:, 0] / 255.0)[:, None], tf.float32)
-    return (tf.tensordot(rgb, weights, 1) + float(YCBCR_OFFSET[0])) / 255.0
+    return tf.round(tf.tensordot(rgb, weights, 1) + float(YCBCR_OFFSET[0])) / 255.0
 
 
 def _pairs_dataset(data: SRDataset, skip_bad: bool = False) -> tf.data.Dataset:
