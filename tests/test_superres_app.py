@@ -129,12 +129,9 @@ def test_a_tiny_run_ships_uint8_int8_and_is_scored_on_its_tflite(tiny_run):
         path = tiny_run / "exports" / name
         records = require_int8(path.read_bytes(), source=name)  # raises on any float op
         # the one-channel first conv runs on 2x2 blocks; the [0, 1] clip is the uint8 output's saturation
-        assert [r.op for r in records] == [
-            "QUANTIZE", "SPACE_TO_DEPTH", "CONV_2D", "DEPTH_TO_SPACE", "CONV_2D", "CONV_2D", "DEPTH_TO_SPACE", "QUANTIZE"
-        ]  # fmt: skip
-        assert {r.input_dtypes[0] for r in records if r.op.endswith("_TO_DEPTH") or r.op.startswith("DEPTH_")} == {
-            "int8"
-        }
+        first_conv = ["SPACE_TO_DEPTH", "CONV_2D", "DEPTH_TO_SPACE"]
+        assert [r.op for r in records] == ["QUANTIZE", *first_conv, "CONV_2D", "CONV_2D", "DEPTH_TO_SPACE", "QUANTIZE"]
+        assert {r.input_dtypes[0] for r in records if r.op in ("SPACE_TO_DEPTH", "DEPTH_TO_SPACE")} == {"int8"}
         model = TFLiteModel(path)
         assert model.input_dtype == np.uint8 and model.input_shape == (1, 16, 16, 1)
         assert model.inputs["image"]["quantization"] == pytest.approx((1 / 255, 0), abs=1e-5)
@@ -146,3 +143,20 @@ def test_a_tiny_run_ships_uint8_int8_and_is_scored_on_its_tflite(tiny_run):
     assert scored["psnr"] == pytest.approx(rows["superres_int8_qat.tflite"]["psnr"])
     assert scored["bicubic_psnr"] == pytest.approx(metrics["bicubic_psnr"])
     assert (tiny_run / "gallery_superres_int8_qat.tflite.png").is_file()
+
+
+@pytest.mark.slow
+def test_serving_bytes_feeds_a_y_model_the_8_bit_y_of_the_decoded_image(tiny_run, tmp_path):
+    from vision_core.data.superres.pipeline import to_model_pixels
+
+    assert run_cli("export", "--run", tiny_run, "--format", "saved_model", "--saved-models", tmp_path) == 0
+    (version,) = (tmp_path / "superres_tiny").iterdir()
+    served = tf.saved_model.load(str(version))
+    rgb = np.random.default_rng(4).integers(0, 256, (16, 16, 3), np.uint8)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    from_bytes = served.signatures["serving_bytes"](image_bytes=tf.constant([png.tobytes()]))
+    from_tensor = served.signatures["serving_default"](tf.constant(to_model_pixels(rgb, "y")[None]))
+    (name,) = from_bytes
+    assert from_bytes[name].shape == (1, 48, 48, 1)
+    np.testing.assert_allclose(from_bytes[name].numpy(), from_tensor[name].numpy(), atol=1e-6)

@@ -226,6 +226,15 @@ class SuperResTask(Task):
 
         return ModelInfo("super_resolution", name, [], mean=[MEAN], std=[STD], description=self.description)
 
+    def serving_preprocess(self, config: SuperResConfig, info):
+        """``serving_bytes`` decodes RGB and feeds the model what training fed it (the 8-bit BT.601 Y of a Y
+        model, :func:`vision_core.data.superres.pipeline.tf_model_pixels`)."""
+        from functools import partial
+
+        from vision_core.data.superres.pipeline import tf_model_pixels
+
+        return partial(tf_model_pixels, colour=config.model.colour), 3
+
     def inference(self, config: SuperResConfig):
         height, width = config.model.export_size
         return "apps.superres.models:shipped_model", {"height": height, "width": width}

@@ -104,7 +104,7 @@ def export_run(
         export_onnx_from_saved_model,
         export_onnx_from_tflite,
     )
-    from vision_core.export.saved_model import Normalization, export_saved_model
+    from vision_core.export.saved_model import export_saved_model
     from vision_core.export.serving_config import write_models_config
     from vision_core.export.tflite_export import export_tflite
 
@@ -128,8 +128,9 @@ def export_run(
         written["int8_qat"] = copy_atomic(qat_file, out_dir / f"{task.name}_int8_qat.tflite")
     if "saved_model" in forms or "onnx" in forms:
         log.info("exporting the SavedModel to %s", saved_models)
+        preprocess, decode_channels = task.serving_preprocess(config, info)
         written["saved_model"] = export_saved_model(
-            shipped, saved_models, name, preprocess=Normalization(info.mean, info.std)
+            shipped, saved_models, name, preprocess=preprocess, decode_channels=decode_channels
         )
         written["models_config"] = write_models_config(saved_models)
     if "onnx" in forms:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
@@ -175,6 +175,14 @@ class Task(abc.ABC):
     def model_info(self, config: Config, name: str) -> ModelInfo:
         """The :class:`tflite.metadata.ModelInfo` every TFLite export of the task carries (labels, normalisation)."""
         raise NotSupported(f"task {self.name!r} does not describe its exports (model_info)")
+
+    def serving_preprocess(self, config: Config, info: ModelInfo) -> tuple[Callable, int | None]:
+        """``(pixels -> model input, channels to decode)`` of the SavedModel's ``serving_bytes`` signature
+        (:func:`vision_core.export.saved_model.export_saved_model`); default: the metadata's normalisation of
+        images decoded to the model's own channels."""
+        from vision_core.export.saved_model import Normalization
+
+        return Normalization(info.mean, info.std), None
 
     def inference(self, config: Config) -> tuple[str, dict[str, Any]] | None:
         """``(module:function, options)`` turning the trained model into the shipped one, or None to ship it as is.

@@ -82,6 +82,7 @@ def export_saved_model(
     *,
     preprocess: Callable = MINUS_ONE_TO_ONE,
     postprocess: Callable[[dict], dict] | None = None,
+    decode_channels: int | None = None,
 ) -> Path:
     """Write ``model`` as the next version of ``<root>/<model_name>/``; returns the version folder.
 
@@ -91,7 +92,10 @@ def export_saved_model(
     training (default: ``MINUS_ONE_TO_ONE``). ``postprocess`` maps the model's output
     dict ``{name: tensor}`` to the served output dict in both signatures (e.g. box
     decoding and NMS); it must be built from TF ops and constants only, since nothing
-    it holds is tracked as a variable. Afterwards, refresh ``models.config`` with
+    it holds is tracked as a variable. ``decode_channels``: the channels images are
+    decoded to (default the model's); ``preprocess`` then maps them to the model's
+    (e.g. RGB to the BT.601 Y of a one-channel super-resolution model). Afterwards,
+    refresh ``models.config`` with
     :func:`vision_core.export.serving_config.write_models_config`.
     """
     if not is_keras3():
@@ -99,15 +103,16 @@ def export_saved_model(
     model_name = check_model_name(model_name or model.name)
     spec = input_spec(model, batch_size=None)
     height, width, channels = spec.shape[1:]
-    if channels not in (1, 3):
-        raise ValueError(f"{model.name}: serving_bytes decodes 1- or 3-channel images, the model takes {channels}")
+    decode_channels = decode_channels or channels
+    if decode_channels not in (1, 3):
+        raise ValueError(f"{model.name}: serving_bytes decodes 1- or 3-channel images, not {decode_channels}")
 
     def serve(image):
         outputs = output_dict(model, model(image, training=False))
         return postprocess(outputs) if postprocess else outputs
 
     def serve_bytes(image_bytes):
-        return serve(preprocess(decode_and_resize(image_bytes, (height, width), channels)))
+        return serve(preprocess(decode_and_resize(image_bytes, (height, width), decode_channels)))
 
     model_dir = Path(root) / model_name
     new_model_dir = not model_dir.exists()
