@@ -160,3 +160,27 @@ def test_serving_bytes_feeds_a_y_model_the_8_bit_y_of_the_decoded_image(tiny_run
     (name,) = from_bytes
     assert from_bytes[name].shape == (1, 48, 48, 1)
     np.testing.assert_allclose(from_bytes[name].numpy(), from_tensor[name].numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_serving_any_size_exports_an_onnx_and_savedmodel_that_take_every_size(tiny_run, tmp_path):
+    from vision_core.app.runs import load_model, run_config, weights_path
+    from vision_core.superres.runners import ONNXSRRunner
+
+    argv = ["export", "--run", tiny_run, "--format", "onnx", "--saved-models", tmp_path, "--serving-any-size"]
+    assert run_cli(*argv) == 0
+    runner = ONNXSRRunner(tiny_run / "exports" / "superres.onnx")
+    assert runner.size == (None, None)
+    (version,) = (tmp_path / "superres_tiny").iterdir()
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    task = SuperResTask()
+    trained = load_model(task, run_config(task, tiny_run), weights_path(tiny_run))
+    model = shipped_model(trained, None, None)
+    rng = np.random.default_rng(5)
+    for height, width in ((16, 16), (20, 12), (9, 31)):
+        image = rng.uniform(0.1, 0.9, (height, width, 1)).astype(np.float32)
+        expected = np.asarray(model(image[None]))[0]
+        assert expected.shape == (3 * height, 3 * width, 1)
+        np.testing.assert_allclose(runner(image), expected, atol=1e-5)
+        (output,) = served(tf.constant(image[None])).values()
+        np.testing.assert_allclose(output.numpy()[0], expected, atol=1e-5)

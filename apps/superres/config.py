@@ -45,6 +45,11 @@ class ModelConfig:
         "input (height, width) of the exported models (640x360 -> 1920x1080 at x3); the TFLite files "
         "run at any size (the input is resized), ONNX at other sizes in tiles",
     )
+    serving_any_size: bool = setting(
+        False,
+        "the SavedModel and ONNX exports take any input size (TFLite files stay at export_size, where "
+        "on-device runtimes plan their memory, and are resized at run time)",
+    )
 
     def check(self) -> Iterator[tuple[str, str]]:
         if self.scale < 2:

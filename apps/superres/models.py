@@ -60,17 +60,17 @@ def build_espcn(
     return keras.Model(inputs, outputs, name=name or f"espcn_x{scale}")
 
 
-def at_input_size(model, height: int, width: int):
-    """``model`` (either Keras flavour) called on a fixed ``(height, width)`` input: the same weights, a
-    fixed-size graph for export."""
+def at_input_size(model, height: int | None, width: int | None):
+    """``model`` (either Keras flavour) called on a fixed ``(height, width)`` input (None: any size): the same
+    weights, a batch-1 graph for export."""
     channels = model.inputs[0].shape[-1]
     inputs = keras.Input((height, width, channels), batch_size=1, name="lr_image")
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
-def shipped_model(model, height: int, width: int):
-    """The exported form: ``model`` at a fixed input size with its output clipped to [0, 1] (a uint8 output
-    is then the pixels themselves)."""
+def shipped_model(model, height: int | None, width: int | None):
+    """The exported form: ``model`` at a fixed input size (None: any) with its output clipped to [0, 1] (a
+    uint8 output is then the pixels themselves)."""
     fixed = at_input_size(model, height, width)
     clipped = keras.layers.ReLU(max_value=1.0, name=OUTPUT_NAME)(fixed.outputs[0])
     return keras.Model(fixed.inputs, clipped, name=model.name)

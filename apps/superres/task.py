@@ -239,6 +239,14 @@ class SuperResTask(Task):
         height, width = config.model.export_size
         return "apps.superres.models:shipped_model", {"height": height, "width": width}
 
+    def serving_model(self, model, config: SuperResConfig):
+        """The shipped model at any input size when ``model.serving_any_size``, else at ``model.export_size``."""
+        if not config.model.serving_any_size:
+            return super().serving_model(model, config)
+        from apps.superres.models import shipped_model
+
+        return shipped_model(model, None, None)
+
     def qat_builder(self, config: SuperResConfig):
         return "apps.superres.models:build_espcn", self.model_kwargs(config)
 

@@ -129,15 +129,21 @@ def export_run(
     if "saved_model" in forms or "onnx" in forms:
         log.info("exporting the SavedModel to %s", saved_models)
         preprocess, decode_channels = task.serving_preprocess(config, info)
+        serving = task.serving_model(model, config)
         written["saved_model"] = export_saved_model(
-            shipped, saved_models, name, preprocess=preprocess, decode_channels=decode_channels
+            serving,
+            saved_models,
+            name,
+            preprocess=preprocess,
+            decode_channels=decode_channels,
+            any_size=None in tuple(serving.inputs[0].shape[1:3]),
         )
         written["models_config"] = write_models_config(saved_models)
     if "onnx" in forms:
         log.info("exporting ONNX (from the SavedModel and from the int8 TFLite file)")
         probe = calibration[0][:1]
         written["onnx"] = export_onnx_from_saved_model(written["saved_model"], out_dir / f"{task.name}.onnx")
-        reference = {k: np.asarray(v) for k, v in _outputs(shipped, probe).items()}
+        reference = {k: np.asarray(v) for k, v in _outputs(serving, probe).items()}
         check_onnx(written["onnx"], reference, probe, atol=FLOAT_ONNX_ATOL, only=task.float_onnx_outputs)
         int8 = written.get("int8_qat", written["int8"])
         written["int8_onnx"] = export_onnx_from_tflite(int8, out_dir / f"{task.name}_int8.onnx")

@@ -199,6 +199,11 @@ class Task(abc.ABC):
         function = self.inference(config)
         return model if function is None else imported(function[0])(model, **function[1])
 
+    def serving_model(self, model: keras.Model, config: Config) -> keras.Model:
+        """The model the SavedModel and ONNX exports are made from; default the shipped model
+        (:meth:`inference_model`). One whose input height and width are None serves any size."""
+        return self.inference_model(model, config)
+
     def qat_builder(self, config: Config) -> tuple[str, dict[str, Any]]:
         """``(module:function, kwargs)`` building the float model, for the QAT child (tf_keras flavour)."""
         raise NotSupported(f"task {self.name!r} does not implement qat (no qat_builder)")

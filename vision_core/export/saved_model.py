@@ -60,8 +60,9 @@ class Normalization:
 MINUS_ONE_TO_ONE = Normalization(mean=127.5, std=127.5)
 
 
-def decode_and_resize(image_bytes: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
-    """Encoded images ``string[N]`` -> float32 pixels ``[N, H, W, channels]`` in 0..255 (see module docstring)."""
+def decode_and_resize(image_bytes: tf.Tensor, size: tuple[int | None, int | None], channels: int) -> tf.Tensor:
+    """Encoded images ``string[N]`` -> float32 pixels ``[N, H, W, channels]`` in 0..255 (see module docstring);
+    ``size`` ``(None, None)``: each image at its own size, which all images must share."""
 
     def decode_one(data):
         image = tf.cond(
@@ -70,6 +71,8 @@ def decode_and_resize(image_bytes: tf.Tensor, size: tuple[int, int], channels: i
             lambda: tf.io.decode_image(data, channels=channels, expand_animations=False),
         )
         image.set_shape((None, None, channels))
+        if None in size:
+            return tf.cast(image, tf.float32)
         return tf.image.resize(image, size, method="bilinear")
 
     return tf.map_fn(decode_one, image_bytes, fn_output_signature=tf.TensorSpec((*size, channels), tf.float32))
@@ -83,10 +86,13 @@ def export_saved_model(
     preprocess: Callable = MINUS_ONE_TO_ONE,
     postprocess: Callable[[dict], dict] | None = None,
     decode_channels: int | None = None,
+    any_size: bool = False,
 ) -> Path:
     """Write ``model`` as the next version of ``<root>/<model_name>/``; returns the version folder.
 
-    ``model``: a Keras 3 model with one fixed-size image input ``(H, W, C)``, C = 1 or 3.
+    ``model``: a Keras 3 model with one fixed-size image input ``(H, W, C)``, C = 1 or 3; with
+    ``any_size`` H and W may be None: ``serving_default`` then takes any size and ``serving_bytes``
+    feeds the images at their own size (one size per request).
     ``model_name`` defaults to ``model.name``. ``preprocess`` maps decoded float32 pixels
     ``[N, H, W, C]`` (0..255) to the model's input in ``serving_bytes``; it must match
     training (default: ``MINUS_ONE_TO_ONE``). ``postprocess`` maps the model's output
@@ -101,7 +107,7 @@ def export_saved_model(
     if not is_keras3():
         raise RuntimeError("SavedModel export for serving runs in the keras3 flavour")
     model_name = check_model_name(model_name or model.name)
-    spec = input_spec(model, batch_size=None)
+    spec = input_spec(model, batch_size=None, any_size=any_size)
     height, width, channels = spec.shape[1:]
     decode_channels = decode_channels or channels
     if decode_channels not in (1, 3):

@@ -33,9 +33,11 @@ def output_dict(model, outputs) -> dict:
     return {model.output_names[0]: outputs}
 
 
-def input_spec(model, batch_size: int | None = 1) -> tf.TensorSpec:
+def input_spec(model, batch_size: int | None = 1, any_size: bool = False) -> tf.TensorSpec:
+    """The input signature of an export; ``any_size``: height and width may be None (a fully
+    convolutional model), the channels never."""
     shape = tuple(model.inputs[0].shape[1:])
-    if any(d is None for d in shape):
+    if any(d is None for d in (shape[-1:] if any_size else shape)):
         raise ValueError(f"{model.name}: export needs a fixed input size, got {shape}")
     return tf.TensorSpec((batch_size, *shape), tf.float32, name=INPUT_NAME)
 
