@@ -35,6 +35,7 @@ from machine import machine_info
 
 from apps.superres.config import PRESETS
 from apps.superres.task import SuperResTask
+from tflite.audit import audit_ops
 from tflite.bench import benchmark, model_macs
 from tflite.peak import add_peak
 from vision_core.app import runs
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
                 written[form], threads=tuple(args.threads), warmup=args.warmup, runs=args.runs, macs=macs
             )
             rows[form] = add_peak(report)
+        int8_ops = [record.op for record in audit_ops(Path(written["int8"]).read_bytes())]
         video = write_video(Path(tmp) / "clip.avi", args.frames, *args.size)
         runner = load_sr_runner(written["int8"], num_threads=max(args.threads))
         predicted = predict_sources(runner, [video], Path(tmp) / "predict", config.model.colour)
@@ -105,6 +107,7 @@ def main(argv=None) -> int:
         "output_size": [args.size[0] * config.model.scale, args.size[1] * config.model.scale],
         "machine": start_info,
         "load_average_end": machine_info()["load_average"],
+        "int8_ops": int8_ops,
         "tflite": rows,
         "int8_share_of_peak": target["peak_ratio"],
         "int8_fps": target["fps"],
