@@ -113,6 +113,7 @@ ESPCN_QAT = QATConfig(
     fine_tune_batch=16,
     fine_tune_images=1024,
     fine_tune_target="task",
+    weight_rounding="gptq",
     calibration_images=32,
 )
 

@@ -429,6 +429,12 @@ class QATConfig:
         True, "batch norms keep the float statistics, scale and offset in the QAT fine-tune"
     )
     calibration_images: int = setting(64, "images that calibrate int8 activation ranges (QAT and post-training)")
+    weight_rounding: Literal["nearest", "gptq"] = setting(
+        "nearest",
+        "int8 weights of the post-training export and the QAT fine-tune's start: each rounded to its nearest "
+        "step, or GPTQ (layer by layer, rounding errors compensated through the calibration images' "
+        "input statistics; slower, for models whose outputs are images)",
+    )
     calibration_ranges: Literal["batch_mean", "min_max"] = setting(
         "batch_mean", "QAT activation ranges: mean of the calibration batches' min/max, or min/max over all"
     )

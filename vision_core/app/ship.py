@@ -115,13 +115,20 @@ def export_run(
     info = task.model_info(config, name)
     shipped = task.inference_model(model, config)
     calibration = calibration_batches(task, config) if {"int8", "int16x8", "onnx"} & set(forms) else None
+    integer_forms = [form for form in ("int8", "int16x8") if form in forms or (form == "int8" and "onnx" in forms)]
+    integer_model = task.inference_model(rounded_weights(model, config, calibration), config) if integer_forms else None
     written: dict[str, Path] = {}
     for form in TFLITE_FORMS:
         if form in forms or (form == "int8" and "onnx" in forms):
             log.info("exporting %s TFLite", form)
-            data = calibration if form in ("int8", "int16x8") else None
+            integer = form in integer_forms
             written[form] = export_tflite(
-                shipped, out_dir / f"{task.name}_{form}.tflite", form, data, info=info, **task.tflite_options
+                integer_model if integer else shipped,
+                out_dir / f"{task.name}_{form}.tflite",
+                form,
+                calibration if integer else None,
+                info=info,
+                **task.tflite_options,
             )
     qat_file = run_dir / QAT_DIR / QAT_FILE
     if "int8" in written and qat_file.is_file():
@@ -150,6 +157,20 @@ def export_run(
         if task.int8_onnx_min_cosine is not None:
             check_onnx(written["int8_onnx"], TFLiteModel(int8)(probe), probe, min_cosine=task.int8_onnx_min_cosine)
     return written
+
+
+def rounded_weights(model: keras.Model, config: Config, calibration: list[np.ndarray]) -> keras.Model:
+    """``model``, or with ``qat.weight_rounding: gptq`` a copy whose kernels are GPTQ-rounded on the
+    calibration images (:func:`vision_core.quant.gptq.gptq_rounded`)."""
+    if config.qat.weight_rounding != "gptq":
+        return model
+    from vision_core.quant.gptq import gptq_rounded
+
+    rounded, report = gptq_rounded(model, calibration)
+    for layer, errors in report.items():
+        share = errors["gptq"] / max(errors["nearest"], 1e-30)
+        log.info("GPTQ %s: output error %.3g of nearest rounding's", layer, share)
+    return rounded
 
 
 def _outputs(model: keras.Model, batch: np.ndarray) -> dict[str, Any]:
@@ -240,8 +261,10 @@ def run_qat(task: Task, model: keras.Model, config: Config, run_dir: str | Path)
     )
     qat_dir = run_dir / QAT_DIR
     images = max(1, min(settings.fine_tune_images, settings.steps * settings.fine_tune_batch))
-    data = {"calibration": np.concatenate(calibration_batches(task, config)), **task.qat_data(config, images)}
-    spec_path = spec.write(qat_dir, weights_by_path(model), data)
+    calibration = calibration_batches(task, config)
+    data = {"calibration": np.concatenate(calibration), **task.qat_data(config, images)}
+    start = rounded_weights(model, config, calibration)
+    spec_path = spec.write(qat_dir, weights_by_path(start), data)
     log.info(
         "QAT: %d steps of batch %d (%s) in a tf_keras process (%s)",
         settings.steps,
