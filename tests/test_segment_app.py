@@ -16,6 +16,7 @@ from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from vision_core.app.cli import main
 from vision_core.data.segmentation import DEMO_CLASSES
+from vision_core.data.video import VideoFrames
 
 
 def run_cli(*argv) -> int:
@@ -93,12 +94,45 @@ def test_eval_of_the_int8_file_and_predict_on_an_image_folder(tiny_run, tmp_path
     assert run_cli("predict", "--run", run, "--model", model, images, "--out", tmp_path / "out") == 0
     assert json.loads(capsys.readouterr().out)["images"] == 2
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
-    assert predictions["counts"] == {"images": 2, "skipped": 1}
+    assert predictions["counts"] == {"images": 2, "videos": 0, "frames": 0, "skipped": 1}
     wide = next(r for r in predictions["results"] if r["file"].endswith("wide.png"))
     assert sum(wide["pixels"].values()) == 40 * 90 and list(wide["pixels"]) == list(DEMO_CLASSES)
     mask = np.asarray(Image.open(tmp_path / "out" / wide["mask"]))
     assert mask.shape == (40, 90) and mask.max() < len(DEMO_CLASSES)
     assert [int((mask == i).sum()) for i in range(len(DEMO_CLASSES))] == list(wide["pixels"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("segment_app")
+def test_predict_cli_on_a_folder_with_a_video_writes_its_overlay_video_and_counts_each_frame(tiny_run, tmp_path):
+    run, val = tiny_run["run"], tiny_run["root"] / "demo" / "64px" / "val" / "images"
+    model = run / "exports" / "segment_int8_qat.tflite"
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 8.0, (64, 64))
+    for index in range(5):
+        writer.write(cv2.imread(str(val / f"{index:05d}.png")))
+    writer.release()
+    with VideoFrames(clip) as video:
+        frames = [frame for _, frame in video]
+    assert len(frames) == 5  # PNG is lossless: the frame as the video path sees it
+    cv2.imwrite(str(tmp_path / "in" / "frame3.png"), cv2.cvtColor(frames[3], cv2.COLOR_RGB2BGR))
+    assert run_cli("predict", "--run", run, "--model", model, tmp_path / "in", "--out", tmp_path / "out") == 0
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert predictions["counts"] == {"images": 1, "videos": 1, "frames": 5, "skipped": 0}
+    video = [r for r in predictions["results"] if r["file"] == str(clip)]
+    assert [r["frame"] for r in video] == [0, 1, 2, 3, 4] and {r["overlay"] for r in video} == {"clip.mp4"}
+    assert all(sum(r["pixels"].values()) == 64 * 64 for r in video)
+    (image,) = [r for r in predictions["results"] if r["file"].endswith("frame3.png")]
+    assert video[3]["pixels"] == image["pixels"]
+    with VideoFrames(tmp_path / "out" / "clip.mp4") as overlays:
+        assert overlays.fps == 8.0 and [frame.shape for _, frame in overlays] == [(64, 64, 3)] * 5
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "clip.mp4",
+        "frame3.jpg",
+        "frame3_mask.png",
+        "predictions.json",
+    ]
 
 
 def test_data_check_exits_1_naming_the_bad_pair_and_train_stops_before_a_run_folder(tmp_path, capsys):

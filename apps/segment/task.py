@@ -199,10 +199,11 @@ class SegmentTask(Task):
         return written
 
     def predict(self, model, sources: list[str], config: SegmentConfig, out_dir: Path) -> dict[str, Any]:
-        """Overlays, index PNGs and per-class pixel counts (``predictions.json``) of image files and folders."""
-        from vision_core.segmentation.predict import RESULTS_FILE, predict_images
+        """Overlays (videos: an overlay video), index PNGs and per-class pixel counts (``predictions.json``, per
+        image and per video frame) of image and video files and folders."""
+        from vision_core.segmentation.predict import RESULTS_FILE, predict_sources
 
-        counts = predict_images(
+        counts = predict_sources(
             self.runner(model),
             sources,
             out_dir,
