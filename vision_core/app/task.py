@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
@@ -190,6 +190,13 @@ class Task(abc.ABC):
 
         function = self.inference(config)
         return model if function is None else imported(function[0])(model, **function[1])
+
+    def serving_postprocess(self, config: Config) -> Callable[[dict], dict] | None:
+        """What the SavedModel's signatures (``serving_default``, ``serving_bytes``) serve beyond the shipped model's
+        outputs: a function of its output dict ``{name: tensor}`` returning the served dict, built from TF ops and
+        constants only (segmentation adds the arg-max ``class_map``); default None, the outputs as they are.
+        The float ONNX file, converted from ``serving_default``, carries the same outputs."""
+        return None
 
     def qat_builder(self, config: Config) -> tuple[str, dict[str, Any]]:
         """``(module:function, kwargs)`` building the float model, for the QAT child (tf_keras flavour)."""
