@@ -38,7 +38,7 @@ class VideoFrames:
     ``fps``: the container's frame rate (:data:`DEFAULT_FPS` when it has none); ``frame_count``: the
     container's frame count, or None when unknown. ``stride``: yield every n-th frame (``index`` still
     counts every decoded frame). ``progress``: a tqdm bar of decoded frames with the achieved frames per
-    second. Use it as a context manager (or call :meth:`close`) to release the file.
+    second. Iterate once; use it as a context manager (or call :meth:`close`) to release the file.
     """
 
     def __init__(self, path: str | os.PathLike, *, stride: int = 1, progress: bool = False):
