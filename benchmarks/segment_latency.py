@@ -23,7 +23,9 @@ Per model, dtype and thread count the three files are timed in turn, run by run
 fixed random input each, so drift hits all alike): p50 and p90 ms. From the p50s: the head's share of
 the time ``(segmenter - backbone) / segmenter`` (the head: everything after ``C2..C5``), the part of it
 the resize to the input and the softmax take, ``(segmenter - logits) / segmenter``, the head's share of
-the MACs, and int8's speed-up ``float32 / int8`` of the segmenter and of the backbone.
+the MACs, and int8's speed-up ``float32 / int8`` of the segmenter and of the backbone. With
+``--op-breakdown``, each segmenter's ops are also timed one by one on 1 thread and summed by kind
+(:func:`edge_latency.where_time_goes`), which names the ops behind the shares.
 
 Weights are random (nothing is downloaded); the latency of these ops does not depend on them. Machine
 info (CPU model, int8 dot-product flags, load average before and after, versions, git state) goes in
@@ -31,6 +33,7 @@ the JSON; on a shared CPU every number is an upper bound.
 
     python benchmarks/segment_latency.py [--models ffnet_mobile_mobilenet_v2,ffnet_mobile_resnet18]
         [--size 512] [--num-classes 19] [--threads 1,2] [--runs 20] [--warmup 3] [--calibration 4]
+        [--op-breakdown]
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edge_latency import interleaved
+from edge_latency import interleaved, where_time_goes
 from machine import machine_info
 from tqdm import tqdm
 
@@ -178,6 +181,7 @@ def measure(
     warmup: int,
     runs: int,
     calibration_count: int,
+    op_breakdown: bool = False,
 ) -> dict:
     """Convert every file first (each backbone once), then time each model's parts; the JSON result."""
     start = time.perf_counter()
@@ -214,6 +218,10 @@ def measure(
         }
         report[name]["latency"] = latency
         report[name]["summary"] = summarize(report[name]["files"], latency)
+        if op_breakdown:
+            report[name]["op_breakdown_1_thread"] = {
+                dtype: where_time_goes(files[name, "segmenter", dtype], warmup, runs) for dtype in DTYPES
+            }
     return {
         "machine": machine,
         "load_average_end": list(os.getloadavg()),
@@ -230,6 +238,7 @@ def measure(
             "warmup": warmup,
             "runs": runs,
             "calibration_images": calibration_count,
+            "op_breakdown": op_breakdown,
             "batch": 1,
             "int8_io_dtype": "uint8",
         },
@@ -259,6 +268,16 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def breakdown_table(result: dict, kinds: int = 4) -> str:
+    """The ``--op-breakdown`` of each segmenter as a Markdown table: the ``kinds`` op kinds taking most time."""
+    lines = ["| model | dtype | whole p50 ms (1 thread) | op kinds taking most time (ms alone) |", "|---|---|---|---|"]
+    for name, model in result["models"].items():
+        for dtype, breakdown in model.get("op_breakdown_1_thread", {}).items():
+            top = ", ".join(f"{k['kind']} x{k['ops']} {k['ms']:.1f}" for k in breakdown["by_kind"][:kinds])
+            lines.append(f"| {name} | {dtype} | {breakdown['whole_model_p50_ms']:.1f} | {top} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -280,6 +299,11 @@ def main() -> int:
     )
     parser.add_argument("--calibration", type=int, default=4, help="demo scenes used to calibrate int8 (default: 4)")
     parser.add_argument(
+        "--op-breakdown",
+        action="store_true",
+        help="also time each segmenter's ops one by one on 1 thread, summed by op kind (default: off)",
+    )
+    parser.add_argument(
         "--out",
         default="benchmarks/results/segment_latency.json",
         help="JSON output file (default: benchmarks/results/segment_latency.json)",
@@ -291,7 +315,8 @@ def main() -> int:
     if args.table:
         if not Path(args.out).is_file():
             parser.error(f"{args.out}: no results to show")
-        print(table(json.loads(Path(args.out).read_text())))
+        result = json.loads(Path(args.out).read_text())
+        print(table(result) + ("\n\n" + breakdown_table(result) if result["settings"]["op_breakdown"] else ""))
         return 0
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in models if m not in MODELS]
@@ -302,9 +327,11 @@ def main() -> int:
         parser.error("need --runs >= 1, --warmup >= 0, --calibration >= 1, --num-classes >= 2, threads >= 1")
     if args.size < 32 or args.size % 32:
         parser.error(f"--size must be a positive multiple of 32 (the backbones' C5 stride), got {args.size}")
-    result = measure(models, args.size, args.num_classes, threads, args.warmup, args.runs, args.calibration)
+    result = measure(
+        models, args.size, args.num_classes, threads, args.warmup, args.runs, args.calibration, args.op_breakdown
+    )
     write_atomic(args.out, json.dumps(result, indent=2).encode())
-    print(table(result), flush=True)
+    print(table(result) + ("\n\n" + breakdown_table(result) if args.op_breakdown else ""), flush=True)
     return 0
 
 

@@ -89,7 +89,14 @@ def test_summary_shares_and_speedups_follow_from_the_p50s(segment_latency):
 @pytest.mark.slow
 def test_tiny_run_converts_audits_and_times_every_file(segment_latency):
     result = segment_latency.measure(
-        ("lraspp_mobilenet_v2",), size=64, num_classes=3, threads=(1,), warmup=0, runs=2, calibration_count=1
+        ("lraspp_mobilenet_v2",),
+        size=64,
+        num_classes=3,
+        threads=(1,),
+        warmup=0,
+        runs=2,
+        calibration_count=1,
+        op_breakdown=True,
     )
     model = result["models"]["lraspp_mobilenet_v2"]
     assert sorted(model["files"]) == [
@@ -114,4 +121,8 @@ def test_tiny_run_converts_audits_and_times_every_file(segment_latency):
     assert summary["int8_speedup_segmenter"] == pytest.approx(
         latency["float32"]["segmenter"]["p50_ms"] / latency["int8"]["segmenter"]["p50_ms"]
     )
+    for dtype, breakdown in model["op_breakdown_1_thread"].items():
+        timed = {kind["kind"].split()[0]: kind["ops"] for kind in breakdown["by_kind"]}
+        assert timed["SOFTMAX"] == 1 and timed["RESIZE_BILINEAR"] == 2, dtype  # LR-ASPP's upsampling, then the input's
+    assert "SOFTMAX" in segment_latency.breakdown_table(result)
     assert result["settings"]["input_size"] == 64 and result["machine"]["logical_cpus"] >= 1
