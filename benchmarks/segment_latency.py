@@ -203,7 +203,7 @@ def measure(
                 data, params = convert_segmenter(fields, num_classes, dtype, calibration)
             else:
                 data, params = convert_part(fields, num_classes, part, dtype, calibration)
-            info = {**describe_file(data, params, f"{name} {part} ({dtype})")}
+            info = describe_file(data, params, f"{name} {part} ({dtype})")
             info["convert_seconds"] = round(time.perf_counter() - began, 1)
             if part == "backbone":
                 backbones[fields["backbone"], dtype] = data, info
