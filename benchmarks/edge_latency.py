@@ -112,7 +112,7 @@ def convert_models(calibration_images: int) -> tuple[dict[str, bytes], dict]:
 
 
 def interleaved(models: dict[str, bytes], threads: tuple[int, ...], warmup: int, runs: int) -> list[dict]:
-    """Per thread count, each model's p50/p90 ms from runs taken in turn (A, B, A, B, ...).
+    """Per thread count, each model's p50/p90 ms from runs taken in turn (A, B, A, B, ... or A, B, C, ...).
 
     ``ratio_of_p50`` is first model / second model; ``paired_ratio`` the median of that
     ratio over the run pairs. ``load_average`` is taken before the thread count's runs.
@@ -128,7 +128,7 @@ def interleaved(models: dict[str, bytes], threads: tuple[int, ...], warmup: int,
         for i in tqdm(range(runs), desc=f"{' vs '.join(models)} x{count}", file=sys.stderr, leave=False):
             for name, runner in runners.items():
                 times[name][i] = latencies_ms(runner, inputs[name], 1)[0]
-        first, second = times.values()
+        first, second = list(times.values())[:2]
         rows.append(
             {
                 "threads": count,

@@ -35,6 +35,7 @@ class SegmentTask(Task):
     presets = PRESETS
     headline_metric = "mIoU"
     headline_mode = "max"
+    float_onnx_outputs = ("masks",)  # the served class_map is its arg-max: an int, held equal by the masks
 
     def __init__(self):
         self._splits: dict[tuple, Any] = {}
@@ -199,10 +200,11 @@ class SegmentTask(Task):
         return written
 
     def predict(self, model, sources: list[str], config: SegmentConfig, out_dir: Path) -> dict[str, Any]:
-        """Overlays, index PNGs and per-class pixel counts (``predictions.json``) of image files and folders."""
-        from vision_core.segmentation.predict import RESULTS_FILE, predict_images
+        """Overlays (videos: an overlay video), index PNGs and per-class pixel counts (``predictions.json``, per
+        image and per video frame) of image and video files and folders."""
+        from vision_core.segmentation.predict import RESULTS_FILE, predict_sources
 
-        counts = predict_images(
+        counts = predict_sources(
             self.runner(model),
             sources,
             out_dir,
@@ -231,8 +233,19 @@ class SegmentTask(Task):
     def inference(self, config: SegmentConfig):
         return "apps.segment.models:with_probabilities", {}
 
+    def serving_postprocess(self, config: SegmentConfig):
+        """Both SavedModel signatures serve ``class_map`` (int32 [N, H, W], the arg-max) beside ``masks``."""
+        return with_class_map
+
     def qat_builder(self, config: SegmentConfig):
         return "apps.segment.models:build_segmenter", self.model_kwargs(config)
 
     def qat_loss(self, config: SegmentConfig):
         return "apps.segment.losses:qat_cross_entropy", {"ignore_index": config.dataset.ignore_index}
+
+
+def with_class_map(outputs: dict) -> dict:
+    """The segmenter's outputs plus ``class_map``: int32 [N, H, W], the arg-max of ``masks`` [N, H, W, K]."""
+    from vision_core.backend import tf
+
+    return {**outputs, "class_map": tf.argmax(outputs["masks"], axis=-1, output_type=tf.int32)}

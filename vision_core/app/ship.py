@@ -15,7 +15,8 @@ int8           ``<task>_int8.tflite`` (post-training, uint8 input, audited all-i
                after ``qat``, ``<task>_int8_qat.tflite``
 int16x8        ``<task>_int16x8.tflite`` (int16 activations, int8 weights)
 saved_model    the next version of ``<saved-models>/<task>_<run>/`` (``serving_default`` on
-               model inputs, ``serving_bytes`` on encoded images) and ``models.config``
+               model inputs, ``serving_bytes`` on encoded images, both serving the outputs of
+               ``Task.serving_postprocess``) and ``models.config``
 onnx           ``<task>.onnx`` from the SavedModel (checked against Keras) and
                ``<task>_int8.onnx`` from the int8 TFLite file, QAT when there is one (checked
                against it to ``Task.int8_onnx_min_cosine``)
@@ -26,7 +27,8 @@ task's metadata (:meth:`Task.model_info`). Then :func:`score_forms` scores the f
 model and every written file with the task's evaluator and writes ``exports/forms.json``.
 
 What a task adds (see :class:`vision_core.app.task.Task`): ``inference`` (the shipped
-model, e.g. detection's post-process op), ``model_info``, ``representative_data``,
+model, e.g. detection's post-process op), ``serving_postprocess`` (extra SavedModel outputs,
+e.g. segmentation's class map), ``model_info``, ``representative_data``,
 ``qat_builder``, ``qat_loss``, ``qat_data`` and ``tflite_options``.
 """
 
@@ -114,6 +116,7 @@ def export_run(
     name = export_name(task, run_dir)
     info = task.model_info(config, name)
     shipped = task.inference_model(model, config)
+    served = task.serving_postprocess(config)
     calibration = calibration_batches(task, config) if {"int8", "int16x8", "onnx"} & set(forms) else None
     integer_forms = [form for form in ("int8", "int16x8") if form in forms or (form == "int8" and "onnx" in forms)]
     integer_model = task.inference_model(rounded_weights(model, config, calibration), config) if integer_forms else None
@@ -142,6 +145,7 @@ def export_run(
             saved_models,
             name,
             preprocess=preprocess,
+            postprocess=served,
             decode_channels=decode_channels,
             any_size=None in tuple(serving.inputs[0].shape[1:3]),
         )
@@ -150,7 +154,8 @@ def export_run(
         log.info("exporting ONNX (from the SavedModel and from the int8 TFLite file)")
         probe = calibration[0][:1]
         written["onnx"] = export_onnx_from_saved_model(written["saved_model"], out_dir / f"{task.name}.onnx")
-        reference = {k: np.asarray(v) for k, v in _outputs(serving, probe).items()}
+        reference = _outputs(serving, probe)
+        reference = {k: np.asarray(v) for k, v in (served(reference) if served else reference).items()}
         check_onnx(written["onnx"], reference, probe, atol=FLOAT_ONNX_ATOL, only=task.float_onnx_outputs)
         int8 = written.get("int8_qat", written["int8"])
         written["int8_onnx"] = export_onnx_from_tflite(int8, out_dir / f"{task.name}_int8.onnx")

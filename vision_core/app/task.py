@@ -204,6 +204,13 @@ class Task(abc.ABC):
         (:meth:`inference_model`). One whose input height and width are None serves any size."""
         return self.inference_model(model, config)
 
+    def serving_postprocess(self, config: Config) -> Callable[[dict], dict] | None:
+        """What the SavedModel's signatures (``serving_default``, ``serving_bytes``) serve beyond the shipped model's
+        outputs: a function of its output dict ``{name: tensor}`` returning the served dict, built from TF ops and
+        constants only (segmentation adds the arg-max ``class_map``); default None, the outputs as they are.
+        The float ONNX file, converted from ``serving_default``, carries the same outputs."""
+        return None
+
     def qat_builder(self, config: Config) -> tuple[str, dict[str, Any]]:
         """``(module:function, kwargs)`` building the float model, for the QAT child (tf_keras flavour)."""
         raise NotSupported(f"task {self.name!r} does not implement qat (no qat_builder)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import cv2
@@ -65,8 +65,13 @@ def to_class_probabilities(scores: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-scores))).astype(np.float32)
 
 
-def collect_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[Path], dict[str, str]]:
-    """``(image files, {path: reason} of unusable sources)``: files as given, folders searched recursively."""
+def collect_images(
+    sources: str | os.PathLike | Sequence[str | os.PathLike],
+    suffixes: Collection[str] = READABLE_SUFFIXES,
+    kind: str = "an image",
+) -> tuple[list[Path], dict[str, str]]:
+    """``(files, {path: reason} of unusable sources)``: files as given, folders searched recursively for
+    ``suffixes`` (default: images and DICOM files); ``kind`` names them when a file of another suffix is skipped."""
     files, skipped = [], {}
     for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         path = Path(source)
@@ -74,14 +79,14 @@ def collect_images(sources: str | os.PathLike | Sequence[str | os.PathLike]) -> 
             files += sorted(
                 p
                 for p in path.rglob("*")
-                if p.suffix.lower() in READABLE_SUFFIXES
+                if p.suffix.lower() in suffixes
                 and p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif not path.exists():
             skipped[str(path)] = "no such file or folder"
-        elif path.suffix.lower() not in READABLE_SUFFIXES:
-            skipped[str(path)] = f"not an image (suffix {path.suffix!r})"
+        elif path.suffix.lower() not in suffixes:
+            skipped[str(path)] = f"not {kind} (suffix {path.suffix!r})"
         else:
             files.append(path)
     return files, skipped

@@ -26,6 +26,7 @@ import cv2
 from tqdm import tqdm
 
 from vision_core.data.detection.images import IMAGE_EXTENSIONS, read_image
+from vision_core.data.video import VIDEO_EXTENSIONS, VideoFrames, VideoOutput
 from vision_core.detection.detector_io import Detections
 from vision_core.detection.plots import class_name, draw_detections
 from vision_core.logs import get_logger
@@ -33,13 +34,8 @@ from vision_core.storage.atomic import write_atomic
 
 log = get_logger()
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 RESULTS_FILE = "predictions.json"
 BOX_FORMAT = "xyxy pixels of the original image"
-
-
-class UnreadableVideoError(OSError):
-    """OpenCV cannot open the video or decode any frame of it."""
 
 
 @dataclass
@@ -125,38 +121,12 @@ def _predict_video(
     runner, path: Path, out_path: Path, class_names, score_threshold: float, frame_stride: int
 ) -> list[dict]:
     """Entries of every ``frame_stride``-th frame; the drawn frames go to ``out_path`` (mp4v), atomically."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UnreadableVideoError(f"{path}: OpenCV cannot open the video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    # a hidden partial file renamed when complete; VideoWriter picks the container from the suffix
-    partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
-    writer, entries, index = None, [], 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % frame_stride == 0:
-                image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                detections = _above(runner(image), score_threshold)
-                if writer is None:
-                    writer = cv2.VideoWriter(
-                        str(partial),
-                        cv2.VideoWriter_fourcc(*"mp4v"),
-                        fps / frame_stride,
-                        (image.shape[1], image.shape[0]),
-                    )
-                writer.write(draw_detections(image, detections, class_names))
-                entries.append(_entry(path, detections, image.shape[:2], class_names, out_path.name, index))
-            index += 1
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if not entries:
-        raise UnreadableVideoError(f"{path}: no decodable frame")
-    os.replace(partial, out_path)
+    entries = []
+    with VideoFrames(path, stride=frame_stride) as video, VideoOutput(out_path, video.fps / frame_stride) as output:
+        for index, image in video:
+            detections = _above(runner(image), score_threshold)
+            output.write(draw_detections(image, detections, class_names), bgr=True)
+            entries.append(_entry(path, detections, image.shape[:2], class_names, out_path.name, index))
     return entries
 
 

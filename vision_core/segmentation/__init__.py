@@ -8,7 +8,7 @@ the arg-max is the same); label maps int [H, W] of class indices, the ignore ind
 | ``runners`` | :func:`load_segmenter_runner`: Keras, TFLite and ONNX segmenters, normalised images in, scores out |
 | ``evaluate`` | :func:`evaluate_segmenter`: one confusion matrix over a split, at each image's own size |
 | ``draw`` | :func:`class_colors`, :func:`overlay`, :func:`write_gallery`: colour overlays and the gallery |
-| ``predict`` | :func:`predict_images`: overlays, index PNGs and per-class pixel counts of image files |
+| ``predict`` | :func:`predict_sources`: overlays, index PNGs and per-class pixel counts of images and videos |
 
 Import from the modules; ``runners`` and ``evaluate`` load TensorFlow, ``metrics`` and ``draw`` do not.
 """

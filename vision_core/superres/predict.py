@@ -10,6 +10,7 @@ the report gives them per video, end to end (decode + model + colour + encode) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -23,12 +24,8 @@ from tqdm import tqdm
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.data.superres.colour import RGB_TO_YCBCR, YCBCR_OFFSET
 from vision_core.data.superres.pipeline import ColourMode, to_model_pixels
-from vision_core.detection.predict import (
-    VIDEO_EXTENSIONS,
-    PredictionReport,
-    UnreadableVideoError,
-    collect_sources,
-)
+from vision_core.data.video import VIDEO_EXTENSIONS, UnreadableVideoError, VideoFrames, VideoOutput
+from vision_core.detection.predict import PredictionReport, collect_sources
 from vision_core.logs import get_logger
 from vision_core.storage.atomic import write_atomic
 from vision_core.superres.runners import SRRunner
@@ -88,45 +85,23 @@ def _encode_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def _video(upscale: Upscaler, path: Path, out_dir: Path) -> dict[str, Any]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UnreadableVideoError(f"{path}: OpenCV cannot open the video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    writer, frames, out_path, partial = None, 0, None, None
     upscale.model_seconds = 0.0
     start = time.perf_counter()
-    try:
-        with tqdm(total=total, desc=path.name, unit="frame") as bar:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                output = upscale(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                if writer is None:
-                    scale = output.shape[0] // frame.shape[0]
-                    out_path = out_dir / f"{path.stem}_x{scale}.mp4"
-                    partial = out_path.with_name(f".{out_path.stem}.partial.mp4")
-                    size = (output.shape[1], output.shape[0])
-                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-                writer.write(cv2.cvtColor(output, cv2.COLOR_RGB2BGR))
-                frames += 1
-                bar.update()
-                bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}")
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if not frames:
-        raise UnreadableVideoError(f"{path}: no decodable frame")
-    os.replace(partial, out_path)
+    with VideoFrames(path, progress=True) as video, contextlib.ExitStack() as outputs:
+        output = None
+        for _, frame in video:
+            upscaled = upscale(frame)
+            if output is None:  # the file is named by the scale, known from the first frame
+                scale = upscaled.shape[0] // frame.shape[0]
+                output = outputs.enter_context(VideoOutput(out_dir / f"{path.stem}_x{scale}.mp4", video.fps))
+            output.write(upscaled)
     seconds = time.perf_counter() - start
     return {
         "source": str(path),
-        "output": out_path.name,
-        "frames": frames,
-        "end_to_end_fps": frames / seconds,
-        "model_fps": frames / upscale.model_seconds,
+        "output": output.path.name,
+        "frames": output.frames,
+        "end_to_end_fps": output.frames / seconds,
+        "model_fps": output.frames / upscale.model_seconds,
     }
 
 

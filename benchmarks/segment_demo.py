@@ -1,0 +1,120 @@
+"""The segmentation demo as a newcomer runs it, timed and scored (JSON out).
+
+Runs, each as its own ``python -m apps.segment`` process in a fresh project folder:
+
+1. ``train`` with no config arguments (the ``demo`` preset: the FFNet-style mobile head on ResNet-18
+   at 96 px, on the built-in shape scenes, generated afresh in the project folder as on a newcomer's
+   machine), timed wall clock from launch to exit, dataset generation included. Targets: <= 20
+   minutes on a 2-core CPU, mIoU >= 0.80 on the demo validation split.
+2. ``qat`` (TF-MOT fine-tune in a tf_keras process -> ``qat/qat_int8.tflite``).
+3. ``export --format float32 int8`` (float32 TFLite, post-training int8, the QAT int8 copy).
+4. ``eval --model`` on each TFLite file: the same evaluator (one pixel confusion matrix, each image at
+   its own size) as the float Keras model. Target: the QAT int8 file within 0.5 mIoU point of float;
+   PTQ int8 reported beside it.
+
+Wall and CPU seconds of each step are recorded (CPU: of the app's process and its children, so a
+shared machine shows as a CPU share below the cores' count). A quick check of the script itself::
+
+    python benchmarks/segment_demo.py --qat-steps 2 --out /tmp/segment_demo.json -- \\
+        --epochs 1 --demo-train 32 --demo-val 8 --input-size 64 --demo-size 64
+
+    python benchmarks/segment_demo.py [--qat-steps N] [--project /tmp/segment-demo] [-- extra train flags]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+from pathlib import Path
+
+from app_process import run_app
+from machine import machine_info
+
+from vision_core.storage.atomic import write_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "segment_demo.json"
+TRAIN_MINUTES_TARGET = 20.0
+MIOU_TARGET = 0.80
+QAT_POINTS_TARGET = 0.5
+HEADLINE = ("mIoU", "pixel_accuracy", "fw_iou", "per_class_iou", "images")
+FORMS = {
+    "float32_tflite": "segment_float32.tflite",
+    "int8_ptq_tflite": "segment_int8.tflite",
+    "int8_qat_tflite": "segment_int8_qat.tflite",
+}
+
+
+def segment(*args: str) -> dict:
+    """``python -m apps.segment args``: its wall and CPU seconds (the process and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, _ = run_app("apps.segment", *args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_seconds": round(seconds, 1),
+        "wall_minutes": round(seconds / 60, 2),
+        "cpu_seconds": round(cpu, 1),
+        "cpu_share_of_one_core": f"{100 * cpu / seconds:.0f}%",
+    }
+
+
+def headline(metrics: dict) -> dict:
+    return {key: metrics[key] for key in HEADLINE}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path("/tmp/segment-demo-benchmark"),
+        help="folder for the run and the generated dataset (default: /tmp/segment-demo-benchmark)",
+    )
+    parser.add_argument("--qat-steps", type=int, help="QAT fine-tune steps (default: the preset's, 100)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 1")
+    args = parser.parse_args(argv)
+
+    result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
+    demo_data = args.project / "segment-shapes"
+    if demo_data.exists():
+        shutil.rmtree(demo_data)  # time the generation a newcomer's first run pays
+    train = ["train", "--project", str(args.project), "--name", "demo", "--exist-ok", "--demo-dir", str(demo_data)]
+    result["train"] = segment(*train, *args.train_flags)
+    run = args.project / "demo"
+    trained = json.loads((run / "metrics.json").read_text())
+    result["train"].update(epochs=trained["epochs"], best_epoch=trained["best_epoch"])
+    result["float"] = headline(trained["metrics"])
+    print(f"train: {result['train']['wall_minutes']:.1f} min, mIoU {result['float']['mIoU']:.4f}", flush=True)
+
+    qat = ["qat", "--run", str(run)] + ([] if args.qat_steps is None else ["--steps", str(args.qat_steps)])
+    result["qat"] = segment(*qat)
+    report = json.loads((run / "qat" / "report.json").read_text())
+    result["qat"].update(steps=report["steps"], first_loss=report["first_loss"], last_loss=report["last_loss"])
+    result["export"] = segment("export", "--run", str(run), "--format", "float32", "int8", "--no-score")
+
+    result["forms"] = {}
+    for form, name in FORMS.items():
+        segment("eval", "--run", str(run), "--model", str(run / "exports" / name))
+        result["forms"][form] = headline(json.loads((run / f"eval_{name}.json").read_text())["metrics"])
+    float_miou = result["float"]["mIoU"]
+    result["delta_mIoU_points"] = {
+        form: round(100 * (m["mIoU"] - float_miou), 3) for form, m in result["forms"].items()
+    }
+    result["targets"] = {
+        "train_minutes <= 20": result["train"]["wall_minutes"] <= TRAIN_MINUTES_TARGET,
+        "float mIoU >= 0.80": float_miou >= MIOU_TARGET,
+        "QAT int8 within 0.5 mIoU point": abs(result["delta_mIoU_points"]["int8_qat_tflite"]) <= QAT_POINTS_TARGET,
+    }
+    result["machine"]["load_average_end"] = list(os.getloadavg())
+    write_atomic(args.out, json.dumps(result, indent=2, default=float).encode())
+    print(json.dumps({k: result[k] for k in ("train", "delta_mIoU_points", "targets")}, indent=2, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    main()
