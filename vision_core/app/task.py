@@ -35,8 +35,9 @@ every-form table, bench, run folders, the CLI) is the framework's.
 from __future__ import annotations
 
 import abc
+import argparse
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
@@ -61,6 +62,19 @@ class BackboneSpec(NamedTuple):
     name: str
     input_shape: tuple[int, int, int]
     options: dict[str, Any]
+
+
+class AppCommand(NamedTuple):
+    """A command of one app beside the shared ones (:meth:`Task.commands`): ``python -m apps.<task> NAME``.
+
+    ``help``: its line in ``--help``; ``add_arguments(parser)`` adds its own options (the config options are
+    added after them); ``run(task, args)`` does the work and returns the result printed as JSON, raising
+    :class:`~vision_core.errors.AppError` for a problem the user can fix.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Task, argparse.Namespace], dict[str, Any]]
 
 
 class Task(abc.ABC):
@@ -127,6 +141,10 @@ class Task(abc.ABC):
         are an error.
         """
         return None
+
+    def commands(self) -> dict[str, AppCommand]:
+        """The app's own commands beside the shared ones, by name (default: none)."""
+        return {}
 
     def validate(self, config: Config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise
