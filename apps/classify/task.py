@@ -332,6 +332,10 @@ class ClassifyTask(Task):
             return "vision_core.classification.losses:sigmoid_cross_entropy_targets", {}
         return "sparse_categorical_crossentropy_from_logits", {}
 
+    def qat_distillation_loss(self, config: ClassifyConfig) -> str:
+        """A sigmoid head is distilled label by label (binary KL of the sigmoids), a softmax head by softmax KL."""
+        return "distillation_binary_kl_from_logits" if config.model.head == "sigmoid" else "distillation_kl_from_logits"
+
     def qat_data(self, config: ClassifyConfig, count: int) -> dict[str, np.ndarray]:
         """``count`` training images and their labels (no flips, no mixup) in a seeded shuffle, and the validation
         images (``eval_x``): the job keeps the QAT Keras model's scores on them (``qat/eval_outputs.npz``)."""

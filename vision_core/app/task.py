@@ -218,6 +218,12 @@ class Task(abc.ABC):
         :data:`vision_core.quant.qat_job.LOSSES` or ``module:function``, and its options."""
         raise NotSupported(f"task {self.name!r} has no QAT loss of its own: use --fine-tune-target distillation")
 
+    def qat_distillation_loss(self, config: Config) -> str:
+        """The fine-tune loss of ``qat.fine_tune_target: distillation``, one of
+        :data:`vision_core.quant.qat_job.DISTILLATION_LOSSES`; default: the softmax KL of a single-label
+        classifier's logits (a multi-label sigmoid head distils per label: ``distillation_binary_kl_from_logits``)."""
+        return "distillation_kl_from_logits"
+
     def qat_data(self, config: Config, count: int) -> dict[str, np.ndarray]:
         """``count`` fine-tune images ``train_x`` and their targets (``train_y``, or ``target.<output>`` for
         dict targets), in the order the fine-tune cycles through; default: the first training batches."""
