@@ -350,11 +350,13 @@ class ClassifyTask(Task):
         return "apps.classify.models:build_classifier", self.model_kwargs(config)
 
     def inference(self, config: ClassifyConfig):
-        """A sigmoid head ships its class probabilities (``probabilities``, a sigmoid after the logits); a softmax
-        head ships as it is (the TFLite export appends its softmax); an ensemble ends in its probabilities."""
+        """Every form ships class probabilities named ``probabilities`` (the SavedModel's signatures and ONNX as the
+        TFLite files): a softmax or a sigmoid (multi-label) after the logits; an ensemble ends in its own."""
         if config.ensemble.members:
             return None
-        return ("apps.classify.models:with_sigmoid", {}) if config.model.head == "sigmoid" else None
+        if config.model.head == "sigmoid":
+            return "apps.classify.models:with_sigmoid", {}
+        return "vision_core.export.tflite_export:with_softmax", {}
 
     def qat_loss(self, config: ClassifyConfig):
         if config.model.head == "sigmoid":
