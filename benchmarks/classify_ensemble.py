@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--project", type=Path, default=Path("/tmp/classify-ensemble-benchmark"), help="folder of the runs"
     )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the runs and exports left in --project by an earlier call (default: off)",
+    )
     args = parser.parse_args(argv)
 
     common = [
@@ -44,10 +49,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--bootstrap",
         str(args.bootstrap),
     ]
-    result: dict = {"machine": machine_info(), "settings": vars(args) | {"project": str(args.project)}}
+    settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    result: dict = {"machine": machine_info(), "settings": settings}
     members = []
     for seed in range(1, args.members + 1):
         name = f"member{seed}"
+        members.append(str(args.project / name))
+        if args.reuse and (args.project / name / "metrics.json").is_file():
+            continue
         seconds, _ = run_app(
             "apps.classify",
             "train",
@@ -62,20 +71,13 @@ def main(argv: list[str] | None = None) -> dict:
             str(seed),
             *common,
         )
-        members.append(str(args.project / name))
         result.setdefault("train_seconds", {})[name] = round(seconds, 1)
     for combine in ("mean", "vote"):
         name = f"ensemble_{combine}"
-        run_app(
-            "apps.classify", "ensemble", *members, "--combine", combine, "--project", str(args.project),
-            "--name", name, "--exist-ok", "--bootstrap", str(args.bootstrap),
-        )  # fmt: skip
         run = args.project / name
+        if not (args.reuse and (run / "exports" / "forms.json").is_file()):
+            make_and_export(args, members, combine, name)
         rows = json.loads((run / "ensemble.json").read_text())["forms"]
-        run_app(
-            "apps.classify", "export", "--run", str(run), "--format", "float32", "int8",
-            "--saved-models", str(args.project / "saved_models"),
-        )  # fmt: skip
         forms = json.loads((run / "exports" / "forms.json").read_text())
         result[name] = {
             "members": {row["form"]: {k: row.get(k) for k in KEYS} for row in rows},
@@ -84,6 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
     write_atomic(args.out, json.dumps(result, indent=2).encode())
     print(json.dumps(result, indent=2))
     return result
+
+
+def make_and_export(args: argparse.Namespace, members: list[str], combine: str, name: str) -> None:
+    """``ensemble`` of ``members`` into ``--project/name``, then its float32 and int8 exports, scored."""
+    run_app(
+        "apps.classify", "ensemble", *members, "--combine", combine, "--project", str(args.project),
+        "--name", name, "--exist-ok", "--bootstrap", str(args.bootstrap),
+    )  # fmt: skip
+    run_app(
+        "apps.classify", "export", "--run", str(args.project / name), "--format", "float32", "int8",
+        "--saved-models", str(args.project / "saved_models"),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
