@@ -121,11 +121,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _with_members(config: ClassifyConfig, members: list[Path]) -> ClassifyConfig:
+    return dataclasses.replace(config, ensemble=dataclasses.replace(config.ensemble, members=tuple(map(str, members))))
+
+
 def make_ensemble(task: ClassifyTask, args: argparse.Namespace) -> dict[str, Any]:
-    """The ``ensemble`` command: check the members, write the new run folder, score it (module docstring)."""
+    """The ``ensemble`` command: check the members and build the model before any folder is made, then write the
+    new run folder and score it (module docstring)."""
     from vision_core.app.cli import resolve_config
-    from vision_core.app.config import save_config, to_dict
-    from vision_core.app.ship import format_rows
+    from vision_core.app.config import save_config
     from vision_core.classification.ensemble import member_weights
     from vision_core.storage.weights import assign_by_path, load_npz, save_npz
 
@@ -134,15 +138,7 @@ def make_ensemble(task: ClassifyTask, args: argparse.Namespace) -> dict[str, Any
     check_members(task, run_dirs, configs)
     weight_files = [runs.resolve_weights(run_dir, args.weights) for run_dir in run_dirs]
     base = resolve_config(task, args, run_dirs[0])
-
-    out = runs.new_run_dir(args.project, runs.safe_name(args.name), args.exist_ok)
-    log.info("ensemble of %d runs (%s): %s", len(run_dirs), base.ensemble.combine, out)
-    copies = [
-        copy_atomic(run_dir / runs.CONFIG, out / MEMBERS_DIR / f"{index}_{run_dir.name}.yaml")
-        for index, run_dir in enumerate(run_dirs)
-    ]
-    config = dataclasses.replace(base, ensemble=dataclasses.replace(base.ensemble, members=tuple(map(str, copies))))
-    model = task.build_model(config)
+    model = task.build_model(_with_members(base, [run_dir / runs.CONFIG for run_dir in run_dirs]))
     weights: dict = {}
     for index, path in enumerate(weight_files):
         weights.update(member_weights(load_npz(path), index))
@@ -150,38 +146,49 @@ def make_ensemble(task: ClassifyTask, args: argparse.Namespace) -> dict[str, Any
         assign_by_path(model, weights)
     except ValueError as error:
         raise AppError(f"the members' weights do not fit their configs: {error}") from None
+
+    out = runs.new_run_dir(args.project, runs.safe_name(args.name), args.exist_ok)
+    log.info("ensemble of %d runs (%s): %s", len(run_dirs), base.ensemble.combine, out)
+    copies = [
+        copy_atomic(run_dir / runs.CONFIG, out / MEMBERS_DIR / f"{index}_{run_dir.name}.yaml")
+        for index, run_dir in enumerate(run_dirs)
+    ]
+    config = _with_members(base, copies)
     save_npz(weights, runs.weights_path(out, "best"))
     save_config(config, out / runs.CONFIG)
     result: dict[str, Any] = {"run": str(out), "combine": config.ensemble.combine, "members": list(map(str, run_dirs))}
     if not args.score:
         return result
+    members = {str(r): runs.load_model(task, c, w) for r, c, w in zip(run_dirs, configs, weight_files)}
+    files = [{"run": str(r), "weights": str(w), "config": str(c)} for r, w, c in zip(run_dirs, weight_files, copies)]
+    return {**result, **score_ensemble(task, model, config, out, members, files)}
 
-    forms = {"ensemble": model}
-    for run_dir, member, path in zip(run_dirs, configs, weight_files):
-        forms[str(run_dir)] = runs.load_model(task, member, path)
-    rows = task.compare_forms(forms, config)
+
+def score_ensemble(
+    task: ClassifyTask, model, config: ClassifyConfig, out: Path, members: dict, files: list[dict]
+) -> dict[str, Any]:
+    """Score the ensemble ``model`` and its ``members`` (``{run: Keras model}``) with the same evaluator: the
+    ensemble's ``metrics.json`` and plots, and ``ensemble.json`` with every row and the member ``files``."""
+    from vision_core.app.config import to_dict
+    from vision_core.app.ship import format_rows
+
+    headline = task.headline_metric
+    rows = task.compare_forms({"ensemble": model, **members}, config)
     metrics = task.evaluate(model, config)
     summary = {
         "run": str(out),
         "weights": "best",
-        "headline_metric": task.headline_metric,
-        "headline": metrics.get(task.headline_metric),
+        "headline_metric": headline,
+        "headline": metrics.get(headline),
         "metrics": metrics,
         "config": to_dict(config),
     }
     write_atomic(out / runs.METRICS, json.dumps(summary, indent=2, default=float).encode())
-    members = [{"run": str(r), "weights": str(w), "config": str(c)} for r, w, c in zip(run_dirs, weight_files, copies)]
-    write_atomic(
-        out / SUMMARY,
-        json.dumps(
-            {"combine": config.ensemble.combine, "members": members, "forms": rows}, indent=2, default=float
-        ).encode(),
-    )
-    headline = task.headline_metric
+    scores = {"combine": config.ensemble.combine, "members": files, "forms": rows}
+    write_atomic(out / SUMMARY, json.dumps(scores, indent=2, default=float).encode())
     log.info("the ensemble and its members, same evaluator:\n%s", format_rows(rows))
     plots = task.plots(model, config, metrics, out)
     return {
-        **result,
         "headline_metric": headline,
         "scores": {row["form"]: row.get(headline) for row in rows},
         "written": str(out / SUMMARY),
