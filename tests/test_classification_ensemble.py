@@ -59,8 +59,8 @@ def members():
     return [tiny_classifier(train_steps=3, seed=0), tiny_classifier(train_steps=3, seed=5)]
 
 
-def _ensemble(members, combine):
-    model = ensemble_model(members, combine)
+def _ensemble(members, combine, multi_label=False):
+    model = ensemble_model(members, combine, multi_label)
     weights = {}
     for index, member in enumerate(members):
         weights.update(member_weights(weights_by_path(member), index))
@@ -76,6 +76,14 @@ def test_the_mean_ensemble_is_one_flat_model_averaging_the_members_softmaxes(mem
     images = calibration(8)[0]
     expected = np.mean([keras.ops.softmax(member(images)) for member in members], axis=0)
     np.testing.assert_allclose(model(images), expected, atol=1e-6)
+
+
+def test_a_multi_label_ensemble_turns_each_member_s_logits_into_sigmoids(members):
+    images = calibration(8)[0]
+    sigmoids = [keras.ops.sigmoid(member(images)) for member in members]
+    np.testing.assert_allclose(_ensemble(members, "mean", multi_label=True)(images), np.mean(sigmoids, 0), atol=1e-6)
+    voted = np.asarray(_ensemble(members, "vote", multi_label=True)(images))
+    np.testing.assert_allclose(voted, _vote(sigmoids, multi_label=True), atol=1e-6)
 
 
 def test_members_of_other_input_shapes_or_class_counts_are_named(members):
