@@ -11,7 +11,7 @@ from tflite.predict import Predictor
 from tflite.runtime import TFLiteModel
 from vision_core.backend import keras
 from vision_core.data.synthetic import normalize
-from vision_core.export.tflite_export import ends_in_sigmoid, ends_in_softmax, export_tflite
+from vision_core.export.tflite_export import ends_in_probabilities, ends_in_sigmoid, ends_in_softmax, export_tflite
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,16 @@ def test_a_classifier_ending_in_a_sigmoid_exports_its_own_probabilities(classifi
     images = calibration(2)[0]
     outputs = TFLiteModel(path.read_bytes())(images)
     np.testing.assert_allclose(outputs["probabilities"], multi_label(images).numpy(), atol=1e-5)
+
+
+def test_a_classifier_ending_in_a_layer_named_probabilities_is_exported_as_it_is(classifier, tmp_path):
+    probabilities = keras.layers.Softmax(name="member_probabilities")(classifier.outputs[0])
+    mean = keras.layers.Average(name="probabilities")([probabilities, probabilities])
+    averaged = keras.Model(classifier.inputs, mean, name="averaged")
+    assert ends_in_probabilities(averaged) and not ends_in_probabilities(classifier)
+    path = export_tflite(averaged, tmp_path / "m.tflite", "float32", info=classifier_info())
+    images = calibration(2)[0]
+    np.testing.assert_allclose(TFLiteModel(path.read_bytes())(images)["probabilities"], averaged(images), atol=1e-5)
 
 
 @pytest.mark.slow

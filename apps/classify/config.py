@@ -153,11 +153,28 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class EnsembleConfig:
+    """An ensemble run (made by ``python -m apps.classify ensemble``, see :mod:`apps.classify.ensemble`)."""
+
+    members: tuple[str, ...] = setting(
+        (),
+        "config files of the runs an ensemble run combines (written by the ensemble command into <run>/members/; "
+        "empty: not an ensemble)",
+    )
+    combine: Literal["mean", "vote"] = setting(
+        "mean",
+        "how an ensemble combines its members: mean of their probabilities, or majority vote "
+        "(votes normalised, ties broken by mean probability)",
+    )
+
+
+@dataclasses.dataclass
 class ClassifyConfig:
     model: ModelConfig = setting(factory=ModelConfig)
     dataset: DatasetConfig = setting(factory=DatasetConfig)
     loss: LossConfig = setting(factory=LossConfig)
     evaluation: EvaluationConfig = setting(factory=EvaluationConfig)
+    ensemble: EnsembleConfig = setting(factory=EnsembleConfig)
     train: TrainConfig = setting(factory=TrainConfig)
     qat: QATConfig = setting(factory=QATConfig)
 

@@ -24,7 +24,7 @@ import numpy as np
 from apps.classify.config import PRESETS, ClassifyConfig, parse_window
 from vision_core.app.task import BackboneSpec, Task
 from vision_core.data.synthetic import SHAPE_CLASSES
-from vision_core.errors import AppError
+from vision_core.errors import AppError, NotSupported
 from vision_core.logs import get_logger
 
 log = get_logger()
@@ -90,8 +90,18 @@ class ClassifyTask(Task):
 
     def validate(self, config: ClassifyConfig) -> None:
         """Read both splits' file lists (cached): a missing folder or CSV, or a bad row, stops ``train`` before
-        its run folder is made."""
+        its run folder is made. An ensemble is not trained."""
+        if config.ensemble.members:
+            raise AppError(
+                "ensemble.members is set: an ensemble run combines trained runs and is made by "
+                "`python -m apps.classify ensemble RUN_A RUN_B`, not trained"
+            )
         self.splits(config)
+
+    def commands(self):
+        from apps.classify.ensemble import ENSEMBLE_COMMAND
+
+        return {"ensemble": ENSEMBLE_COMMAND}
 
     def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
         return self.splits(config)[0].class_names
@@ -165,6 +175,10 @@ class ClassifyTask(Task):
     def build_model(self, config: ClassifyConfig):
         from apps.classify.models import build_classifier
 
+        if config.ensemble.members:
+            from apps.classify.ensemble import build_ensemble
+
+            return build_ensemble(self, config)
         try:
             return build_classifier(**self.model_kwargs(config))
         except (KeyError, ValueError) as error:
@@ -319,18 +333,39 @@ class ClassifyTask(Task):
             "classification", name, list(self.class_names(config)), mean=[MEAN], std=[STD], description=self.description
         )
 
+    def export(self, model, config: ClassifyConfig, run_dir, formats, saved_models="saved_models"):
+        """The framework's export; a vote ensemble has no int16x8 form (see ``ensemble.vote_export_forms``)."""
+        if config.ensemble.members and config.ensemble.combine == "vote":
+            from apps.classify.ensemble import vote_export_forms
+
+            formats = vote_export_forms(formats)
+        return super().export(model, config, run_dir, formats, saved_models)
+
     def qat_builder(self, config: ClassifyConfig):
+        if config.ensemble.members:
+            raise NotSupported(
+                "qat is not offered for an ensemble run: run qat on each member, or ship the ensemble's "
+                "post-training int8 with export --format int8"
+            )
         return "apps.classify.models:build_classifier", self.model_kwargs(config)
 
     def inference(self, config: ClassifyConfig):
-        """A sigmoid head ships its class probabilities (``probabilities``, a sigmoid after the logits); a softmax
-        head ships as it is (the TFLite export appends its softmax)."""
-        return ("apps.classify.models:with_sigmoid", {}) if config.model.head == "sigmoid" else None
+        """Every form ships class probabilities named ``probabilities`` (the SavedModel's signatures and ONNX as the
+        TFLite files): a softmax or a sigmoid (multi-label) after the logits; an ensemble ends in its own."""
+        if config.ensemble.members:
+            return None
+        if config.model.head == "sigmoid":
+            return "apps.classify.models:with_sigmoid", {}
+        return "vision_core.export.tflite_export:with_softmax", {}
 
     def qat_loss(self, config: ClassifyConfig):
         if config.model.head == "sigmoid":
             return "vision_core.classification.losses:sigmoid_cross_entropy_targets", {}
         return "sparse_categorical_crossentropy_from_logits", {}
+
+    def qat_distillation_loss(self, config: ClassifyConfig) -> str:
+        """A sigmoid head is distilled label by label (binary KL of the sigmoids), a softmax head by softmax KL."""
+        return "distillation_binary_kl_from_logits" if config.model.head == "sigmoid" else "distillation_kl_from_logits"
 
     def qat_data(self, config: ClassifyConfig, count: int) -> dict[str, np.ndarray]:
         """``count`` training images and their labels (no flips, no mixup) in a seeded shuffle, and the validation

@@ -104,12 +104,16 @@ def _add_config_options(parser: argparse.ArgumentParser, task: Task) -> None:
 def build_parser(task: Task) -> argparse.ArgumentParser:
     """The ``argparse`` parser of ``task``'s app: one sub-command per entry of :data:`COMMANDS`."""
     prog = f"python -m apps.{task.name}"
+    app_commands = {name: command.help for name, command in task.commands().items()}
+    taken = set(app_commands) & set(COMMANDS)
+    if taken:
+        raise ValueError(f"task {task.name!r}: its commands {sorted(taken)} take the names of shared ones")
     parser = argparse.ArgumentParser(
         prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(task.description + "\n\n" if task.description else "")
         + "commands:\n"
-        + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()),
+        + "\n".join(f"  {name:<8} {text}" for name, text in {**COMMANDS, **app_commands}.items()),
         epilog=f"examples:\n  {prog} train --epochs 3 --batch-size 8 --name quick\n"
         f"  {prog} train --config exp.yaml --set train.learning_rate=0.01\n"
         f"  {prog} train --resume runs/{task.name}/quick\n"
@@ -203,6 +207,10 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
             command.add_argument(
                 "--threads", type=int, nargs="+", default=[1], help="TFLite thread counts (default: 1)"
             )
+        _add_config_options(command, task)
+    for name, app_command in task.commands().items():
+        command = sub.add_parser(name, help=app_command.help, description=app_command.help)
+        app_command.add_arguments(command)
         _add_config_options(command, task)
     return parser
 
@@ -335,7 +343,8 @@ def main(task: Task, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_to_console()
     try:
-        result = HANDLERS[args.command](task, args)
+        handler = HANDLERS.get(args.command) or task.commands()[args.command].run
+        result = handler(task, args)
     except AppError as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
     print(json.dumps(result, indent=2, default=str))

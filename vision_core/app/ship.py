@@ -244,7 +244,9 @@ def run_qat(task: Task, model: keras.Model, config: Config, run_dir: str | Path)
     settings, run_dir = config.qat, Path(run_dir)
     builder, kwargs = task.qat_builder(config)
     loss, loss_options = (
-        ("distillation_kl_from_logits", {}) if settings.fine_tune_target == "distillation" else task.qat_loss(config)
+        (task.qat_distillation_loss(config), {})
+        if settings.fine_tune_target == "distillation"
+        else task.qat_loss(config)
     )
     inference, inference_options = task.inference(config) or (None, {})
     info = task.model_info(config, export_name(task, run_dir))

@@ -35,6 +35,7 @@ every-form table, bench, run folders, the CLI) is the framework's.
 from __future__ import annotations
 
 import abc
+import argparse
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -61,6 +62,19 @@ class BackboneSpec(NamedTuple):
     name: str
     input_shape: tuple[int, int, int]
     options: dict[str, Any]
+
+
+class AppCommand(NamedTuple):
+    """A command of one app beside the shared ones (:meth:`Task.commands`): ``python -m apps.<task> NAME``.
+
+    ``help``: its line in ``--help``; ``add_arguments(parser)`` adds its own options (the config options are
+    added after them); ``run(task, args)`` does the work and returns the result printed as JSON, raising
+    :class:`~vision_core.errors.AppError` for a problem the user can fix.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Task, argparse.Namespace], dict[str, Any]]
 
 
 class Task(abc.ABC):
@@ -127,6 +141,10 @@ class Task(abc.ABC):
         are an error.
         """
         return None
+
+    def commands(self) -> dict[str, AppCommand]:
+        """The app's own commands beside the shared ones, by name (default: none)."""
+        return {}
 
     def validate(self, config: Config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise
@@ -219,6 +237,12 @@ class Task(abc.ABC):
         """The fine-tune loss of ``qat.fine_tune_target: task``: a name of
         :data:`vision_core.quant.qat_job.LOSSES` or ``module:function``, and its options."""
         raise NotSupported(f"task {self.name!r} has no QAT loss of its own: use --fine-tune-target distillation")
+
+    def qat_distillation_loss(self, config: Config) -> str:
+        """The fine-tune loss of ``qat.fine_tune_target: distillation``, one of
+        :data:`vision_core.quant.qat_job.DISTILLATION_LOSSES`; default: the softmax KL of a single-label
+        classifier's logits (a multi-label sigmoid head distils per label: ``distillation_binary_kl_from_logits``)."""
+        return "distillation_kl_from_logits"
 
     def qat_data(self, config: Config, count: int) -> dict[str, np.ndarray]:
         """``count`` fine-tune images ``train_x`` and their targets (``train_y``, or ``target.<output>`` for

@@ -11,8 +11,9 @@ atomically. Two things make an export work in MediaPipe Tasks with no extra code
   uint8 ``p`` stands for ``(p - mean) / std`` (to half a step, as the zero point is an
   integer). This needs one mean/std for all channels, and is checked after conversion.
 * classifiers export **probabilities** (MediaPipe applies no activation): a model ending
-  in logits gets a ``Softmax`` layer named ``probabilities``; one already ending in a softmax
-  or a sigmoid (a multi-label classifier's independent class probabilities) is kept as it is.
+  in logits gets a ``Softmax`` layer named ``probabilities``; one already ending in a softmax,
+  a sigmoid (a multi-label classifier's independent class probabilities) or a layer named
+  ``probabilities`` (an ensemble's mean of its members' probabilities) is kept as it is.
 
 Two rewrites of the int8 graph make it faster in XNNPACK: convolutions with few input channels
 (an image model's stride-1 first layer) run on 2x2 pixel blocks
@@ -59,7 +60,7 @@ def export_tflite(
     ``allow_custom_ops`` for the detection post-process op). Returns the written path.
     """
     io_dtype = io_dtype or DEFAULT_IO_DTYPE.get(mode)
-    if info.task == "classification" and not (ends_in_softmax(model) or ends_in_sigmoid(model)):
+    if info.task == "classification" and not ends_in_probabilities(model):
         model = with_softmax(model)
     uint8_input = mode == "int8" and io_dtype == "uint8"
     if uint8_input:
@@ -91,6 +92,12 @@ def ends_in_softmax(model) -> bool:
 def ends_in_sigmoid(model) -> bool:
     """Whether the model's last layer has a sigmoid activation (an ``Activation`` layer or a layer's own)."""
     return _last_activation(model)[1] == "sigmoid"
+
+
+def ends_in_probabilities(model) -> bool:
+    """Whether a classifier's output already holds probabilities: it ends in a softmax, a sigmoid, or a layer
+    named ``probabilities`` (seen through TF-MOT's wrappers)."""
+    return ends_in_softmax(model) or ends_in_sigmoid(model) or _last_activation(model)[0].name == "probabilities"
 
 
 def with_softmax(model):

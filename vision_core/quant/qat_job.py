@@ -30,7 +30,10 @@ from typing import Any
 
 import numpy as np
 
-LOSSES = ("sparse_categorical_crossentropy_from_logits", "distillation_kl_from_logits")
+# Distillation losses fit the float model's outputs (``target.teacher_logits``, computed by the job when absent):
+# softmax KL for one class per image, per-label binary KL for a multi-label (sigmoid) head.
+DISTILLATION_LOSSES = ("distillation_kl_from_logits", "distillation_binary_kl_from_logits")
+LOSSES = ("sparse_categorical_crossentropy_from_logits", *DISTILLATION_LOSSES)
 RANGE_STATISTICS = ("batch_mean", "min_max")  # how calibration batches set QAT ranges (qat.calibrate_ranges)
 # Tracing a QAT model's train step costs about as much as 20 eager steps on a CPU (SSDLite-
 # MobileNetV2-0.35 at 96 px, batch 4: 2 steps took 4.6 s eagerly, 44.9 s traced, same losses),
@@ -43,8 +46,10 @@ class QATJobSpec:
     """What the QAT child does; file names are relative to the spec's folder.
 
     ``builder`` (``module:function``) with ``kwargs`` builds the float model in the tf_keras
-    flavour. ``loss``: one of :data:`LOSSES` (``distillation_kl_from_logits`` distils the float
-    model's logits, computed by the job when the data hold no ``target.teacher_logits``) or a
+    flavour. ``loss``: one of :data:`LOSSES` (the :data:`DISTILLATION_LOSSES` distil the float
+    model's logits, computed by the job when the data hold no ``target.teacher_logits``:
+    ``distillation_kl_from_logits`` of a softmax classifier, ``distillation_binary_kl_from_logits``
+    of a multi-label sigmoid one) or a
     ``module:function`` taking ``(targets: dict, outputs: dict, **loss_options) -> scalar``.
     ``calibration_ranges``: one of :data:`RANGE_STATISTICS`
     (:func:`vision_core.quant.qat.calibrate_ranges`). ``freeze_batch_norm``: batch norms keep
@@ -136,8 +141,9 @@ def _loss(name: str, options: dict | None = None):
         return lambda targets, outputs: function(targets, outputs, **(options or {}))
     if name not in LOSSES:
         raise ValueError(f"unknown QAT loss {name!r}: expected one of {', '.join(LOSSES)} or module:function")
-    if name == "distillation_kl_from_logits":
-        return lambda targets, outputs: distillation_kl(targets["teacher_logits"], next(iter(outputs.values())))
+    if name in DISTILLATION_LOSSES:
+        divergence = distillation_kl if name == "distillation_kl_from_logits" else distillation_binary_kl
+        return lambda targets, outputs: divergence(targets["teacher_logits"], next(iter(outputs.values())))
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return lambda targets, outputs: cross_entropy(targets["label"], next(iter(outputs.values())))
 
@@ -151,6 +157,21 @@ def distillation_kl(teacher_logits, student_logits):
     teacher_log_probs = tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32))
     student_log_probs = tf.nn.log_softmax(tf.cast(student_logits, tf.float32))
     return tf.reduce_mean(tf.reduce_sum(tf.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs), -1))
+
+
+def distillation_binary_kl(teacher_logits, student_logits):
+    """Mean over images and labels of KL(teacher || student) of each label's Bernoulli distribution, the
+    probabilities being the sigmoids of the logits: a multi-label classifier's distillation.
+
+    It is the binary cross-entropy of the student's sigmoid against the teacher's probabilities minus the
+    teacher's own entropy: the same gradient, and 0 when the QAT model predicts what the float model does.
+    A softmax KL would couple the labels, which a sigmoid head scores independently.
+    """
+    from vision_core.backend import tf
+
+    teacher, student = tf.cast(teacher_logits, tf.float32), tf.cast(student_logits, tf.float32)
+    # BCE(p, s) - H(p) with p = sigmoid(t): softplus(s) - p * s - (softplus(t) - p * t)
+    return tf.reduce_mean(tf.nn.softplus(student) - tf.nn.softplus(teacher) - tf.sigmoid(teacher) * (student - teacher))
 
 
 def _targets(data: dict) -> dict[str, np.ndarray]:
@@ -245,11 +266,11 @@ def run(spec_path: str | Path) -> dict:
 
     model, result["folded"] = fold_for_int8(model)  # the same function, fewer int8 roundings
     batch_size, steps, loss_name = spec.batch_size, spec.steps, spec.loss
-    if steps and loss_name == "distillation_kl_from_logits" and "target.teacher_logits" not in data:
+    if steps and loss_name in DISTILLATION_LOSSES and "target.teacher_logits" not in data:
         teacher_logits = model.predict(data["train_x"], batch_size=batch_size, verbose=0)
         if isinstance(teacher_logits, dict):
             raise ValueError(
-                f"{spec_path}: distillation_kl_from_logits distils a single-output classifier, "
+                f"{spec_path}: {loss_name} distils a single-output classifier, "
                 f"{model.name} has outputs {sorted(teacher_logits)}"
             )
         data["target.teacher_logits"] = teacher_logits
