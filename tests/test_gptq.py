@@ -1,6 +1,7 @@
 """GPTQ rounds weights onto the converter's own int8 grid with less output error than nearest rounding."""
 
 import numpy as np
+import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from vision_core.backend import keras
@@ -80,3 +81,22 @@ def test_the_converter_keeps_the_gptq_integers_of_a_conv_and_a_batch_norm_after_
     np.testing.assert_array_equal(_conv_int8_kernel(convert(rounded, "int8", batches)), expected)
     np.testing.assert_array_equal(np.asarray(model.get_layer("conv").kernel), before)  # the model is left as it was
     assert not np.array_equal(kernel, before)
+
+
+@pytest.mark.parametrize(
+    "padding, strides, dilation", [("same", 1, 1), ("same", 2, 1), ("valid", 1, 2), ("same", 1, 2)]
+)
+def test_sampled_rows_are_the_convolutions_im2col_patches(padding, strides, dilation):
+    from vision_core.backend import tf
+    from vision_core.quant.gptq import _rows
+
+    layer = keras.layers.Conv2D(2, 3, strides=strides, dilation_rate=dilation, padding=padding)
+    inputs = np.random.default_rng(4).normal(size=(2, 9, 11, 3)).astype(np.float32)
+    layer.build(inputs.shape)
+    rows = _rows(layer, inputs, 10**6, np.random.default_rng(0))  # every position, in order
+    patches = tf.image.extract_patches(
+        inputs, [1, 3, 3, 1], [1, strides, strides, 1], [1, dilation, dilation, 1], padding.upper()
+    ).numpy()
+    np.testing.assert_array_equal(rows, patches.reshape(-1, 27))
+    kernel = np.asarray(layer.kernel).reshape(27, 2)
+    np.testing.assert_allclose(rows @ kernel, np.asarray(layer(inputs)).reshape(-1, 2), atol=1e-5)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from vision_core.backend import keras, tf
+from vision_core.backend import keras
 from vision_core.logs import get_logger
 
 log = get_logger()
@@ -63,19 +63,32 @@ def gptq_round(weights: np.ndarray, hessian: np.ndarray, damping: float = DAMPIN
     return rounded
 
 
-def _rows(layer, inputs: np.ndarray) -> np.ndarray:
-    """The rows ``X`` the layer's kernel multiplies: im2col patches of a convolution, vectors of a dense."""
+def _same_padding(size: int, kernel: int, stride: int, rate: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding ``(before, after)`` of one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * rate + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _rows(layer, inputs: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``count`` random rows ``X`` the layer's kernel multiplies: im2col patches of a convolution
+    (``(kh, kw, C)`` order, gathered at sampled output positions only), input vectors of a dense."""
     if isinstance(layer, keras.layers.Dense):
-        return inputs.reshape(-1, inputs.shape[-1])
-    kh, kw = layer.kernel_size
-    patches = tf.image.extract_patches(
-        inputs,
-        sizes=[1, kh, kw, 1],
-        strides=[1, *layer.strides, 1],
-        rates=[1, *layer.dilation_rate, 1],
-        padding=layer.padding.upper(),
-    )
-    return np.asarray(patches).reshape(-1, kh * kw * inputs.shape[-1])
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        return rows[rng.choice(len(rows), count, replace=False)] if len(rows) > count else rows
+    (kh, kw), (sh, sw), (rh, rw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    batch, height, width, _ = inputs.shape
+    if layer.padding == "same":
+        pads = (_same_padding(height, kh, sh, rh), _same_padding(width, kw, sw, rw))
+        inputs = np.pad(inputs, ((0, 0), *pads, (0, 0)))
+    out_h = (inputs.shape[1] - (kh - 1) * rh - 1) // sh + 1
+    out_w = (inputs.shape[2] - (kw - 1) * rw - 1) // sw + 1
+    total = batch * out_h * out_w
+    picked = rng.choice(total, count, replace=False) if total > count else np.arange(total)
+    n, rest = np.divmod(picked, out_h * out_w)
+    y, x = np.divmod(rest, out_w)
+    taps = [inputs[n, y * sh + dy * rh, x * sw + dx * rw] for dy in range(kh) for dx in range(kw)]
+    return np.concatenate(taps, axis=-1)
 
 
 def _eligible(layer) -> bool:
@@ -112,10 +125,7 @@ def gptq_rounded(
         hessian, count = np.zeros((depth, depth)), 0
         per_batch = max(1, max_rows // len(batches))
         for batch in batches:
-            rows = _rows(layer, np.asarray(feed(batch, training=False)))
-            if len(rows) > per_batch:
-                rows = rows[rng.choice(len(rows), per_batch, replace=False)]
-            rows = rows.astype(np.float64)
+            rows = _rows(layer, np.asarray(feed(batch, training=False)), per_batch, rng).astype(np.float64)
             hessian += rows.T @ rows
             count += len(rows)
         hessian /= max(count, 1)
