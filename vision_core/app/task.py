@@ -35,8 +35,10 @@ every-form table, bench, run folders, the CLI) is the framework's.
 from __future__ import annotations
 
 import abc
+import argparse
+import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias
 
@@ -61,6 +63,22 @@ class BackboneSpec(NamedTuple):
     name: str
     input_shape: tuple[int, int, int]
     options: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AppCommand:
+    """A command an app adds to the shared CLI beside ``train``, ``eval``, ... (:meth:`Task.commands`).
+
+    The CLI gives it the options of every command on a trained run (``--run``, ``--weights``, ``--model``
+    and the config options); ``add_arguments(parser)`` adds its own. ``run(args, run_dir, config, model)``
+    gets the parsed arguments, the run folder, its resolved config and the model (the Keras model of
+    ``--weights``, or the ``--model`` file's path) and returns the JSON-friendly result the CLI prints;
+    it raises :class:`~vision_core.errors.AppError` for a user error.
+    """
+
+    help: str
+    run: Callable[[argparse.Namespace, Path, Config, ModelOrFile], dict[str, Any]]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
 class Task(abc.ABC):
@@ -241,6 +259,11 @@ class Task(abc.ABC):
         from vision_core.app.ship import run_qat
 
         return run_qat(self, model, config, run_dir)
+
+    def commands(self) -> dict[str, AppCommand]:
+        """The app's own CLI commands ``{name: AppCommand}`` beside the shared ones (classify: ``explain``);
+        default none. A name of a shared command is an error."""
+        return {}
 
     def callbacks(self, config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
         """Extra Keras callbacks for training (after the trainer's own); default none."""
