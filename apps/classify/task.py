@@ -311,6 +311,13 @@ class ClassifyTask(Task):
         )
         return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
 
+    def commands(self):
+        """``explain`` (:mod:`apps.classify.explain`): Grad-CAM, integrated gradients, saliency and occlusion maps,
+        and the float/int8 agreement of occlusion."""
+        from apps.classify.explain import explain_command
+
+        return {"explain": explain_command(self)}
+
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: ClassifyConfig, name: str):
         from tflite.metadata import ModelInfo

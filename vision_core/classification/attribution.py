@@ -138,7 +138,7 @@ def occlusion(
     patch: int = 16,
     stride: int = 8,
     fill: float | np.ndarray = 0.0,
-    batch_size: int = 32,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """Occlusion maps float32 ``[T, H, W]`` of one ``image`` ``[H, W, C]``, one per class of ``targets``.
 

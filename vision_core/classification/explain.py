@@ -318,7 +318,9 @@ def _panel(image, maps, targets, row, class_names, mean, std, compare) -> bytes:
     for t, target in enumerate(targets):
         tiles = [_tile(rgb, f"{class_names[target]} {row[target]:.2f}", scale)]
         for method, method_maps in maps.items():
-            caption = f"occlusion {compare[0]}" if method == "occlusion_compare" else method.replace("_", " ")
+            caption = (
+                f"occlusion {Path(compare[0]).stem}" if method == "occlusion_compare" else method.replace("_", " ")
+            )
             tiles.append(_tile(overlay(rgb, method_maps[t]), caption, scale))
         rows.append(np.concatenate(tiles, axis=1))
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows), cv2.COLOR_RGB2BGR))
