@@ -219,3 +219,34 @@ def test_an_occlusion_only_form_refuses_gradient_methods(tmp_path):
             std=127.5,
             model_name="model.tflite",
         )
+
+
+def test_a_multi_label_model_explains_every_class_over_the_threshold_one_panel_row_each(tmp_path):
+    model = patch_evidence_model()  # sigmoid of its logits: lesion 0.62, healthy 0.38 on the patch image
+    probabilities = probability_function(lambda images: model.predict(images, verbose=0), True, logits=True)
+    np.testing.assert_allclose(
+        probabilities(patch_image()[None]), [[1 / (1 + np.e**0.5), 1 / (1 + np.e**-0.5)]], rtol=1e-5
+    )
+    content = explain_images(
+        [ExplainItem("a", "a.png", patch_image(), [1, 1])],
+        model,
+        probabilities,
+        ["healthy", "lesion"],
+        tmp_path,
+        ExplainSettings(methods=("gradcam", "occlusion"), patch=6, stride=3, threshold=0.3),
+        mean=127.5,
+        std=127.5,
+        model_name="patch model",
+        multi_label=True,
+        progress=False,
+    )
+    (result,) = content["results"]
+    assert result["label"] == ["healthy", "lesion"] and [t["class"] for t in result["targets"]] == ["healthy", "lesion"]
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == [
+        "a_healthy_gradcam.npy",
+        "a_healthy_occlusion.npy",
+        "a_lesion_gradcam.npy",
+        "a_lesion_occlusion.npy",
+    ]
+    assert content["compare"] is None
+    assert cv2.imread(str(tmp_path / "a.png")).shape == (2 * (18 + 168), 3 * 168, 3)

@@ -93,18 +93,17 @@ def normalised_value(kind: str, mean: float | Sequence[float], std: float | Sequ
 
 
 def probability_function(
-    scores: Callable[[np.ndarray], np.ndarray], multi_label: bool, logits: bool | None = None
+    scores: Callable[[np.ndarray], np.ndarray], multi_label: bool, logits: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``images -> class probabilities [N, K]`` from ``scores`` (a runner): softmax (sigmoid when ``multi_label``)
-    of logits; with ``logits`` None, scores are kept when they already are probabilities (an exported file's)."""
+    """``images -> class probabilities [N, K]`` from ``scores`` (a runner): with ``logits``, their softmax (sigmoid
+    when ``multi_label``); else scores are kept when they already are probabilities (an exported file's), as
+    ``predict`` reads them."""
     from vision_core.classification.predict import to_class_probabilities, to_probabilities
 
     def probabilities(images: np.ndarray) -> np.ndarray:
         values = np.asarray(scores(images), np.float64)
-        if logits is None:
-            return to_class_probabilities(values) if multi_label else to_probabilities(values)
         if not logits:
-            return values.astype(np.float32)
+            return to_class_probabilities(values) if multi_label else to_probabilities(values)
         if multi_label:
             return (1.0 / (1.0 + np.exp(-values))).astype(np.float32)
         exp = np.exp(values - values.max(axis=1, keepdims=True))
