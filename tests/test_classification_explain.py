@@ -250,3 +250,25 @@ def test_a_multi_label_model_explains_every_class_over_the_threshold_one_panel_r
     ]
     assert content["compare"] is None
     assert cv2.imread(str(tmp_path / "a.png")).shape == (2 * (18 + 168), 3 * 168, 3)
+
+
+def test_settings_are_checked_before_any_map_is_made(tmp_path):
+    with pytest.raises(ValueError, match=r"methods \['lime'\]: expected some of gradcam"):
+        ExplainSettings(methods=("lime",))
+    with pytest.raises(ValueError, match="stride 0: must be at least 1"):
+        ExplainSettings(stride=0)
+    with pytest.raises(ValueError, match=r"top_fraction 1.5: must be in \(0, 1\]"):
+        ExplainSettings(top_fraction=1.5)
+    with pytest.raises(ValueError, match="occlusion patch 32 is larger than the 24 px image side"):
+        explain_images(
+            [ExplainItem("a", "a.png", patch_image())],
+            None,
+            lambda images: np.full((len(images), 2), 0.5),
+            ["a", "b"],
+            tmp_path / "out",
+            ExplainSettings(methods=("occlusion",), patch=32),
+            mean=127.5,
+            std=127.5,
+            model_name="model.tflite",
+        )
+    assert not (tmp_path / "out").exists()

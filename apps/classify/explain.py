@@ -183,8 +183,12 @@ def run_explain(
         if unknown:
             raise AppError(f"--target-class {' '.join(unknown)}: not a class of the run ({', '.join(class_names)})")
         targets = [class_names.index(c) for c in args.target_class]
-    size = config.model.input_size
-    patch = args.patch or max(1, size // 6)
+    for flag, value in (("--ig-steps", args.ig_steps), ("--patch", args.patch), ("--stride", args.stride)):
+        if value is not None and value < 1:
+            raise AppError(f"{flag} {value}: must be at least 1")
+    if not 0 < args.top_fraction <= 1:
+        raise AppError(f"--top-fraction {args.top_fraction}: must be in (0, 1]")
+    patch = args.patch or max(1, config.model.input_size // 6)
     settings = ExplainSettings(
         methods=methods,
         steps=args.ig_steps,

@@ -83,6 +83,19 @@ class ExplainSettings:
     threshold: float = 0.5
     top_fraction: float = 0.1
 
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(attribution.METHODS))
+        if unknown or not self.methods:
+            raise ValueError(f"methods {unknown or '(none)'}: expected some of {', '.join(attribution.METHODS)}")
+        for name in ("baseline", "fill"):
+            if getattr(self, name) not in ("black", "mean"):
+                raise ValueError(f"{name} {getattr(self, name)!r}: expected black or mean")
+        for name in ("steps", "patch", "stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
+        if not 0 < self.top_fraction <= 1:
+            raise ValueError(f"top_fraction {self.top_fraction}: must be in (0, 1]")
+
 
 def normalised_value(kind: str, mean: float | Sequence[float], std: float | Sequence[float]) -> np.ndarray:
     """The normalised input of a ``black`` pixel or of the ``mean`` pixel (one value per channel, or one)."""
@@ -159,11 +172,11 @@ def explain_images(
         targets: class indices to explain on every image (None: chosen per image, see the module docstring).
         compare: ``(name, probabilities)`` of a second form whose occlusion maps are compared.
     """
-    unknown = sorted(set(settings.methods) - set(attribution.METHODS))
-    if unknown or not settings.methods:
-        raise ValueError(f"methods {unknown or '(none)'}: expected some of {', '.join(attribution.METHODS)}")
     if model is None and set(settings.methods) & set(attribution.GRADIENT_METHODS):
         raise ValueError(f"{model_name}: gradient methods need the Keras model; this form runs occlusion only")
+    sides = {side for item in items for side in item.image.shape[:2]}
+    if sides and settings.patch > min(sides):
+        raise ValueError(f"occlusion patch {settings.patch} is larger than the {min(sides)} px image side")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = normalised_value(settings.baseline, mean, std)
