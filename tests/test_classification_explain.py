@@ -198,8 +198,11 @@ def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_f
     assert target["compare"]["spearman"] == pytest.approx(attribution.rank_correlation(maps["occlusion"], compared))
     assert target["compare"]["spearman"] > 0.9  # rounding to 1/256 keeps the map's order nearly intact
     # The second image's class-1 probability is ~1 wherever a patch sits: on the 1/256 grid the map is constant.
-    assert second["targets"][0]["compare"]["spearman"] is None and written["compare"]["constant_maps"] == 1
+    constant = {"map": "a_2_lesion_occlusion_compare.npy", "spearman": None, "top_k_overlap": None}
+    assert second["targets"][0]["compare"] == constant
+    assert written["compare"]["constant_maps"] == 1
     assert written["compare"]["spearman_mean"] == target["compare"]["spearman"]
+    assert written["compare"]["top_k_overlap_mean"] == target["compare"]["top_k_overlap"]
     panel = cv2.imread(str(tmp_path / "a.png"))
     assert panel.shape == (18 + 168, 6 * 168, 3)  # image + 4 methods + int8 occlusion, 24 px drawn 7x
     assert content["results"][1]["file"] == "b/a.png"

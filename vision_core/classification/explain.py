@@ -19,7 +19,9 @@ and ``explanations.json``::
                   "targets": [{"class", "index", "probability", "maps": {method: npy file},
                                "compare": {"map", "spearman", "top_k_overlap"}}]}]}
 
-(``spearman`` is null when a map is constant: nothing to rank; the mean leaves those pairs out.)
+(``spearman`` and ``top_k_overlap`` are null when a map is constant: nothing to rank; the means leave those
+pairs out and ``constant_maps`` counts them. An int8 file's probabilities move in steps of 1/256, so on an
+image the model is sure of (p within 1/512 of 0 or 1 under every patch) its occlusion map is constant.)
 
 With ``compare`` (a name and the ``probabilities`` of a second form of the same model, e.g. the int8
 TFLite file beside the float Keras model), occlusion also runs on it for the same targets: its map is
@@ -204,12 +206,9 @@ def explain_images(
                 entry["maps"][method] = file
             if compare is not None:
                 rho = attribution.rank_correlation(occlusion[t], maps["occlusion_compare"][t])
-                agreement = {
-                    "spearman": None if math.isnan(rho) else rho,  # None: a constant map has no order to compare
-                    "top_k_overlap": attribution.top_k_overlap(
-                        occlusion[t], maps["occlusion_compare"][t], settings.top_fraction
-                    ),
-                }
+                constant = math.isnan(rho)  # a constant map has no order to compare
+                overlap = attribution.top_k_overlap(occlusion[t], maps["occlusion_compare"][t], settings.top_fraction)
+                agreement = {"spearman": None if constant else rho, "top_k_overlap": None if constant else overlap}
                 entry["compare"] = {"map": entry["maps"].pop("occlusion_compare"), **agreement}
                 pairs.append(agreement)
                 log.info(
@@ -263,7 +262,9 @@ def _compare_summary(compare, pairs: list[dict], top_fraction: float) -> dict[st
         "pairs": len(pairs),
         "constant_maps": len(pairs) - len(rhos),  # pairs with a constant map: no ranks to correlate
         "spearman_mean": float(np.mean(rhos)) if rhos else None,
-        "top_k_overlap_mean": float(np.mean([p["top_k_overlap"] for p in pairs])) if pairs else None,
+        "top_k_overlap_mean": float(np.mean([p["top_k_overlap"] for p in pairs if p["spearman"] is not None]))
+        if rhos
+        else None,
         "top_fraction": top_fraction,
     }
 
