@@ -284,6 +284,18 @@ def test_a_multi_label_dicom_csv_trains_with_the_sigmoid_head_and_data_check_nam
     assert run_cli("predict", "--run", run, tmp_path / "films" / "P0_pa.dcm", "--out", tmp_path / "out") == 0
     predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())["results"][0]
     assert predicted["output"] == "P0_pa.jpg" and set(predicted["positive"]) <= {"effusion", "nodule"}
+    sources = [tmp_path / "films" / "P0_pa.dcm", tmp_path / "films" / "absent.dcm"]
+    explain = ["--methods", "gradcam", "occlusion", "--compare", exported, "--out", tmp_path / "explain"]
+    capsys.readouterr()
+    assert run_cli("explain", "--run", run, *sources, *explain) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images"] == 1 and printed["skipped"] == {str(sources[1]): "no such file or folder"}
+    (explained,) = json.loads((tmp_path / "explain" / "explanations.json").read_text())["results"]
+    # every class at or over the threshold, as predict lists them, else the most probable one
+    expected = predicted["positive"] or [predicted["top"][0]["label"]]
+    assert sorted(target["class"] for target in explained["targets"]) == sorted(expected)
+    assert all(sorted(target["maps"]) == ["gradcam", "occlusion"] for target in explained["targets"])
+    assert printed["compare"]["model"] == str(exported) and printed["compare"]["pairs"] == len(expected)
     bad = [*rows, "P0_pa.dcm,nodule,P99", "missing.dcm,nodule,P98"]
     write_dicom(tmp_path / "films" / "empty.dcm", None)
     bad.append("empty.dcm,effusion,P97")

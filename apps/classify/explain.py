@@ -137,12 +137,15 @@ def _items(task: ClassifyTask, args: argparse.Namespace, config: ClassifyConfig)
         chosen = np.unique(np.linspace(0, len(split) - 1, min(args.count, len(split))).round().astype(int))
         files, skipped = [split.paths[i] for i in chosen], {}
         labels = [split.labels[i] for i in chosen]
+    size, channels, window = config.model.input_size, config.model.channels, task.window(config)
+    preprocess = tf.function(  # a graph, as the input pipeline runs it (the DICOM reader takes the path as bytes)
+        lambda path: preprocess_image_file(path, size, channels, MEAN, STD, window),
+        input_signature=[tf.TensorSpec((), tf.string)],
+    )
     items = []
     for path, label in zip(files, labels):
         try:
-            image = preprocess_image_file(
-                tf.constant(str(path)), config.model.input_size, config.model.channels, MEAN, STD, task.window(config)
-            ).numpy()
+            image = preprocess(tf.constant(str(path))).numpy()
         except tf.errors.OpError as error:
             skipped[str(path)] = error.message.splitlines()[0]
             log.warning("skipping %s: %s", path, skipped[str(path)])
@@ -220,8 +223,12 @@ def run_explain(
     except ValueError as error:
         raise AppError(str(error)) from None
     out = Path(args.out or run_dir / "explain")
-    summary = {k: v for k, v in (content["compare"] or {}).items() if k != "pairs"}
-    return {"json": str(out / "explanations.json"), "images": len(items), "skipped": skipped, "compare": summary}
+    return {
+        "json": str(out / "explanations.json"),
+        "images": len(items),
+        "skipped": skipped,
+        "compare": content["compare"],
+    }
 
 
 def _compare(task: ClassifyTask, args, run_dir: Path, config: ClassifyConfig, exported: bool, multi_label: bool):
