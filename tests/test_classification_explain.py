@@ -4,6 +4,7 @@ map comparison, and the files ``explain_images`` writes."""
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -163,7 +164,7 @@ def test_targets_are_the_prediction_or_every_label_over_the_threshold():
     np.testing.assert_allclose(normalised_value("mean", [120.0, 110.0], [60.0, 50.0]), [0.0, 0.0])
 
 
-def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_form(tmp_path):
+def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_form(tmp_path, caplog):
     model = patch_evidence_model()
     probabilities = softmax_of(model)
 
@@ -172,19 +173,20 @@ def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_f
 
     items = [ExplainItem("a", "a.png", patch_image(), 1), ExplainItem("a", "b/a.png", -patch_image(), 0)]
     settings = ExplainSettings(steps=8, patch=6, stride=3, fill="mean", top_fraction=0.05)
-    content = explain_images(
-        items,
-        model,
-        probabilities,
-        ["healthy", "lesion"],
-        tmp_path,
-        settings,
-        mean=127.5,
-        std=127.5,
-        model_name="patch model",
-        compare=("int8", rounded),
-        progress=False,
-    )
+    with caplog.at_level(logging.INFO):
+        content = explain_images(
+            items,
+            model,
+            probabilities,
+            ["healthy", "lesion"],
+            tmp_path,
+            settings,
+            mean=127.5,
+            std=127.5,
+            model_name="patch model",
+            compare=("int8", rounded),
+            progress=False,
+        )
     written = json.loads((tmp_path / "explanations.json").read_text())
     assert written["compare"]["pairs"] == 2 and written["compare"]["model"] == "int8"
     first, second = written["results"]
@@ -201,6 +203,13 @@ def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_f
     constant = {"map": "a_2_lesion_occlusion_compare.npy", "spearman": None, "top_k_overlap": None}
     assert second["targets"][0]["compare"] == constant
     assert written["compare"]["constant_maps"] == 1
+    logged = [record.getMessage() for record in caplog.records]
+    assert "a lesion: an occlusion map is constant: not compared with int8" in logged
+    summary = written["compare"]
+    assert (
+        f"occlusion agreement with int8 over 2 maps (1 constant): mean Spearman {summary['spearman_mean']:.3f}, "
+        f"mean top-k overlap {summary['top_k_overlap_mean']:.3f}"
+    ) in logged
     assert written["compare"]["spearman_mean"] == target["compare"]["spearman"]
     assert written["compare"]["top_k_overlap_mean"] == target["compare"]["top_k_overlap"]
     panel = cv2.imread(str(tmp_path / "a.png"))

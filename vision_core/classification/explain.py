@@ -211,14 +211,22 @@ def explain_images(
                 agreement = {"spearman": None if constant else rho, "top_k_overlap": None if constant else overlap}
                 entry["compare"] = {"map": entry["maps"].pop("occlusion_compare"), **agreement}
                 pairs.append(agreement)
-                log.info(
-                    "%s %s: occlusion rank correlation with %s %.3f, top-k overlap %.3f",
-                    item.name,
-                    class_names[target],
-                    compare[0],
-                    rho,
-                    agreement["top_k_overlap"],
-                )
+                if constant:
+                    log.info(
+                        "%s %s: an occlusion map is constant: not compared with %s",
+                        item.name,
+                        class_names[target],
+                        compare[0],
+                    )
+                else:
+                    log.info(
+                        "%s %s: occlusion rank correlation with %s %.3f, top-k overlap %.3f",
+                        item.name,
+                        class_names[target],
+                        compare[0],
+                        rho,
+                        overlap,
+                    )
             entries.append(entry)
         panel = f"{stem}.png"
         write_atomic(out_dir / panel, _panel(item.image, maps, chosen, row, class_names, mean, std, compare))
@@ -243,12 +251,12 @@ def explain_images(
     if content["compare"] is not None:
         summary = content["compare"]
         log.info(
-            "occlusion agreement with %s over %d maps (%d constant): mean Spearman %s, mean top-k overlap %.3f",
+            "occlusion agreement with %s over %d maps (%d constant): mean Spearman %s, mean top-k overlap %s",
             compare[0],
             len(pairs),
             summary["constant_maps"],
-            summary["spearman_mean"],
-            summary["top_k_overlap_mean"],
+            "none" if summary["spearman_mean"] is None else f"{summary['spearman_mean']:.3f}",
+            "none" if summary["top_k_overlap_mean"] is None else f"{summary['top_k_overlap_mean']:.3f}",
         )
     return content
 
