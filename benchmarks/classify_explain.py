@@ -3,7 +3,7 @@
 Runs ``python -m apps.classify explain`` on ``--count`` evenly spaced validation images of ``--run``
 twice: all four methods on the float Keras model compared with the QAT int8 file
 (``exports/*_int8_qat.tflite``), then occlusion alone compared with the post-training int8 file
-(``exports/*_int8.tflite``). Records each comparison (mean Spearman rank correlation and top-10 %
+(``exports/*_int8.tflite``). Records each comparison (mean and median Spearman rank correlation, top-10 %
 overlap of the float and int8 occlusion maps, and how many int8 maps were constant: probabilities
 saturated at the int8 output's 1/256 steps), the wall time, and the machine.
 

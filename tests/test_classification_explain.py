@@ -210,7 +210,7 @@ def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_f
         f"occlusion agreement with int8 over 2 maps (1 constant): mean Spearman {summary['spearman_mean']:.3f}, "
         f"mean top-k overlap {summary['top_k_overlap_mean']:.3f}"
     ) in logged
-    assert written["compare"]["spearman_mean"] == target["compare"]["spearman"]
+    assert written["compare"]["spearman_mean"] == written["compare"]["spearman_median"] == target["compare"]["spearman"]
     assert written["compare"]["top_k_overlap_mean"] == target["compare"]["top_k_overlap"]
     panel = cv2.imread(str(tmp_path / "a.png"))
     assert panel.shape == (18 + 168, 6 * 168, 3)  # image + 4 methods + int8 occlusion, 24 px drawn 7x

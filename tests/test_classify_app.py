@@ -191,6 +191,7 @@ def test_explain_maps_the_float_model_and_its_int8_file_and_measures_their_agree
             assert int8_target["compare"]["spearman"] == pytest.approx(rho)
             rhos.append(rho)
     assert len(rhos) == 4 and float_run["compare"]["spearman_mean"] == pytest.approx(np.mean(rhos))
+    assert float_run["compare"]["spearman_median"] == pytest.approx(np.median(rhos))
     with pytest.raises(SystemExit, match="2"):
         run_cli("explain", "--run", run, "--model", int8, "--methods", "saliency")
     assert "saliency need the Keras model" in capsys.readouterr().err

@@ -14,7 +14,7 @@ else the most probable one (multi-label), or the classes asked for. Into ``out_d
 and ``explanations.json``::
 
     {"model", "class_names", "methods", "settings", "compare": null | {"model", "spearman_mean",
-     "top_k_overlap_mean", "top_fraction", "pairs", "constant_maps"},
+     "spearman_median", "top_k_overlap_mean", "top_fraction", "pairs", "constant_maps"},
      "results": [{"file", "panel", "label", "probabilities": {class: p},
                   "targets": [{"class", "index", "probability", "maps": {method: npy file},
                                "compare": {"map", "spearman", "top_k_overlap"}}]}]}
@@ -270,6 +270,7 @@ def _compare_summary(compare, pairs: list[dict], top_fraction: float) -> dict[st
         "pairs": len(pairs),
         "constant_maps": len(pairs) - len(rhos),  # pairs with a constant map: no ranks to correlate
         "spearman_mean": float(np.mean(rhos)) if rhos else None,
+        "spearman_median": float(np.median(rhos)) if rhos else None,  # a few flat maps rank noise against ties
         "top_k_overlap_mean": float(np.mean([p["top_k_overlap"] for p in pairs if p["spearman"] is not None]))
         if rhos
         else None,
