@@ -32,6 +32,7 @@ Spearman rank correlation and top-k overlap are reported per image and as means.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -301,8 +302,6 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array, np.float32))
     write_atomic(path, buffer.getvalue())
