@@ -10,6 +10,9 @@ Runs, each as its own ``python -m apps.classify`` process in a fresh project fol
 2. Unless ``--no-ship``: ``qat`` (TF-MOT fine-tune), ``export --format tflite`` and ``eval --model``
    on the float32, int8 PTQ and int8 QAT TFLite files: the same evaluator as the float model.
    Targets: the QAT int8 file's ROC AUC within 0.005 of float and top-1 agreement >= 99 %.
+3. Unless ``--no-ship``: ``explain`` on ``--explain-count`` evenly spaced validation images (~10 s each): Grad-CAM,
+   integrated gradients, saliency and occlusion of the float model, and the agreement of its occlusion
+   maps with the QAT int8 file's (mean Spearman rank correlation, mean top-10 % overlap).
 
     python benchmarks/classify_demo.py [--no-ship] [--project /tmp/classify-demo] [-- extra train flags]
 """
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
         help="folder for the run (default: /tmp/classify-demo-benchmark)",
     )
     parser.add_argument("--no-ship", action="store_true", help="train only: no qat, export or int8 scoring")
+    parser.add_argument(
+        "--explain-count", type=int, default=16, help="validation images explained after export (default: 16)"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
     parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 4")
     args = parser.parse_args(argv)
@@ -118,6 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["targets"]["QAT int8 top-1 agreement >= 99 %"] = (
             result["agreement_with_float32"]["int8_qat_tflite"] >= AGREEMENT_TARGET
         )
+        seconds, stdout = classify("explain", "--run", str(run), "--count", str(args.explain_count))
+        result["explain"] = {"seconds": round(seconds, 1), **json.loads(stdout)["compare"]}
+        print(f"explain: occlusion float/int8 agreement {result['explain']}", flush=True)
     result["machine"]["load_average_end"] = list(os.getloadavg())
     write_atomic(args.out, json.dumps(result, indent=2, default=float).encode())
     print(json.dumps(result["targets"], indent=2))

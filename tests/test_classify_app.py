@@ -18,6 +18,7 @@ from vision_core.app import runs
 from vision_core.app.cli import build_parser, main, resolve_config
 from vision_core.app.schedules import build_schedule
 from vision_core.backbones import list_backbones
+from vision_core.classification.attribution import rank_correlation
 from vision_core.data.synthetic import SHAPE_CLASSES, classification_set
 from vision_core.errors import ConfigError
 
@@ -156,6 +157,49 @@ def test_eval_of_an_exported_file_and_predict_on_images(shapes_run, tmp_path, ca
     assert len(predictions["results"]) == 3 and predictions["class_names"] == list(SHAPE_CLASSES)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("classify_app")
+def test_explain_maps_the_float_model_and_its_int8_file_and_measures_their_agreement(shapes_run, tmp_path, capsys):
+    run = shapes_run["run"]
+    int8 = run / "exports" / "classify_int8_qat.tflite"
+    classes = ["--target-class", "circle", "square", "--count", 2]
+    capsys.readouterr()
+    assert run_cli("explain", "--run", run, *classes, "--out", tmp_path / "float") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images"] == 2 and printed["compare"]["model"] == str(int8)  # the run's shipped int8 file
+    float_run = json.loads((tmp_path / "float" / "explanations.json").read_text())
+    assert float_run["methods"] == ["gradcam", "integrated_gradients", "saliency", "occlusion"]
+    assert float_run["settings"]["patch"] == 5 and float_run["settings"]["stride"] == 2  # 32 px input
+    # The int8 file explained by itself runs occlusion only and is compared with the run's float model.
+    assert run_cli("explain", "--run", run, "--model", int8, *classes, "--out", tmp_path / "int8") == 0
+    int8_run = json.loads((tmp_path / "int8" / "explanations.json").read_text())
+    assert int8_run["methods"] == ["occlusion"] and int8_run["compare"]["model"] == "float keras"
+    rhos = []
+    for float_result, int8_result in zip(float_run["results"], int8_run["results"]):
+        assert float_result["file"] == int8_result["file"] and float_result["label"] in SHAPE_CLASSES
+        assert (tmp_path / "float" / float_result["panel"]).is_file()
+        for float_target, int8_target in zip(float_result["targets"], int8_result["targets"], strict=True):
+            assert float_target["class"] == int8_target["class"]
+            maps = {m: np.load(tmp_path / "float" / file) for m, file in float_target["maps"].items()}
+            assert sorted(maps) == sorted(float_run["methods"]) and all(m.shape == (32, 32) for m in maps.values())
+            int8_map = np.load(tmp_path / "float" / float_target["compare"]["map"])
+            # the same two occlusion maps, whichever form is explained and which compared
+            np.testing.assert_array_equal(int8_map, np.load(tmp_path / "int8" / int8_target["maps"]["occlusion"]))
+            np.testing.assert_array_equal(maps["occlusion"], np.load(tmp_path / "int8" / int8_target["compare"]["map"]))
+            rho = rank_correlation(maps["occlusion"], int8_map)
+            assert float_target["compare"]["spearman"] == pytest.approx(rho)
+            assert int8_target["compare"]["spearman"] == pytest.approx(rho)
+            rhos.append(rho)
+    assert len(rhos) == 4 and float_run["compare"]["spearman_mean"] == pytest.approx(np.mean(rhos))
+    assert float_run["compare"]["spearman_median"] == pytest.approx(np.median(rhos))
+    with pytest.raises(SystemExit, match="2"):
+        run_cli("explain", "--run", run, "--model", int8, "--methods", "saliency")
+    assert "saliency need the Keras model" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        run_cli("explain", "--run", run, "--target-class", "hexagon")
+    assert "--target-class hexagon: not a class of the run" in capsys.readouterr().err
+
+
 def _write_folders(root, per_class: int, seed: int):
     images, labels = classification_set(per_class * 8, 32, seed=seed)
     for split, part in (("train", slice(0, per_class * 6)), ("val", slice(per_class * 6, None))):
@@ -241,6 +285,18 @@ def test_a_multi_label_dicom_csv_trains_with_the_sigmoid_head_and_data_check_nam
     assert run_cli("predict", "--run", run, tmp_path / "films" / "P0_pa.dcm", "--out", tmp_path / "out") == 0
     predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())["results"][0]
     assert predicted["output"] == "P0_pa.jpg" and set(predicted["positive"]) <= {"effusion", "nodule"}
+    sources = [tmp_path / "films" / "P0_pa.dcm", tmp_path / "films" / "absent.dcm"]
+    explain = ["--methods", "gradcam", "occlusion", "--compare", exported, "--out", tmp_path / "explain"]
+    capsys.readouterr()
+    assert run_cli("explain", "--run", run, *sources, *explain) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images"] == 1 and printed["skipped"] == {str(sources[1]): "no such file or folder"}
+    (explained,) = json.loads((tmp_path / "explain" / "explanations.json").read_text())["results"]
+    # every class at or over the threshold, as predict lists them, else the most probable one
+    expected = predicted["positive"] or [predicted["top"][0]["label"]]
+    assert sorted(target["class"] for target in explained["targets"]) == sorted(expected)
+    assert all(sorted(target["maps"]) == ["gradcam", "occlusion"] for target in explained["targets"])
+    assert printed["compare"]["model"] == str(exported) and printed["compare"]["pairs"] == len(expected)
     bad = [*rows, "P0_pa.dcm,nodule,P99", "missing.dcm,nodule,P98"]
     write_dicom(tmp_path / "films" / "empty.dcm", None)
     bad.append("empty.dcm,effusion,P97")

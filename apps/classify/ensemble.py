@@ -199,6 +199,7 @@ def score_ensemble(
 ENSEMBLE_COMMAND = AppCommand(
     "make one model of several trained runs (mean of their probabilities, or majority vote: --combine) in a new "
     "run folder that eval, predict, export (float and post-training int8; no qat) and bench take as any run",
-    _add_arguments,
     make_ensemble,
+    _add_arguments,
+    on_run=False,
 )

@@ -98,11 +98,6 @@ class ClassifyTask(Task):
             )
         self.splits(config)
 
-    def commands(self):
-        from apps.classify.ensemble import ENSEMBLE_COMMAND
-
-        return {"ensemble": ENSEMBLE_COMMAND}
-
     def class_names(self, config: ClassifyConfig) -> tuple[str, ...]:
         return self.splits(config)[0].class_names
 
@@ -324,6 +319,15 @@ class ClassifyTask(Task):
             window=self.window(config),
         )
         return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
+
+    def commands(self):
+        """``explain`` (:mod:`apps.classify.explain`): Grad-CAM, integrated gradients, saliency and occlusion maps,
+        and the float/int8 agreement of occlusion; ``ensemble`` (:mod:`apps.classify.ensemble`): several runs as
+        one model."""
+        from apps.classify.ensemble import ENSEMBLE_COMMAND
+        from apps.classify.explain import explain_command
+
+        return {"explain": explain_command(self), "ensemble": ENSEMBLE_COMMAND}
 
     # shipping (the framework's vision_core.app.ship) -------------------------------------------------------------
     def model_info(self, config: ClassifyConfig, name: str):

@@ -10,6 +10,9 @@ Commands (the same meaning in every app, as Ultralytics' modes)::
     bench    batch-1 latency of a run's model and exported files
     data     check the datasets of a config before a long run
 
+An app adds commands of its own on a trained run through :meth:`Task.commands`
+(:class:`vision_core.app.task.AppCommand`; classify: ``explain``).
+
 Every command takes the config options, generated from the task's config dataclass:
 ``--preset`` < ``--config file.yaml`` < ``--set key=value`` (dotted keys) < direct flags
 (``--epochs 3 --batch-size 8``). Commands on a trained run (``--run``) start from the run's
@@ -104,16 +107,17 @@ def _add_config_options(parser: argparse.ArgumentParser, task: Task) -> None:
 def build_parser(task: Task) -> argparse.ArgumentParser:
     """The ``argparse`` parser of ``task``'s app: one sub-command per entry of :data:`COMMANDS`."""
     prog = f"python -m apps.{task.name}"
-    app_commands = {name: command.help for name, command in task.commands().items()}
-    taken = set(app_commands) & set(COMMANDS)
-    if taken:
-        raise ValueError(f"task {task.name!r}: its commands {sorted(taken)} take the names of shared ones")
+    own = task.commands()
+    shadowed = sorted(set(own) & set(COMMANDS))
+    if shadowed:
+        raise ValueError(f"task {task.name!r}: its commands {shadowed} shadow shared commands")
+    commands = {**COMMANDS, **{name: command.help for name, command in own.items()}}
     parser = argparse.ArgumentParser(
         prog=prog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(task.description + "\n\n" if task.description else "")
         + "commands:\n"
-        + "\n".join(f"  {name:<8} {text}" for name, text in {**COMMANDS, **app_commands}.items()),
+        + "\n".join(f"  {name:<8} {text}" for name, text in commands.items()),
         epilog=f"examples:\n  {prog} train --epochs 3 --batch-size 8 --name quick\n"
         f"  {prog} train --config exp.yaml --set train.learning_rate=0.01\n"
         f"  {prog} train --resume runs/{task.name}/quick\n"
@@ -122,7 +126,7 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     default_project = f"runs/{task.name}"
-    for name, text in COMMANDS.items():
+    for name, text in commands.items():
         command = sub.add_parser(name, help=text, description=text)
         run = command.add_argument_group("run")
         if name == "train":
@@ -146,7 +150,7 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
                 help="continue an interrupted run from its last completed epoch; without RUN, "
                 "the newest resumable run of --project (default: off)",
             )
-        else:
+        elif name not in own or own[name].on_run:
             needed = " (required)" if name != "data" else " (default: none: the config options alone)"
             run.add_argument(
                 "--run",
@@ -157,7 +161,7 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
             )
             if name != "data":
                 run.add_argument("--weights", default="best", help="best, last, or a .weights.npz path (default: best)")
-            if name in ("eval", "predict"):
+            if name in ("eval", "predict") or name in own:
                 run.add_argument(
                     "--model",
                     type=Path,
@@ -207,10 +211,8 @@ def build_parser(task: Task) -> argparse.ArgumentParser:
             command.add_argument(
                 "--threads", type=int, nargs="+", default=[1], help="TFLite thread counts (default: 1)"
             )
-        _add_config_options(command, task)
-    for name, app_command in task.commands().items():
-        command = sub.add_parser(name, help=app_command.help, description=app_command.help)
-        app_command.add_arguments(command)
+        if name in own and own[name].add_arguments is not None:
+            own[name].add_arguments(command)
         _add_config_options(command, task)
     return parser
 
@@ -323,6 +325,14 @@ def _data(task: Task, args: argparse.Namespace) -> dict[str, Any]:
     return task.check_data(config)
 
 
+def _app_command(task: Task, args: argparse.Namespace) -> dict[str, Any]:
+    command = task.commands()[args.command]
+    if not command.on_run:
+        return command.run(task, args)
+    run_dir, config, model = _trained(task, args)
+    return command.run(args, run_dir, config, model)
+
+
 HANDLERS: dict[str, Callable[[Task, argparse.Namespace], dict[str, Any]]] = {
     "train": _train,
     "eval": _eval,
@@ -343,8 +353,7 @@ def main(task: Task, argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_to_console()
     try:
-        handler = HANDLERS.get(args.command) or task.commands()[args.command].run
-        result = handler(task, args)
+        result = HANDLERS[args.command](task, args) if args.command in HANDLERS else _app_command(task, args)
     except AppError as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
     print(json.dumps(result, indent=2, default=str))

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -64,17 +65,23 @@ class BackboneSpec(NamedTuple):
     options: dict[str, Any]
 
 
-class AppCommand(NamedTuple):
-    """A command of one app beside the shared ones (:meth:`Task.commands`): ``python -m apps.<task> NAME``.
+@dataclasses.dataclass(frozen=True)
+class AppCommand:
+    """A command an app adds to the shared CLI beside ``train``, ``eval``, ... (:meth:`Task.commands`).
 
-    ``help``: its line in ``--help``; ``add_arguments(parser)`` adds its own options (the config options are
-    added after them); ``run(task, args)`` does the work and returns the result printed as JSON, raising
-    :class:`~vision_core.errors.AppError` for a problem the user can fix.
+    ``add_arguments(parser)`` adds its own options; the config options follow. A command ``on_run`` (the
+    default) also gets the options of every command on a trained run (``--run``, ``--weights``,
+    ``--model``), and ``run(args, run_dir, config, model)`` gets the parsed arguments, the run folder, its
+    resolved config and the model (the Keras model of ``--weights``, or the ``--model`` file's path). A
+    command not on one run (``on_run=False``: the classify ``ensemble`` of several runs) is called
+    ``run(task, args)``. ``run`` returns the JSON-friendly result the CLI prints and raises
+    :class:`~vision_core.errors.AppError` for a user error.
     """
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Task, argparse.Namespace], dict[str, Any]]
+    run: Callable[..., dict[str, Any]]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    on_run: bool = True
 
 
 class Task(abc.ABC):
@@ -141,10 +148,6 @@ class Task(abc.ABC):
         are an error.
         """
         return None
-
-    def commands(self) -> dict[str, AppCommand]:
-        """The app's own commands beside the shared ones, by name (default: none)."""
-        return {}
 
     def validate(self, config: Config) -> None:
         """Check what the settings point at before ``train`` makes a run folder; raise
@@ -285,6 +288,11 @@ class Task(abc.ABC):
         from vision_core.app.ship import run_qat
 
         return run_qat(self, model, config, run_dir)
+
+    def commands(self) -> dict[str, AppCommand]:
+        """The app's own CLI commands ``{name: AppCommand}`` beside the shared ones (classify: ``explain``);
+        default none. A name of a shared command is an error."""
+        return {}
 
     def callbacks(self, config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
         """Extra Keras callbacks for training (after the trainer's own); default none."""

@@ -10,7 +10,9 @@ probabilities: the arg-max is the same); labels are int [N] indices into the cla
 | ``plots`` | :func:`plot_confusion_matrix`, :func:`plot_roc_curves`, :func:`plot_pr_curves`, :func:`plot_calibration` |
 | ``runners`` | :func:`load_classifier_runner`: Keras, TFLite and ONNX classifiers, normalised images in, scores out |
 | ``predict`` | :func:`predict_images`: top-k JSON and drawn copies of image files |
+| ``attribution`` | Grad-CAM, integrated gradients, saliency and occlusion maps; rank correlation of two maps |
+| ``explain`` | :func:`explain_images`: overlays, raw maps, ``explanations.json``; two forms' agreement |
 
-Import from the modules; ``runners``, ``predict`` and ``losses`` load TensorFlow, ``evaluate`` and
-``clinical`` do not.
+Import from the modules; ``runners``, ``predict``, ``losses``, ``attribution`` and ``explain`` load TensorFlow,
+``evaluate`` and ``clinical`` do not.
 """
