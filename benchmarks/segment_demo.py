@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 from pathlib import Path
 
-from app_process import run_app
+from app_process import ship_and_score, timed_app
 from machine import machine_info
 
 from vision_core.storage.atomic import write_atomic
@@ -46,20 +45,6 @@ FORMS = {
     "int8_ptq_tflite": "segment_int8.tflite",
     "int8_qat_tflite": "segment_int8_qat.tflite",
 }
-
-
-def segment(*args: str) -> dict:
-    """``python -m apps.segment args``: its wall and CPU seconds (the process and its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds, _ = run_app("apps.segment", *args)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {
-        "wall_seconds": round(seconds, 1),
-        "wall_minutes": round(seconds / 60, 2),
-        "cpu_seconds": round(cpu, 1),
-        "cpu_share_of_one_core": f"{100 * cpu / seconds:.0f}%",
-    }
 
 
 def headline(metrics: dict) -> dict:
@@ -84,23 +69,16 @@ def main(argv: list[str] | None = None) -> dict:
     if demo_data.exists():
         shutil.rmtree(demo_data)  # time the generation a newcomer's first run pays
     train = ["train", "--project", str(args.project), "--name", "demo", "--exist-ok", "--demo-dir", str(demo_data)]
-    result["train"] = segment(*train, *args.train_flags)
+    result["train"] = timed_app("apps.segment", *train, *args.train_flags)
     run = args.project / "demo"
     trained = json.loads((run / "metrics.json").read_text())
     result["train"].update(epochs=trained["epochs"], best_epoch=trained["best_epoch"])
     result["float"] = headline(trained["metrics"])
     print(f"train: {result['train']['wall_minutes']:.1f} min, mIoU {result['float']['mIoU']:.4f}", flush=True)
 
-    qat = ["qat", "--run", str(run)] + ([] if args.qat_steps is None else ["--steps", str(args.qat_steps)])
-    result["qat"] = segment(*qat)
-    report = json.loads((run / "qat" / "report.json").read_text())
-    result["qat"].update(steps=report["steps"], first_loss=report["first_loss"], last_loss=report["last_loss"])
-    result["export"] = segment("export", "--run", str(run), "--format", "float32", "int8", "--no-score")
-
-    result["forms"] = {}
-    for form, name in FORMS.items():
-        segment("eval", "--run", str(run), "--model", str(run / "exports" / name))
-        result["forms"][form] = headline(json.loads((run / f"eval_{name}.json").read_text())["metrics"])
+    shipped = ship_and_score("apps.segment", run, FORMS, args.qat_steps)
+    result.update(qat=shipped["qat"], export=shipped["export"])
+    result["forms"] = {form: headline(metrics) for form, metrics in shipped["forms"].items()}
     float_miou = result["float"]["mIoU"]
     result["delta_mIoU_points"] = {
         form: round(100 * (m["mIoU"] - float_miou), 3) for form, m in result["forms"].items()

@@ -3,6 +3,8 @@ patch pipeline's alignment and augmentation."""
 
 from __future__ import annotations
 
+import copy
+
 import cv2
 import numpy as np
 import pytest
@@ -153,3 +155,25 @@ def test_y_inputs_are_8_bit_levels_as_matlab_rgb2ycbcr_gives_them():
     expected = np.array([[[122], [235], [16]]], np.float32) / 255
     np.testing.assert_array_equal(to_model_pixels(rgb, "y"), expected)
     np.testing.assert_allclose(tf_model_pixels(rgb, "y").numpy(), expected, atol=1e-7)
+
+
+def test_a_training_image_smaller_than_the_patch_is_skipped_by_name(tmp_path):
+    write_png(tmp_path / "hr" / "a.png", noise(24, 24, 0))  # 12x12 input at x2
+    write_png(tmp_path / "hr" / "small.png", noise(12, 16, 1))  # 8x6 input: below an 8 px patch
+    data = load_sr_dataset(tmp_path / "hr", 2)
+    batches = list(make_patch_dataset(data, patch_size=8, batch_size=2, patches_per_image=4))
+    assert len(batches) == 4
+    assert list(data.skipped) == [str(tmp_path / "hr" / "small.png")]
+    assert "its 8x6 input is smaller than the 8 px training patch" in data.skipped[str(tmp_path / "hr" / "small.png")]
+
+
+def test_demo_images_too_small_for_the_patch_stop_train_before_its_run_folder(tmp_path):
+    from apps.superres.config import PRESETS
+    from apps.superres.task import SuperResTask
+    from vision_core.errors import AppError
+
+    config = copy.deepcopy(PRESETS["espcn_x3_y"])
+    config.dataset.demo_size, config.dataset.demo_dir = 48, str(tmp_path / "demo")
+    with pytest.raises(AppError, match="demo images of 48 px give 16 px inputs at x3, smaller than the 24 px"):
+        SuperResTask().validate(config)
+    assert not (tmp_path / "demo").exists()

@@ -89,7 +89,15 @@ class SuperResTask(Task):
         return self._splits[key]
 
     def validate(self, config: SuperResConfig) -> None:
-        """List both splits' files (cached): a missing folder or input stops ``train`` before its run folder."""
+        """List both splits' files (cached): a missing folder or input, or demo images too small for the
+        training patch, stop ``train`` before its run folder."""
+        settings = config.dataset
+        if settings.data is None and settings.demo_size // config.model.scale < settings.patch_size:
+            raise AppError(
+                f"demo images of {settings.demo_size} px give {settings.demo_size // config.model.scale} px inputs "
+                f"at x{config.model.scale}, smaller than the {settings.patch_size} px training patch: raise "
+                "--demo-size or lower --patch-size"
+            )
         self.splits(config)
 
     def datasets(self, config: SuperResConfig):

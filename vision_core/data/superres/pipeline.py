@@ -56,19 +56,30 @@ def tf_model_pixels(rgb: tf.Tensor, colour: ColourMode) -> tf.Tensor:
     return tf.round(tf.tensordot(rgb, weights, 1) + float(YCBCR_OFFSET[0])) / 255.0
 
 
-def _pairs_dataset(data: SRDataset, skip_bad: bool = False) -> tf.data.Dataset:
-    """The pairs of ``data``; ``skip_bad``: a pair that cannot be read is logged, counted in ``data.skipped``
-    and left out instead of stopping the run."""
+def _pairs_dataset(data: SRDataset, skip_bad: bool = False, min_size: int = 0) -> tf.data.Dataset:
+    """The pairs of ``data``; ``skip_bad``: a pair that cannot be read, or whose input is smaller than
+    ``min_size`` on a side, is logged, counted in ``data.skipped`` and left out instead of stopping the run."""
 
     def pairs():
+        kept = 0
         for index in range(len(data)):
             try:
-                yield data.pair(index)
+                lr, hr = data.pair(index)
+                if min(lr.shape[:2]) < min_size:
+                    raise ValueError(
+                        f"{data.hr_paths[index]}: its {lr.shape[1]}x{lr.shape[0]} input is smaller than the "
+                        f"{min_size} px training patch"
+                    )
             except (OSError, ValueError) as error:
                 if not skip_bad:
                     raise
                 data.skipped[str(data.hr_paths[index])] = str(error)
                 log.warning("skipping a training image: %s", error)
+                continue
+            kept += 1
+            yield lr, hr
+        if not kept:
+            raise ValueError(f"{data.source}: no usable training image (see the warnings; data check lists them)")
 
     spec = tf.TensorSpec((None, None, 3), tf.uint8)
     return tf.data.Dataset.from_generator(pairs, output_signature=(spec, spec))
@@ -123,13 +134,13 @@ def make_patch_dataset(
 ) -> tf.data.Dataset:
     """One epoch of shuffled training batches ``(inputs [B, p, p, C], targets [B, p*s, p*s, C])`` float32.
 
-    Every image must be at least ``patch_size`` on both sides of its input (``data check`` says which are
-    not); an unreadable one is skipped (:func:`_pairs_dataset`). ``patch_candidates`` > 1: each patch is the
+    An image whose input is smaller than ``patch_size``, or that cannot be read, is skipped with a warning
+    (:func:`_pairs_dataset`; ``data check`` lists them). ``patch_candidates`` > 1: each patch is the
     busiest of that many (:func:`busiest_patch`). The epoch has
     ``len(data) * patches_per_image // batch_size`` batches.
     """
     scale = data.scale
-    images = _pairs_dataset(data, skip_bad=True).cache()
+    images = _pairs_dataset(data, skip_bad=True, min_size=patch_size).cache()
     dataset = images.repeat(patches_per_image).shuffle(len(data) * patches_per_image, reshuffle_each_iteration=True)
 
     def sample(lr, hr):
