@@ -11,7 +11,9 @@ and 400 held-out 64x64 images, written as PNG class folders on first use). Each
 of trained classifiers"): Adam with a warm-up over a tenth of each cycle, then cosine decay
 to 0, batch norms at momentum 0.9 (the papers' 0.99-0.999 lag a few hundred steps of weights).
 RevCol trains its first column alone first (``shapes_revcol_*_column0``), then the full model from those weights
-(``--init-weights``): its four columns do not learn the task from scratch in a CPU budget.
+(``--init-weights``): its four columns do not learn the task from scratch in a CPU budget. The ``volumes_<net>``
+presets train each volume ResNet (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) on the built-in NIfTI volume demo
+(:mod:`vision_core.data.classification.volumes`), with ``model.volume_shape`` set.
 """
 
 from __future__ import annotations
