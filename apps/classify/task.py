@@ -215,7 +215,7 @@ class ClassifyTask(Task):
         except (KeyError, ValueError) as error:
             raise AppError(str(error)) from None
 
-    def backbone(self, config: ClassifyConfig) -> BackboneSpec:
+    def backbone(self, config: ClassifyConfig) -> BackboneSpec | None:
         """The classifier is ``build_backbone`` with its head: the features model's variables are its own (a
         volume ResNet is no registered backbone: None)."""
         model = config.model
