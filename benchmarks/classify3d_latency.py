@@ -9,7 +9,11 @@ MACs of the TFLite graph (its CONV_2D and FULLY_CONNECTED ops), the int8 graph's
 ms per form and thread count; with the machine (CPU model, int8 dot-product flags, load average before
 and after) in ``benchmarks/results/classify3d_latency.json``.
 
+``--conv3d-reference`` adds R3D-18 built from keras ``Conv3D`` layers on a ``[B, D, H, W, 1]`` input, float32
+only (its ``CONV_3D`` has no int8 kernel): what the slice-folded formulation costs, or saves, in float.
+
     python benchmarks/classify3d_latency.py [--volume-shape 16,64,64] [--width 1.0] [--threads 1,2] [--runs 10]
+                                            [--conv3d-reference]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from tqdm import tqdm
 from tflite.audit import audit_ops
 from tflite.bench import benchmark
 from tflite.macs import count_macs
-from vision_core.backbones.resnet3d import VOLUME_RESNETS, build_volume_resnet
+from vision_core.backbones.resnet3d import STAGE_CHANNELS, VOLUME_RESNETS, build_volume_resnet
+from vision_core.backend import keras
 from vision_core.data.classification.nifti import parse_volume_shape
 from vision_core.quant.convert import convert
 from vision_core.storage.atomic import write_atomic
@@ -56,6 +61,40 @@ def measure(name: str, shape: tuple[int, int, int], width: float, args: argparse
     }
 
 
+def conv3d_r3d_18(shape: tuple[int, int, int], num_classes: int, width: float):
+    """R3D-18 of keras ``Conv3D`` layers (same architecture and weight count as ``build_volume_resnet("r3d_18")``)."""
+
+    def conv_bn(x, filters, kernel, strides, relu=True):
+        x = keras.layers.Conv3D(filters, kernel, strides, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        return keras.layers.ReLU()(x) if relu else x
+
+    channels = [max(8, round(c * width)) for c in STAGE_CHANNELS]
+    inputs = keras.Input((*shape, 1))
+    x = conv_bn(inputs, channels[0], (3, 7, 7), (1, 2, 2))
+    for stage, filters in enumerate(channels):
+        for block in range(2):
+            stride = 2 if stage and not block else 1
+            y = conv_bn(conv_bn(x, filters, 3, stride), filters, 3, 1, relu=False)
+            if stride > 1:
+                x = conv_bn(x, filters, 1, stride, relu=False)
+            x = keras.layers.ReLU()(keras.layers.Add()([y, x]))
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="r3d_18_conv3d")
+
+
+def measure_conv3d_reference(shape: tuple[int, int, int], width: float, args: argparse.Namespace) -> dict:
+    model = conv3d_r3d_18(shape, NUM_CLASSES, width)
+    data = convert(model, "float32")
+    timing = benchmark(data, tuple(int(t) for t in args.threads.split(",")), args.warmup, args.runs)
+    timing.pop("model")
+    return {
+        "weights": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "ops": dict(Counter(record.op for record in audit_ops(data))),
+        "forms": {"float32": timing},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volume-shape", default="16,64,64", help="D,H,W of the volume (default: 16,64,64)")
@@ -64,6 +103,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="timed runs per form and thread count (default: 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
     parser.add_argument("--calibration", type=int, default=8, help="int8 calibration volumes (default: 8)")
+    parser.add_argument(
+        "--conv3d-reference", action="store_true", help="also time R3D-18 of keras Conv3D layers in float32"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON written (default: {OUT})")
     args = parser.parse_args()
     shape = parse_volume_shape(args.volume_shape)
@@ -77,6 +119,8 @@ def main() -> None:
     }
     for name in tqdm(VOLUME_RESNETS, desc="networks", unit="network"):
         result["models"][name] = measure(name, shape, args.width, args)
+    if args.conv3d_reference:
+        result["conv3d_reference"] = measure_conv3d_reference(shape, args.width, args)
     result["load_average_end"] = list(os.getloadavg())
     write_atomic(args.out, json.dumps(result, indent=2).encode())
     print(
