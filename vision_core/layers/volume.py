@@ -84,7 +84,7 @@ class DepthUnfold(QuantizableLayer):
 
     def call(self, x):
         _, height, width, channels = x.shape
-        rows = tf.reshape(x, (-1, self.depth, height * width, channels))  # 4D keeps every op in TFLite's int8 set
+        rows = tf.reshape(x, (-1, self.depth, height * width, channels))  # one row of voxels per slice
         before, after = same_padding(self.depth, self.kernel_size, self.strides)
         if before or after:
             rows = tf.pad(rows, ((0, 0), (before, after), (0, 0), (0, 0)))
