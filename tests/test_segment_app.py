@@ -16,7 +16,7 @@ from apps.segment.task import SegmentTask
 from tflite.audit import require_int8
 from tflite.metadata import read_metadata
 from vision_core.app.cli import main
-from vision_core.data.segmentation import DEMO_CLASSES
+from vision_core.data.segmentation import CITYSCAPES_CLASSES, DEMO_CLASSES, VOC_CLASSES
 from vision_core.data.video import VideoFrames
 
 
@@ -251,3 +251,50 @@ def test_the_edge_kit_cli_reports_the_pixel_shares_of_our_runtimes_argmax(tiny_r
         counts = np.bincount(class_map.ravel(), minlength=len(DEMO_CLASSES))
         shares = {DEMO_CLASSES[i]: counts[i] / class_map.size for i in np.flatnonzero(counts)}
         assert {label["label"]: label["score"] for label in found["labels"]} == shares, path.name
+
+
+def _voc_and_cityscapes(root, scenes):
+    """The demo scenes as a Pascal VOC root (palette masks, split lists) and a Cityscapes root (label ids)."""
+    from vision_core.data.detection.images import read_image
+
+    voc, city = root / "VOC2012", root / "cityscapes"
+    for split, names in (("train", range(8)), ("val", range(8, 10))):
+        stems = []
+        for index in names:
+            image = read_image(scenes / "images" / f"{index:05d}.png")
+            mask = np.asarray(Image.open(scenes / "masks" / f"{index:05d}.png"))
+            stem = f"2007_{index:06d}"
+            stems.append(stem)
+            (voc / "JPEGImages").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(voc / "JPEGImages" / f"{stem}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            palette = Image.fromarray(mask.astype(np.uint8), mode="P")
+            palette.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128] + [0, 0, 0] * 251)
+            (voc / "SegmentationClass").mkdir(exist_ok=True)
+            palette.save(voc / "SegmentationClass" / f"{stem}.png")
+            name = f"aachen_{index:06d}_000019"
+            images, labels = (city / d / split / "aachen" for d in ("leftImg8bit", "gtFine"))
+            images.mkdir(parents=True, exist_ok=True)
+            labels.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(images / f"{name}_leftImg8bit.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            label_ids = np.array([7, 11, 24, 26, 33], np.uint8)[mask]  # road building person car bicycle
+            Image.fromarray(label_ids, mode="L").save(labels / f"{name}_gtFine_labelIds.png")
+        (voc / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return voc, city
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["voc", "cityscapes"])
+def test_data_check_train_and_eval_on_a_voc_and_a_cityscapes_folder(tiny_run, tmp_path, layout, capsys):
+    voc, city = _voc_and_cityscapes(tmp_path, tiny_run["root"] / "demo" / "64px" / "train")
+    root = voc if layout == "voc" else city
+    tiny = ["--data", root, "--input-size", 32, "--head-width", 0.25, "--batch-size", 4]
+    capsys.readouterr()
+    assert run_cli("data", *tiny) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"] == 0
+    assert run_cli("train", "--project", tmp_path / "runs", "--name", layout, "--epochs", 1, *tiny) == 0
+    metrics = json.loads((tmp_path / "runs" / layout / "metrics.json").read_text())["metrics"]
+    names = VOC_CLASSES if layout == "voc" else CITYSCAPES_CLASSES
+    assert list(metrics["per_class_iou"]) == list(names) and 0.0 <= metrics["mIoU"] <= 1.0
+    assert metrics["images"] == 2

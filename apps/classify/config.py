@@ -11,7 +11,9 @@ and 400 held-out 64x64 images, written as PNG class folders on first use). Each
 of trained classifiers"): Adam with a warm-up over a tenth of each cycle, then cosine decay
 to 0, batch norms at momentum 0.9 (the papers' 0.99-0.999 lag a few hundred steps of weights).
 RevCol trains its first column alone first (``shapes_revcol_*_column0``), then the full model from those weights
-(``--init-weights``): its four columns do not learn the task from scratch in a CPU budget.
+(``--init-weights``): its four columns do not learn the task from scratch in a CPU budget. The ``volumes_<net>``
+presets train each volume ResNet (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) on the built-in NIfTI volume demo
+(:mod:`vision_core.data.classification.volumes`), with ``model.volume_shape`` set.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Literal
 
 from vision_core.app.config import BackboneConfig, QATConfig, TrainConfig, setting
 from vision_core.backbones import list_backbones
+from vision_core.data.classification.nifti import parse_volume_shape
 
 
 @dataclasses.dataclass
@@ -48,6 +51,27 @@ class ModelConfig(BackboneConfig):
         "RevCol: build its first column alone (a warm start whose weights "
         "initialise the full model through --init-weights)",
     )
+    volume_shape: str | None = setting(
+        None,
+        "'D,H,W': classify 3D volumes (NIfTI .nii/.nii.gz, one channel) resampled to D slices of HxW, with a "
+        "volume backbone: r3d_18, mc3_18 or r2plus1d_18, whose width backbone_alpha scales (null: 2D images)",
+    )
+
+    def check(self) -> Iterator[tuple[str, str]]:
+        from vision_core.backbones.resnet3d import VOLUME_RESNETS
+
+        if self.volume_shape is None:
+            if self.backbone in VOLUME_RESNETS:
+                yield "backbone", f"{self.backbone} classifies volumes: give volume_shape (D,H,W)"
+            return
+        try:
+            parse_volume_shape(self.volume_shape)
+        except ValueError as error:
+            yield "volume_shape", str(error)
+        if self.backbone not in VOLUME_RESNETS:
+            yield "backbone", f"volumes need a volume backbone ({', '.join(VOLUME_RESNETS)}), not {self.backbone}"
+        if self.channels != 1:
+            yield "channels", "volumes have one channel: 1"
 
 
 @dataclasses.dataclass
@@ -64,11 +88,13 @@ class DatasetConfig:
     class_names: tuple[str, ...] = setting(
         (), "class names in output order (default: sorted folder names or CSV labels); a label outside them is an error"
     )
-    demo: Literal["fundus", "shapes"] = setting(
-        "shapes", "built-in demo when data is null: fundus (referable diabetic retinopathy) or shapes"
+    demo: Literal["fundus", "shapes", "volumes"] = setting(
+        "shapes",
+        "built-in demo when data is null: fundus (referable diabetic retinopathy), shapes, or volumes "
+        "(NIfTI head volumes whose 3D structure sets the class; needs model.volume_shape)",
     )
     demo_dir: str = setting("datasets/classify-shapes", "folder of the generated demo (made on first use)")
-    demo_patients: int = setting(1500, "fundus: patients (two eyes, two images, each)")
+    demo_patients: int = setting(1500, "fundus: patients (two eyes, two images, each); volumes: one volume each")
     demo_size: int = setting(96, "fundus: image side in pixels")
     demo_train: int = setting(8000, "shapes: training images")
     demo_val: int = setting(400, "shapes: held-out images")
@@ -256,12 +282,41 @@ def fundus_preset() -> ClassifyConfig:
     )
 
 
+VOLUME_EPOCHS = 8
+# QAT of a volume classifier: the shapes recipe at batch 8 (a volume is 16 slices), 64 calibration volumes.
+VOLUMES_QAT = dataclasses.replace(SHAPES_QAT, steps=60, fine_tune_batch=8, fine_tune_images=480, calibration_images=64)
+
+
+def volumes_preset(backbone: str) -> ClassifyConfig:
+    """``backbone`` (a volume ResNet at a quarter width) on the volume demo: 300 head volumes resampled to
+    16x64x64, split by patient; Adam at 2e-3 with a warm-up over a tenth of the run, cosine to 0, left-right
+    mirroring. The recipe and its wall time are in ``benchmarks/README.md`` ("Volume classifiers")."""
+    return ClassifyConfig(
+        model=ModelConfig(backbone=backbone, volume_shape="16,64,64", channels=1, backbone_alpha=0.25),
+        dataset=DatasetConfig(demo="volumes", demo_dir="datasets/classify-volumes", demo_patients=300),
+        train=TrainConfig(
+            epochs=VOLUME_EPOCHS,
+            batch_size=8,
+            optimizer="adam",
+            learning_rate=SHAPES_LEARNING_RATE,
+            weight_decay=0.0,
+            warmup_epochs=VOLUME_EPOCHS / 10,
+            min_lr_ratio=0.0,
+            seed=7,
+        ),
+        qat=dataclasses.replace(VOLUMES_QAT),
+    )
+
+
 def _presets() -> dict[str, ClassifyConfig]:
+    from vision_core.backbones.resnet3d import VOLUME_RESNETS
+
     names = ["resnet18", *(name for name in list_backbones() if name != "resnet18")]
     presets = {"fundus_resnet18": fundus_preset()}
     presets.update({f"shapes_{name}": shapes_preset(name, **RECIPES.get(name, {})) for name in names})
     for name in (n for n in names if n.startswith("revcol")):
         presets[f"shapes_{name}_column0"] = shapes_preset(name, **REVCOL_COLUMN0)
+    presets.update({f"volumes_{name}": volumes_preset(name) for name in VOLUME_RESNETS})
     return presets
 
 

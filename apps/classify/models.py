@@ -5,6 +5,8 @@
 in the tf_keras flavour. Input: ``(B, S, S, C)`` float32 images ``(pixels - 127.5) / 127.5``;
 output: ``logits`` float32 ``[B, num_classes]``, for either head: ``softmax`` (one class per image) and
 ``sigmoid`` (multi-label) differ in the loss and in how scores become probabilities, not in the graph.
+With ``volume_shape`` ``"D,H,W"`` the model is a volume ResNet (:mod:`vision_core.backbones.resnet3d`)
+taking volumes ``(B, H, W, D)``, their slices last, normalised alike.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def build_classifier(
     layer_scale_init: float | None = None,
     first_column_only: bool = False,
     head: str = "softmax",
+    volume_shape: str | None = None,
 ):
     """``backbone`` with a ``num_classes`` head (see the module docstring).
 
@@ -35,10 +38,21 @@ def build_classifier(
     (``keras``: keras.applications', whose ImageNet weights load); ``backbone_layout``: ``tf`` or ``torch``
     padding (:func:`vision_core.backbones.backbone_options`); ``layer_scale_init``: RevCol's ConvNeXt
     layer scales at the start; ``first_column_only``: RevCol cut to its first column, whose
-    weights copy into the full model by variable path (the shapes recipes' warm start).
+    weights copy into the full model by variable path (the shapes recipes' warm start); ``volume_shape``: the
+    volume ResNet ``backbone`` for volumes of ``D,H,W``, ``backbone_alpha`` its width (``channels`` must be 1).
     """
     if head not in HEADS:
         raise ValueError(f"head {head!r}: expected one of {', '.join(HEADS)}")
+    if volume_shape is not None:
+        from vision_core.backbones.resnet3d import build_volume_resnet
+        from vision_core.data.classification.nifti import parse_volume_shape
+
+        if channels != 1:
+            raise ValueError(f"volumes have one channel, got channels={channels}")
+        model = build_volume_resnet(backbone, parse_volume_shape(volume_shape), num_classes, width=backbone_alpha)
+        if bn_momentum is not None:
+            set_batch_norm_momentum(model, bn_momentum)
+        return model
     options = backbone_options(backbone, backbone_alpha, backbone_variant, backbone_layout)
     if layer_scale_init is not None:
         options["layer_scale_init"] = layer_scale_init

@@ -2,7 +2,10 @@
 
 Data: ``dataset.data`` (class folders or a CSV, :func:`load_classification_dataset`) or, when
 it is empty, the built-in demo of ``dataset.demo`` written on first use: the fundus images
-(``dataset.demo_dir/labels.csv``, split by patient) or the shapes (``dataset.demo_dir/<size>px``).
+(``dataset.demo_dir/labels.csv``, split by patient), the shapes (``dataset.demo_dir/<size>px``) or the head
+volumes (``dataset.demo_dir/labels.csv``). With ``model.volume_shape`` the samples are NIfTI volumes, batched as
+``float32 [B, H, W, D]`` (:mod:`vision_core.data.classification.volume_pipeline`) for a volume ResNet, and
+every other step (evaluator, QAT, export) is the images'.
 Batches are ``(images float32 [B, S, S, C] = (pixels - 127.5) / 127.5, labels int32 [B])``, or
 float32 [B, K] multi-hot labels for a multi-label CSV (``model.head: sigmoid``); with mixup,
 training batches carry mixed float32 [B, K] targets. Every form of a model (the Keras model of a
@@ -53,13 +56,26 @@ class ClassifyTask(Task):
             write_shapes_dataset,
         )
         from vision_core.data.classification.fundus import FUNDUS_CLASSES, write_fundus_dataset
+        from vision_core.data.classification.types import NIFTI_SUFFIXES, READABLE_SUFFIXES, is_nifti
+        from vision_core.data.classification.volumes import VOLUME_CLASSES, write_volume_dataset
 
         settings = config.dataset
-        key = (dataclasses.astuple(settings), config.model.input_size)
+        volumes = config.model.volume_shape is not None
+        key = (dataclasses.astuple(settings), config.model.input_size, volumes)
         if key in self._splits:
             return self._splits[key]
         names = list(settings.class_names) or None
-        split_options = {"val_fraction": settings.val_fraction, "split_seed": settings.split_seed}
+        split_options = {
+            "val_fraction": settings.val_fraction,
+            "split_seed": settings.split_seed,
+            "suffixes": NIFTI_SUFFIXES if volumes else READABLE_SUFFIXES,
+        }
+        if settings.data is None and (settings.demo == "volumes") != volumes:
+            raise AppError(
+                "the volume demo needs model.volume_shape (D,H,W) and a volume backbone (e.g. --preset volumes_mc3_18)"
+                if not volumes
+                else f"model.volume_shape is set: the {settings.demo} demo has no volumes (dataset.demo: volumes)"
+            )
         try:
             if settings.data is None and settings.demo == "shapes":
                 names = list(SHAPE_CLASSES)  # the suite's label order, not the folders' sorted one
@@ -67,6 +83,9 @@ class ClassifyTask(Task):
                 data = write_shapes_dataset(
                     Path(settings.demo_dir) / f"{size}px", train=settings.demo_train, val=settings.demo_val, size=size
                 )
+            elif settings.data is None and settings.demo == "volumes":
+                names = list(VOLUME_CLASSES)
+                data = write_volume_dataset(settings.demo_dir, settings.demo_patients)
             elif settings.data is None:
                 names = list(FUNDUS_CLASSES)
                 data = write_fundus_dataset(settings.demo_dir, settings.demo_patients, settings.demo_size)
@@ -81,6 +100,13 @@ class ClassifyTask(Task):
         for split in (train, val):
             if not len(split):
                 raise AppError(f"{split.source}: the {split.split} split has no images")
+            other = next((path for path in split.paths if is_nifti(path) != volumes), None)
+            if other is not None:
+                raise AppError(
+                    f"{other}: not a NIfTI volume (.nii, .nii.gz), but model.volume_shape is set"
+                    if volumes
+                    else f"{other}: a NIfTI volume; classify volumes with --volume-shape D,H,W and a volume backbone"
+                )
         if train.multi_label and config.model.head != "sigmoid":
             raise AppError(
                 f"{train.source}: a multi-label dataset (a labels column) needs the sigmoid head: --head sigmoid"
@@ -105,9 +131,28 @@ class ClassifyTask(Task):
         """The DICOM window ``(centre, width)`` of ``dataset.window``, or None (each file's own)."""
         return None if config.dataset.window is None else parse_window(config.dataset.window)
 
+    def volume_shape(self, config: ClassifyConfig) -> tuple[int, int, int] | None:
+        """``(D, H, W)`` of ``model.volume_shape``, or None for a 2D model."""
+        from vision_core.data.classification.nifti import parse_volume_shape
+
+        return None if config.model.volume_shape is None else parse_volume_shape(config.model.volume_shape)
+
     def _pipeline(self, split, config: ClassifyConfig, batch_size: int, shuffle: bool, augment: bool = False):
         from vision_core.data.classification import make_classification_dataset
+        from vision_core.data.classification.volume_pipeline import make_volume_dataset
 
+        if config.model.volume_shape is not None:
+            dataset = make_volume_dataset(
+                split,
+                self.volume_shape(config),
+                batch_size,
+                shuffle=shuffle,
+                augment=augment,
+                seed=config.train.seed,
+                mean=MEAN,
+                std=STD,
+            )
+            return dataset.repeat().take(math.ceil(len(split) / batch_size))
         dataset = make_classification_dataset(
             split,
             config.model.input_size,
@@ -179,9 +224,12 @@ class ClassifyTask(Task):
         except (KeyError, ValueError) as error:
             raise AppError(str(error)) from None
 
-    def backbone(self, config: ClassifyConfig) -> BackboneSpec:
-        """The classifier is ``build_backbone`` with its head: the features model's variables are its own."""
+    def backbone(self, config: ClassifyConfig) -> BackboneSpec | None:
+        """The classifier is ``build_backbone`` with its head: the features model's variables are its own (a
+        volume ResNet is no registered backbone: None)."""
         model = config.model
+        if model.volume_shape is not None:
+            return None
         if model.first_column_only:
             raise AppError(
                 "first_column_only builds RevCol cut to one column, not the registered backbone: "
@@ -222,9 +270,13 @@ class ClassifyTask(Task):
     def val_images(self, config: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
         """``(images float32 [N, S, S, C], labels [N] or [N, K])`` of the validation split, read once."""
         from vision_core.data.classification import load_images
+        from vision_core.data.classification.volume_pipeline import load_volumes
 
         _, val = self.splits(config)
-        key = (val.source, len(val), config.model.input_size, config.model.channels, config.dataset.window)
+        model = config.model
+        key = (val.source, len(val), model.input_size, model.channels, config.dataset.window, model.volume_shape)
+        if key not in self._val_images and model.volume_shape is not None:
+            self._val_images[key] = load_volumes(val, self.volume_shape(config), MEAN, STD)
         if key not in self._val_images:
             self._val_images[key] = load_images(
                 val, config.model.input_size, config.model.channels, MEAN, STD, window=self.window(config)
@@ -304,6 +356,21 @@ class ClassifyTask(Task):
 
     def predict(self, model, sources: list[str], config: ClassifyConfig, out_dir: Path) -> dict[str, Any]:
         from vision_core.classification.predict import RESULTS_FILE, predict_images
+        from vision_core.classification.predict_volumes import predict_volumes
+
+        if config.model.volume_shape is not None:
+            counts = predict_volumes(
+                self.runner(model),
+                sources,
+                out_dir,
+                self.class_names(config),
+                self.volume_shape(config),
+                MEAN,
+                STD,
+                multi_label=config.model.head == "sigmoid",
+                threshold=0.5 if config.evaluation.threshold is None else config.evaluation.threshold,
+            )
+            return {"json": str(Path(out_dir) / RESULTS_FILE), "out_dir": str(out_dir), **counts}
 
         counts = predict_images(
             self.runner(model),

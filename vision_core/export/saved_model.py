@@ -7,7 +7,9 @@ Every export carries two signatures (outputs are a dict by name in both):
 * ``serving_bytes(image_bytes: string[N])``: encoded images (JPEG, PNG; also BMP and the
   first frame of a GIF) decoded in the graph, resized to H x W, normalised, then the model.
   The input name ends in ``_bytes`` because TF Serving's REST API decodes
-  ``{"b64": ...}`` values only for such inputs.
+  ``{"b64": ...}`` values only for such inputs. Only for an image model (C = 1 or 3): a model whose
+  input has other channels (a volume classifier's ``[H, W, D]`` slices) has no encoded-image form and
+  carries ``serving_default`` alone.
 
 Decoding matches the suite's OpenCV readers: JPEG goes through ``decode_jpeg`` with the
 accurate integer IDCT, which equals ``cv2.imdecode`` pixel for pixel (the default fast
@@ -90,9 +92,9 @@ def export_saved_model(
 ) -> Path:
     """Write ``model`` as the next version of ``<root>/<model_name>/``; returns the version folder.
 
-    ``model``: a Keras 3 model with one fixed-size image input ``(H, W, C)``, C = 1 or 3; with
-    ``any_size`` H and W may be None: ``serving_default`` then takes any size and ``serving_bytes``
-    feeds the images at their own size (one size per request).
+    ``model``: a Keras 3 model with one fixed-size input ``(H, W, C)``; ``serving_bytes`` when the images
+    are decoded to 1 or 3 channels. With ``any_size`` H and W may be None: ``serving_default`` then takes
+    any size and ``serving_bytes`` feeds the images at their own size (one size per request).
     ``model_name`` defaults to ``model.name``. ``preprocess`` maps decoded float32 pixels
     ``[N, H, W, C]`` (0..255) to the model's input in ``serving_bytes``; it must match
     training (default: ``MINUS_ONE_TO_ONE``). ``postprocess`` maps the model's output
@@ -110,8 +112,6 @@ def export_saved_model(
     spec = input_spec(model, batch_size=None, any_size=any_size)
     height, width, channels = spec.shape[1:]
     decode_channels = decode_channels or channels
-    if decode_channels not in (1, 3):
-        raise ValueError(f"{model.name}: serving_bytes decodes 1- or 3-channel images, not {decode_channels}")
 
     def serve(image):
         outputs = output_dict(model, model(image, training=False))
@@ -125,15 +125,12 @@ def export_saved_model(
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".export-"))
     try:
-        bytes_spec = tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)
-        save_signatures(
-            model,
-            staging,
-            {
-                "serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function(),
-                "serving_bytes": tf.function(serve_bytes, input_signature=[bytes_spec]).get_concrete_function(),
-            },
-        )
+        signatures = {"serving_default": tf.function(serve, input_signature=[spec]).get_concrete_function()}
+        if decode_channels in (1, 3):
+            bytes_spec = tf.TensorSpec((None,), tf.string, name=BYTES_INPUT_NAME)
+            serve_bytes_function = tf.function(serve_bytes, input_signature=[bytes_spec])
+            signatures["serving_bytes"] = serve_bytes_function.get_concrete_function()
+        save_signatures(model, staging, signatures)
         version_dir = model_dir / str(next_version(model_dir))
         # rename refuses a non-empty target: a version taken meanwhile fails this export, never overwritten.
         os.rename(staging, version_dir)

@@ -1,9 +1,10 @@
 """Validate a classification split up front (``classify data check``), naming every bad file.
 
 :func:`check_classification_dataset` decodes every image with OpenCV, and every DICOM file with
-pydicom (so corrupt and truncated files, and DICOM files without pixel data, are found before a
-long run, not halfway through it) and counts samples per class; :func:`check_split_overlap`
-names images that two splits share, by resolved path or by file content (SHA-256), which would
+pydicom, and every NIfTI volume with nibabel (so corrupt and truncated files, DICOM files without
+pixel data and NIfTI files that are not 3D volumes are found before a long run, not halfway through
+it) and counts samples per class; :func:`check_split_overlap` names images that two splits share, by
+resolved path or by file content (SHA-256), which would
 score a model on its own training images; :func:`check_patient_overlap` names patients with
 images in both splits, which would score a model on the same patient's other eye or view. Problems are
 :class:`ClassificationIssue` entries, collected in a :class:`ClassificationReport` that prints
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from vision_core.data.classification.dicom import read_dicom
-from vision_core.data.classification.types import ClassificationDataset, is_dicom
+from vision_core.data.classification.nifti import WrongDimensionsError, volume_array
+from vision_core.data.classification.types import ClassificationDataset, is_dicom, is_nifti
 from vision_core.data.detection.images import UnreadableImageError, read_image
 from vision_core.data.detection.types import Issue
 from vision_core.data.report import ERROR, WARNING, CheckReport
@@ -29,7 +31,8 @@ from vision_core.data.report import ERROR, WARNING, CheckReport
 # Every kind of problem the checks report, with its severity.
 CLASSIFICATION_ISSUE_KINDS = {
     "missing_image": ERROR,  # the image file does not exist
-    "unreadable_image": ERROR,  # OpenCV or pydicom cannot decode it (corrupt, truncated, DICOM without pixels)
+    "unreadable_image": ERROR,  # OpenCV, pydicom or nibabel cannot decode it (corrupt, truncated, no pixels)
+    "wrong_dimensions": ERROR,  # a NIfTI file that is not a 3D volume (a 2D image, or several volumes)
     "too_few_samples": ERROR,  # a class with fewer than min_per_class images
     "duplicate_image": WARNING,  # one path listed more than once in the split
     "split_overlap": WARNING,  # an image of this split is also in the other one (same path or bytes)
@@ -125,12 +128,17 @@ def _check_image(path: Path) -> ClassificationIssue | None:
     try:
         if is_dicom(path):
             read_dicom(path)
+        elif is_nifti(path):
+            volume_array(path)
         else:
             read_image(path)
     except FileNotFoundError:
         return ClassificationIssue("missing_image", str(path), "file not found")
+    except WrongDimensionsError as error:
+        return ClassificationIssue("wrong_dimensions", str(path), str(error).removeprefix(f"{path}: "))
     except UnreadableImageError as error:
-        reason = str(error).removeprefix(f"{path}: ") if is_dicom(path) else "corrupt, truncated or not an image"
+        own_reason = is_dicom(path) or is_nifti(path)
+        reason = str(error).removeprefix(f"{path}: ") if own_reason else "corrupt, truncated or not an image"
         return ClassificationIssue("unreadable_image", str(path), f"cannot be decoded ({reason})")
     return None
 

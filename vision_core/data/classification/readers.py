@@ -15,7 +15,8 @@
   no patient is in two splits. Without either column the whole file is the split.
 
 Images are the files directly inside a class folder whose suffix is in :data:`READABLE_SUFFIXES`
-(images and DICOM files, any case; hidden files and other files are ignored). Order: folders give paths sorted by class
+(images and DICOM files, any case; hidden files and other files are ignored), or in ``suffixes`` when given
+(:data:`NIFTI_SUFFIXES` for a volume dataset). Order: folders give paths sorted by class
 folder name, then file name; a CSV keeps its row order. Class names are ``class_names`` when
 given, else the sorted class folder names of the split, or the sorted labels of *all* rows of
 the CSV (so every split of one CSV numbers classes alike). For folders, load the val split with
@@ -65,18 +66,20 @@ def load_classification_dataset(
     class_names: Sequence[str] | None = None,
     val_fraction: float = 0.2,
     split_seed: int = 0,
+    suffixes: Sequence[str] = READABLE_SUFFIXES,
 ) -> ClassificationDataset:
     """The ``split`` of the dataset at ``data`` (a folder or a ``.csv`` file; layouts in the module docstring).
 
     ``val_fraction`` and ``split_seed`` set the patient split of a CSV with a ``patient_id`` column and no
-    ``split`` column (:func:`split_patients`). Returns a :class:`ClassificationDataset` with absolute paths
+    ``split`` column (:func:`split_patients`); ``suffixes`` are the files class folders list (a CSV lists any).
+    Returns a :class:`ClassificationDataset` with absolute paths
     and int64 labels ([N], or multi-hot [N, K]) indexing its ``class_names``.
     """
     data = Path(os.path.abspath(data))
     if data.suffix.lower() == ".csv":
         return _read_csv(data, split, class_names, val_fraction, split_seed)
     if data.is_dir():
-        return _read_folders(data, split, class_names)
+        return _read_folders(data, split, class_names, tuple(suffixes))
     if data.exists():
         raise ValueError(f"{data}: not a dataset: expected a folder of class folders or a .csv file")
     raise FileNotFoundError(f"{data}: no such dataset folder or CSV file")
@@ -86,20 +89,18 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images(folder: Path) -> list[Path]:
+def _images(folder: Path, suffixes: tuple[str, ...] = READABLE_SUFFIXES) -> list[Path]:
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in READABLE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        p for p in folder.iterdir() if p.name.lower().endswith(suffixes) and not p.name.startswith(".") and p.is_file()
     )
 
 
-def _split_folder(root: Path, split: str) -> Path:
+def _split_folder(root: Path, split: str, suffixes: tuple[str, ...]) -> Path:
     """``root/split`` when it exists, ``root`` when it holds class folders of images, else an error."""
     folder = root / split
     if folder.is_dir():
         return folder
-    if any(_images(child) for child in _subfolders(root)):
+    if any(_images(child, suffixes) for child in _subfolders(root)):
         return root
     found = ", ".join(p.name for p in _subfolders(root)) or "none"
     raise FileNotFoundError(
@@ -107,8 +108,10 @@ def _split_folder(root: Path, split: str) -> Path:
     )
 
 
-def _read_folders(root: Path, split: str, class_names: Sequence[str] | None) -> ClassificationDataset:
-    folder = _split_folder(root, split)
+def _read_folders(
+    root: Path, split: str, class_names: Sequence[str] | None, suffixes: tuple[str, ...]
+) -> ClassificationDataset:
+    folder = _split_folder(root, split, suffixes)
     classes = _subfolders(folder)
     names = tuple(class_names) if class_names is not None else tuple(p.name for p in classes)
     index = {name: i for i, name in enumerate(names)}
@@ -123,11 +126,11 @@ def _read_folders(root: Path, split: str, class_names: Sequence[str] | None) -> 
             f"{folder}: class folders {[f.name for f in unknown]} are not among the {len(names)} given class names"
         )
     for class_folder in classes:
-        images = _images(class_folder)
+        images = _images(class_folder, suffixes)
         paths += images
         labels += [index[class_folder.name]] * len(images)
     if not paths:
-        raise ValueError(f"{folder}: no images ({', '.join(READABLE_SUFFIXES)}) in class folders")
+        raise ValueError(f"{folder}: no images ({', '.join(suffixes)}) in class folders")
     return ClassificationDataset(
         source=str(folder), split=split, class_names=names, paths=paths, labels=np.array(labels, np.int64)
     )

@@ -20,11 +20,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # DICOM files, read with pydicom (vision_core.data.classification.dicom); readers list them beside the images.
 DICOM_SUFFIXES = (".dcm", ".dicom")
 READABLE_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES
+# NIfTI volumes, read with nibabel (vision_core.data.classification.nifti); readers list them for a volume model.
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
     """Whether ``path`` names a DICOM file (by its suffix, any case)."""
     return Path(path).suffix.lower() in DICOM_SUFFIXES
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``, any case)."""
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
 
 
 @dataclass
