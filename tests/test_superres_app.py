@@ -120,6 +120,7 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("superres_app")
 def test_a_tiny_run_ships_uint8_int8_and_is_scored_on_its_tflite(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())["metrics"]
     assert metrics["images"] == 3 and metrics["scale"] == 3 and len(metrics["per_image_psnr"]) == 3
@@ -146,6 +147,7 @@ def test_a_tiny_run_ships_uint8_int8_and_is_scored_on_its_tflite(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("superres_app")
 def test_serving_bytes_feeds_a_y_model_the_8_bit_y_of_the_decoded_image(tiny_run, tmp_path):
     from vision_core.data.superres.pipeline import to_model_pixels
 
@@ -163,6 +165,7 @@ def test_serving_bytes_feeds_a_y_model_the_8_bit_y_of_the_decoded_image(tiny_run
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("superres_app")
 def test_serving_any_size_exports_an_onnx_and_savedmodel_that_take_every_size(tiny_run, tmp_path):
     from vision_core.app.runs import load_model, run_config, weights_path
     from vision_core.superres.runners import ONNXSRRunner
