@@ -284,6 +284,7 @@ def _voc_and_cityscapes(root, scenes):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("segment_app")
 @pytest.mark.parametrize("layout", ["voc", "cityscapes"])
 def test_data_check_train_and_eval_on_a_voc_and_a_cityscapes_folder(tiny_run, tmp_path, layout, capsys):
     voc, city = _voc_and_cityscapes(tmp_path, tiny_run["root"] / "demo" / "64px" / "train")
