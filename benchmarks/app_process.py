@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine_info
+
+from vision_core.storage.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +60,50 @@ def ship_and_score(module: str, run: Path, files: dict[str, str], qat_steps: int
         timed_app(module, "eval", "--run", str(run), "--model", str(run / "exports" / name))
         result["forms"][form] = json.loads((run / f"eval_{name}.json").read_text())["metrics"]
     return result
+
+
+def demo_arguments(
+    description: str, app: str, default_qat_steps: int, out: Path, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """The shared options of a demo benchmark (``--project``, ``--qat-steps``, ``--out``, extra train flags)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    project = Path(f"/tmp/{app}-demo-benchmark")
+    parser.add_argument(
+        "--project", type=Path, default=project, help=f"folder for the run and the generated data (default: {project})"
+    )
+    parser.add_argument(
+        "--qat-steps", type=int, help=f"QAT fine-tune steps (default: the preset's, {default_qat_steps})"
+    )
+    parser.add_argument("--out", type=Path, default=out, help=f"JSON output (default: {out.relative_to(ROOT)})")
+    parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 1")
+    return parser.parse_args(argv)
+
+
+def demo_run(app: str, args: argparse.Namespace, files: dict[str, str], headline) -> dict:
+    """``python -m apps.<app> train`` with no config arguments in a fresh ``args.project`` (the demo data
+    generated afresh, timed: a newcomer's first run pays it), then :func:`ship_and_score`. Returns
+    ``{"machine", "train_flags", "train", "float", "qat", "export", "forms"}`` with ``headline(metrics)``
+    of the trained model and of each file."""
+    module = f"apps.{app}"
+    result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
+    demo_data = args.project / f"{app}-demo-data"
+    if demo_data.exists():
+        shutil.rmtree(demo_data)
+    train = ["train", "--project", str(args.project), "--name", "demo", "--exist-ok", "--demo-dir", str(demo_data)]
+    result["train"] = timed_app(module, *train, *args.train_flags)
+    run = args.project / "demo"
+    trained = json.loads((run / "metrics.json").read_text())
+    result["train"].update(epochs=trained["epochs"], best_epoch=trained["best_epoch"])
+    result["float"] = headline(trained["metrics"])
+    print(f"train: {result['train']['wall_minutes']:.1f} min", flush=True)
+    shipped = ship_and_score(module, run, files, args.qat_steps)
+    result.update(qat=shipped["qat"], export=shipped["export"])
+    result["forms"] = {form: headline(metrics) for form, metrics in shipped["forms"].items()}
+    return result
+
+
+def write_result(result: dict, out: Path, summary: tuple[str, ...]) -> None:
+    """The JSON (with the load average at the end) to ``out``; ``summary`` keys printed."""
+    result["machine"]["load_average_end"] = list(os.getloadavg())
+    write_atomic(out, json.dumps(result, indent=2, default=float).encode())
+    print(json.dumps({key: result[key] for key in summary}, indent=2, default=float))

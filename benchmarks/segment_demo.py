@@ -23,16 +23,9 @@ shared machine shows as a CPU share below the cores' count). A quick check of th
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
 from pathlib import Path
 
-from app_process import ship_and_score, timed_app
-from machine import machine_info
-
-from vision_core.storage.atomic import write_atomic
+from app_process import demo_arguments, demo_run, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "segment_demo.json"
@@ -52,33 +45,8 @@ def headline(metrics: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=Path("/tmp/segment-demo-benchmark"),
-        help="folder for the run and the generated dataset (default: /tmp/segment-demo-benchmark)",
-    )
-    parser.add_argument("--qat-steps", type=int, help="QAT fine-tune steps (default: the preset's, 100)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
-    parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 1")
-    args = parser.parse_args(argv)
-
-    result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
-    demo_data = args.project / "segment-shapes"
-    if demo_data.exists():
-        shutil.rmtree(demo_data)  # time the generation a newcomer's first run pays
-    train = ["train", "--project", str(args.project), "--name", "demo", "--exist-ok", "--demo-dir", str(demo_data)]
-    result["train"] = timed_app("apps.segment", *train, *args.train_flags)
-    run = args.project / "demo"
-    trained = json.loads((run / "metrics.json").read_text())
-    result["train"].update(epochs=trained["epochs"], best_epoch=trained["best_epoch"])
-    result["float"] = headline(trained["metrics"])
-    print(f"train: {result['train']['wall_minutes']:.1f} min, mIoU {result['float']['mIoU']:.4f}", flush=True)
-
-    shipped = ship_and_score("apps.segment", run, FORMS, args.qat_steps)
-    result.update(qat=shipped["qat"], export=shipped["export"])
-    result["forms"] = {form: headline(metrics) for form, metrics in shipped["forms"].items()}
+    args = demo_arguments(__doc__, "segment", 100, OUT, argv)
+    result = demo_run("segment", args, FORMS, headline)
     float_miou = result["float"]["mIoU"]
     result["delta_mIoU_points"] = {
         form: round(100 * (m["mIoU"] - float_miou), 3) for form, m in result["forms"].items()
@@ -88,9 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
         "float mIoU >= 0.80": float_miou >= MIOU_TARGET,
         "QAT int8 within 0.5 mIoU point": abs(result["delta_mIoU_points"]["int8_qat_tflite"]) <= QAT_POINTS_TARGET,
     }
-    result["machine"]["load_average_end"] = list(os.getloadavg())
-    write_atomic(args.out, json.dumps(result, indent=2, default=float).encode())
-    print(json.dumps({k: result[k] for k in ("train", "delta_mIoU_points", "targets")}, indent=2, default=float))
+    write_result(result, args.out, ("train", "delta_mIoU_points", "targets"))
     return result
 
 

@@ -21,16 +21,9 @@ A quick check of the script itself::
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
 from pathlib import Path
 
-from app_process import ship_and_score, timed_app
-from machine import machine_info
-
-from vision_core.storage.atomic import write_atomic
+from app_process import demo_arguments, demo_run, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "superres_demo.json"
@@ -50,33 +43,8 @@ def headline(metrics: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=Path("/tmp/superres-demo-benchmark"),
-        help="folder for the run and the generated images (default: /tmp/superres-demo-benchmark)",
-    )
-    parser.add_argument("--qat-steps", type=int, help="QAT fine-tune steps (default: the preset's, 300)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON output (default: {OUT.relative_to(ROOT)})")
-    parser.add_argument("train_flags", nargs="*", help="extra flags for train after --, e.g. -- --epochs 1")
-    args = parser.parse_args(argv)
-
-    result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
-    demo_data = args.project / "superres-demo"
-    if demo_data.exists():
-        shutil.rmtree(demo_data)  # time the generation a newcomer's first run pays
-    train = ["train", "--project", str(args.project), "--name", "demo", "--exist-ok", "--demo-dir", str(demo_data)]
-    result["train"] = timed_app("apps.superres", *train, *args.train_flags)
-    run = args.project / "demo"
-    trained = json.loads((run / "metrics.json").read_text())
-    result["train"].update(epochs=trained["epochs"], best_epoch=trained["best_epoch"])
-    result["float"] = headline(trained["metrics"])
-    print(f"train: {result['train']['wall_minutes']:.1f} min, +{result['float']['psnr_gain']:.2f} dB", flush=True)
-
-    shipped = ship_and_score("apps.superres", run, FORMS, args.qat_steps)
-    result.update(qat=shipped["qat"], export=shipped["export"])
-    result["forms"] = {form: headline(metrics) for form, metrics in shipped["forms"].items()}
+    args = demo_arguments(__doc__, "superres", 300, OUT, argv)
+    result = demo_run("superres", args, FORMS, headline)
     float_psnr = result["float"]["psnr"]
     result["delta_psnr_db"] = {form: round(m["psnr"] - float_psnr, 4) for form, m in result["forms"].items()}
     result["targets"] = {
@@ -84,9 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         "gain over bicubic >= 1.5 dB": result["float"]["psnr_gain"] >= GAIN_TARGET_DB,
         "QAT int8 within 0.1 dB": abs(result["delta_psnr_db"]["int8_qat_tflite"]) <= QAT_DB_TARGET,
     }
-    result["machine"]["load_average_end"] = list(os.getloadavg())
-    write_atomic(args.out, json.dumps(result, indent=2, default=float).encode())
-    print(json.dumps({k: result[k] for k in ("train", "delta_psnr_db", "targets")}, indent=2, default=float))
+    write_result(result, args.out, ("train", "delta_psnr_db", "targets"))
     return result
 
 

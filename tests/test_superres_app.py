@@ -187,3 +187,22 @@ def test_serving_any_size_exports_an_onnx_and_savedmodel_that_take_every_size(ti
         np.testing.assert_allclose(runner(image), expected, atol=1e-5)
         (output,) = served(tf.constant(image[None])).values()
         np.testing.assert_allclose(output.numpy()[0], expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_train_and_eval_on_a_folder_of_the_users_high_resolution_images(tmp_path):
+    from vision_core.data.superres.demo import demo_image
+
+    for split, seeds in (("train", range(6)), ("val", range(6, 8))):
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            image = demo_image(60, (seed, 1))
+            cv2.imwrite(str(tmp_path / split / f"photo{seed}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    tiny = ["--data", tmp_path / "train", "--val", tmp_path / "val", "--features", "[8, 8]", "--patch-size", 8]
+    tiny += ["--patches-per-image", 4, "--batch-size", 4, "--epochs", 1]
+    assert run_cli("train", "--project", tmp_path / "runs", "--name", "mine", *tiny) == 0
+    metrics = json.loads((tmp_path / "runs" / "mine" / "metrics.json").read_text())["metrics"]
+    assert (metrics["images"], metrics["scale"]) == (2, 3)
+    assert run_cli("eval", "--run", tmp_path / "runs" / "mine") == 0
+    scored = json.loads((tmp_path / "runs" / "mine" / "eval.json").read_text())["metrics"]
+    assert scored["psnr"] == pytest.approx(metrics["psnr"])
