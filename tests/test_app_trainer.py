@@ -366,3 +366,19 @@ def test_ema_weights_are_the_exponential_average_of_the_raw_weights(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["metrics"]["mse"] == pytest.approx(
         2.5 * averages[3] ** 2, rel=1e-5
     )
+
+
+def test_a_tie_of_the_headline_metric_goes_to_the_epoch_of_lower_validation_loss(tmp_path):
+    from vision_core.app.callbacks import Checkpointer, RunState
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    (tmp_path / runs.WEIGHTS).mkdir()
+    state = RunState()
+    checkpointer = Checkpointer(tmp_path, state, "val_auc", "max")
+    checkpointer.set_model(model)
+    epochs = [(0.9, 0.5), (1.0, 0.4), (1.0, 0.2), (1.0, 0.3), (0.99, 0.1)]  # (val_auc, val_loss)
+    for epoch, (auc, loss) in enumerate(epochs):
+        checkpointer.on_epoch_end(epoch, {"val_auc": auc, "val_loss": loss})
+    assert (state.best, state.best_epoch, state.best_loss) == (1.0, 3, 0.2)

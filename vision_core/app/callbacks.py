@@ -39,6 +39,7 @@ class RunState:
     epoch: int = 0
     best: float | None = None
     best_epoch: int | None = None
+    best_loss: float | None = None  # the best epoch's val_loss, which breaks ties of the headline metric
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     diverged: str | None = None
 
@@ -195,6 +196,7 @@ def write_results_csv(history: list[dict[str, float]], path: Path) -> Path:
 class Checkpointer(keras.callbacks.Callback):
     """Each epoch: ``last`` weights, ``best`` by ``monitor`` and the training state, all atomic.
 
+    A tie of ``monitor`` (a ROC AUC of 1.0 reached early) goes to the epoch of lower ``val_loss``.
     The state file is written last, so it never claims an epoch whose weights are missing.
     """
 
@@ -202,19 +204,22 @@ class Checkpointer(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
 
-    def _improved(self, value: float) -> bool:
+    def _improved(self, value: float, loss: float | None) -> bool:
         if self.state.best is None:
             return True
-        return value > self.state.best if self.mode == "max" else value < self.state.best
+        if value != self.state.best:
+            return value > self.state.best if self.mode == "max" else value < self.state.best
+        return loss is not None and (self.state.best_loss is None or loss < self.state.best_loss)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.state.diverged:
             return
         weights = evaluation_weights(self.model)
         save_npz(weights, runs.weights_path(self.run_dir, "last"))
-        value = (logs or {}).get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and self._improved(float(value)):
-            self.state.best, self.state.best_epoch = float(value), epoch + 1
+        value, loss = (logs or {}).get(self.monitor), (logs or {}).get("val_loss")
+        loss = float(loss) if loss is not None and math.isfinite(float(loss)) else None
+        if value is not None and math.isfinite(float(value)) and self._improved(float(value), loss):
+            self.state.best, self.state.best_epoch, self.state.best_loss = float(value), epoch + 1, loss
             save_npz(weights, runs.weights_path(self.run_dir, "best"))
         self.state.epoch = epoch + 1
         save_training_state(self.run_dir / runs.STATE, self.model, dataclasses.asdict(self.state))
