@@ -79,12 +79,21 @@ def demo_arguments(
     return parser.parse_args(argv)
 
 
-def demo_run(app: str, args: argparse.Namespace, files: dict[str, str], headline) -> dict:
+DEMO_FORMS = {"float32_tflite": "float32", "int8_ptq_tflite": "int8", "int8_qat_tflite": "int8_qat"}
+
+
+def demo_run(app: str, args: argparse.Namespace, headline_keys: tuple[str, ...]) -> dict:
     """``python -m apps.<app> train`` with no config arguments in a fresh ``args.project`` (the demo data
-    generated afresh, timed: a newcomer's first run pays it), then :func:`ship_and_score`. Returns
-    ``{"machine", "train_flags", "train", "float", "qat", "export", "forms"}`` with ``headline(metrics)``
-    of the trained model and of each file."""
+    generated afresh, timed: a newcomer's first run pays it), then :func:`ship_and_score` of the
+    ``<app>_<form>.tflite`` files of :data:`DEMO_FORMS`. Returns ``{"machine", "train_flags", "train",
+    "float", "qat", "export", "forms"}`` with the ``headline_keys`` metrics of the trained model and of
+    each file."""
     module = f"apps.{app}"
+    files = {form: f"{app}_{suffix}.tflite" for form, suffix in DEMO_FORMS.items()}
+
+    def headline(metrics: dict) -> dict:
+        return {key: metrics[key] for key in headline_keys}
+
     result: dict = {"machine": machine_info(), "train_flags": args.train_flags}
     demo_data = args.project / f"{app}-demo-data"
     if demo_data.exists():

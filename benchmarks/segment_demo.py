@@ -33,20 +33,11 @@ TRAIN_MINUTES_TARGET = 20.0
 MIOU_TARGET = 0.80
 QAT_POINTS_TARGET = 0.5
 HEADLINE = ("mIoU", "pixel_accuracy", "fw_iou", "per_class_iou", "images")
-FORMS = {
-    "float32_tflite": "segment_float32.tflite",
-    "int8_ptq_tflite": "segment_int8.tflite",
-    "int8_qat_tflite": "segment_int8_qat.tflite",
-}
-
-
-def headline(metrics: dict) -> dict:
-    return {key: metrics[key] for key in HEADLINE}
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = demo_arguments(__doc__, "segment", 100, OUT, argv)
-    result = demo_run("segment", args, FORMS, headline)
+    result = demo_run("segment", args, HEADLINE)
     float_miou = result["float"]["mIoU"]
     result["delta_mIoU_points"] = {
         form: round(100 * (m["mIoU"] - float_miou), 3) for form, m in result["forms"].items()

@@ -31,20 +31,11 @@ TRAIN_MINUTES_TARGET = 20.0
 GAIN_TARGET_DB = 1.5
 QAT_DB_TARGET = 0.1
 HEADLINE = ("psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "psnr_gain", "images", "scale")
-FORMS = {
-    "float32_tflite": "superres_float32.tflite",
-    "int8_ptq_tflite": "superres_int8.tflite",
-    "int8_qat_tflite": "superres_int8_qat.tflite",
-}
-
-
-def headline(metrics: dict) -> dict:
-    return {key: metrics[key] for key in HEADLINE}
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = demo_arguments(__doc__, "superres", 300, OUT, argv)
-    result = demo_run("superres", args, FORMS, headline)
+    result = demo_run("superres", args, HEADLINE)
     float_psnr = result["float"]["psnr"]
     result["delta_psnr_db"] = {form: round(m["psnr"] - float_psnr, 4) for form, m in result["forms"].items()}
     result["targets"] = {

@@ -247,10 +247,11 @@ class SuperResTask(Task):
         height, width = config.model.export_size
         return "apps.superres.models:shipped_model", {"height": height, "width": width}
 
-    def serving_model(self, model, config: SuperResConfig):
-        """The shipped model at any input size when ``model.serving_any_size``, else at ``model.export_size``."""
+    def serving_model(self, model, shipped, config: SuperResConfig):
+        """The shipped model at any input size when ``model.serving_any_size``, else ``shipped`` (at
+        ``model.export_size``)."""
         if not config.model.serving_any_size:
-            return super().serving_model(model, config)
+            return shipped
         from apps.superres.models import shipped_model
 
         return shipped_model(model, None, None)

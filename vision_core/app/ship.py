@@ -119,7 +119,9 @@ def export_run(
     served = task.serving_postprocess(config)
     calibration = calibration_batches(task, config) if {"int8", "int16x8", "onnx"} & set(forms) else None
     integer_forms = [form for form in ("int8", "int16x8") if form in forms or (form == "int8" and "onnx" in forms)]
-    integer_model = task.inference_model(rounded_weights(model, config, calibration), config) if integer_forms else None
+    integer_model = shipped
+    if integer_forms and config.qat.weight_rounding != "nearest":
+        integer_model = task.inference_model(rounded_weights(model, config, calibration), config)
     written: dict[str, Path] = {}
     for form in TFLITE_FORMS:
         if form in forms or (form == "int8" and "onnx" in forms):
@@ -139,7 +141,7 @@ def export_run(
     if "saved_model" in forms or "onnx" in forms:
         log.info("exporting the SavedModel to %s", saved_models)
         preprocess, decode_channels = task.serving_preprocess(config, info)
-        serving = task.serving_model(model, config)
+        serving = task.serving_model(model, shipped, config)
         written["saved_model"] = export_saved_model(
             serving,
             saved_models,

@@ -220,10 +220,11 @@ class Task(abc.ABC):
         function = self.inference(config)
         return model if function is None else imported(function[0])(model, **function[1])
 
-    def serving_model(self, model: keras.Model, config: Config) -> keras.Model:
-        """The model the SavedModel and ONNX exports are made from; default the shipped model
-        (:meth:`inference_model`). One whose input height and width are None serves any size."""
-        return self.inference_model(model, config)
+    def serving_model(self, model: keras.Model, shipped: keras.Model, config: Config) -> keras.Model:
+        """The model the SavedModel and ONNX exports are made from, given the trained ``model`` and the
+        ``shipped`` one (:meth:`inference_model`); default ``shipped``. One whose input height and width
+        are None serves any size."""
+        return shipped
 
     def serving_postprocess(self, config: Config) -> Callable[[dict], dict] | None:
         """What the SavedModel's signatures (``serving_default``, ``serving_bytes``) serve beyond the shipped model's
