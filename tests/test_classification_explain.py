@@ -3,6 +3,7 @@ map comparison, and the files ``explain_images`` writes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 
@@ -18,8 +19,10 @@ from vision_core.classification.explain import (
     choose_targets,
     explain_images,
     normalised_value,
+    panel_slices,
     probability_function,
 )
+from vision_core.layers.volume import SlicesToBatch, SlicesToRows
 
 SQUARE = (slice(4, 10), slice(14, 20))  # rows, columns of the one patch that carries class 1's evidence
 
@@ -51,6 +54,29 @@ def patch_image() -> np.ndarray:
     image = np.full((24, 24, 1), -1.0, np.float32)
     image[SQUARE] = 1.0
     return image
+
+
+BOX = (slice(2, 6), slice(5, 9), slice(3, 5))  # rows, columns, slices of class 1's evidence in a volume
+
+
+def volume_evidence_model() -> keras.Model:
+    """A volume network in miniature, 12x12 pixels by 8 slices in (slices last, folded into the batch inside);
+    class 1's logit is ``8 * mean(relu(v))`` over the voxels, class 0's its negative."""
+    inputs = keras.Input((12, 12, 8))
+    features = keras.layers.Conv2D(1, 1, activation="relu", name="features")
+    rows = SlicesToRows(8, name="volume_rows")(features(SlicesToBatch(name="slices")(inputs)))
+    dense = keras.layers.Dense(2, name="logits")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D(name="pool")(rows)))
+    features.set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
+    dense.set_weights([np.array([[-8.0, 8.0]], np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+def box_volume() -> np.ndarray:
+    """Black (-1) with a white box at :data:`BOX`: float32 [12, 12, 8]."""
+    volume = np.full((12, 12, 8), -1.0, np.float32)
+    volume[BOX] = 1.0
+    return volume
 
 
 def softmax_of(model: keras.Model):
@@ -110,6 +136,40 @@ def test_occlusion_puts_the_drop_on_the_only_patch_with_evidence_and_nothing_whe
     np.testing.assert_allclose(maps[0][~touched], 0.0, atol=1e-6)
     assert (maps[0][touched] > 0).all()
     np.testing.assert_allclose(maps[1], -maps[0], atol=1e-6)  # two classes: what class 1 loses, class 0 gains
+
+
+def test_occlusion_of_a_volume_slides_a_box_through_its_slices_and_drops_only_where_it_hides_evidence():
+    model = volume_evidence_model()
+    maps = attribution.occlusion(softmax_of(model), box_volume(), [1], patch=(4, 4, 2), stride=(2, 2, 1))
+    assert maps.shape == (1, 12, 12, 8)
+    starts = [attribution.patch_starts(12, 4, 2)] * 2 + [attribution.patch_starts(8, 2, 1)]
+    touched = np.zeros((12, 12, 8), bool)
+    for corner in itertools.product(*starts):
+        box = tuple(slice(c, c + p) for c, p in zip(corner, (4, 4, 2)))
+        if all(b.start < e.stop and b.stop > e.start for b, e in zip(box, BOX)):
+            touched[box] = True
+    np.testing.assert_allclose(maps[0][~touched], 0.0, atol=1e-6)
+    assert (maps[0][touched] > 0).all()
+    assert np.unravel_index(np.argmax(maps[0]), maps[0].shape)[2] in (3, 4)  # the evidence's slices
+    # One size per axis or one number: the same square on an image.
+    image_maps = attribution.occlusion(softmax_of(patch_evidence_model()), patch_image(), [1], patch=6, stride=3)
+    square_maps = attribution.occlusion(softmax_of(patch_evidence_model()), patch_image(), [1], (6, 6), (3, 3))
+    np.testing.assert_array_equal(image_maps, square_maps)
+    with pytest.raises(ValueError, match=r"patch \(4, 4\) and stride \(2, 2, 1\): one size per leading axis"):
+        attribution.occlusion(softmax_of(model), box_volume(), [1], patch=(4, 4), stride=(2, 2, 1))
+
+
+def test_grad_cam_of_a_volume_network_lights_exactly_the_evidence_voxels():
+    model = volume_evidence_model()
+    assert attribution.volume_features_layer(model).name == "volume_rows"
+    cams = attribution.grad_cam_volume(model, np.stack([box_volume()] * 2), [1, 0])
+    assert cams.shape == (2, 12, 12, 8) and cams.dtype == np.float32
+    box = np.zeros((12, 12, 8), bool)
+    box[BOX] = True
+    np.testing.assert_allclose(cams[0][box], 8.0 / (12 * 12 * 8), rtol=1e-5)  # mean gradient x relu(v) = 1
+    assert (cams[0][~box] == 0).all() and (cams[1] == 0).all()
+    with pytest.raises(ValueError, match="no SlicesToRows layer; not a volume network"):
+        attribution.grad_cam_volume(patch_evidence_model(), patch_image()[None], [1])
 
 
 def test_patch_starts_cover_the_image_and_end_at_its_edge():
@@ -271,7 +331,7 @@ def test_settings_are_checked_before_any_map_is_made(tmp_path):
         ExplainSettings(stride=0)
     with pytest.raises(ValueError, match=r"top_fraction 1.5: must be in \(0, 1\]"):
         ExplainSettings(top_fraction=1.5)
-    with pytest.raises(ValueError, match="occlusion patch 32 is larger than the 24 px image side"):
+    with pytest.raises(ValueError, match="occlusion patch 32 is larger than a.png's 24 px side"):
         explain_images(
             [ExplainItem("a", "a.png", patch_image())],
             None,
@@ -284,3 +344,54 @@ def test_settings_are_checked_before_any_map_is_made(tmp_path):
             model_name="model.tflite",
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_volume_is_explained_per_voxel_with_panels_of_the_slices_its_maps_light(tmp_path):
+    model = volume_evidence_model()
+    probabilities = softmax_of(model)
+
+    def rounded(volumes):  # the second form: probabilities on an int8 output's 1/256 grid
+        return np.round(probabilities(volumes) * 256) / 256
+
+    settings = ExplainSettings(steps=4, patch=4, stride=2, volume=True, depth_patch=2, depth_stride=1, slices=2)
+    content = explain_images(
+        [ExplainItem("p0001", "p0001.nii.gz", box_volume(), 1)],
+        model,
+        probabilities,
+        ["healthy", "lesion"],
+        tmp_path,
+        settings,
+        mean=127.5,
+        std=127.5,
+        model_name="volume model",
+        compare=("int8", rounded),
+        progress=False,
+    )
+    (target,) = content["results"][0]["targets"]
+    assert target["class"] == "lesion" and target["panel_slices"] == [3, 4]  # the slices holding the evidence
+    maps = {method: np.load(tmp_path / file) for method, file in target["maps"].items()}
+    assert sorted(maps) == ["gradcam", "integrated_gradients", "occlusion", "saliency"]
+    assert all(m.shape == (12, 12, 8) for m in maps.values())
+    box = np.zeros((12, 12, 8), bool)
+    box[BOX] = True
+    assert (maps["gradcam"][box] > 0).all() and (maps["gradcam"][~box] == 0).all()
+    # The score is 8 * mean(relu(v)); on the path -1 -> 1 in 4 trapezoid intervals (weights 1/8, 1/4, 1/4, 1/4,
+    # 1/8) relu passes the gradient 8 / voxels at v = 0.5 and 1 only: (1 - -1) * 8 / voxels * (1/4 + 1/8).
+    np.testing.assert_allclose(maps["integrated_gradients"][box], 2 * 8 / (12 * 12 * 8) * 0.375, rtol=1e-5)
+    np.testing.assert_allclose(maps["integrated_gradients"][~box], 0.0, atol=1e-7)
+    assert target["compare"]["spearman"] > 0.9
+    assert panel_slices(maps["occlusion"], 2) == [3, 4] and panel_slices(maps["occlusion"], 20) == list(range(8))
+    panel = cv2.imread(str(tmp_path / "p0001.png"))
+    assert panel.shape == (2 * (18 + 168), 6 * 168, 3)  # 2 slices; slice + 4 methods + int8 occlusion, 12 px x14
+    with pytest.raises(ValueError, match="occlusion depth patch 9 is larger than p0001.nii.gz's 8 px side"):
+        explain_images(
+            [ExplainItem("p0001", "p0001.nii.gz", box_volume())],
+            None,
+            probabilities,
+            ["healthy", "lesion"],
+            tmp_path / "out",
+            ExplainSettings(methods=("occlusion",), patch=4, volume=True, depth_patch=9),
+            mean=127.5,
+            std=127.5,
+            model_name="model.tflite",
+        )

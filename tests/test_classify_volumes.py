@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from apps.classify.config import PRESETS
@@ -100,6 +101,33 @@ def test_a_tiny_volume_run_ships_all_int8_and_is_scored_by_the_same_evaluator(tm
     task = ClassifyTask()
     config = runs.run_config(task, run)
     assert task.scores(qat_file, config).shape == (3, 3)
+    # explain: every method per voxel on the float model, occlusion on the int8 file, the two maps compared.
+    occlusion = ["--patch", 8, "--depth-patch", 2, "--slices", 2]
+    capsys.readouterr()
+    float_explain = ["explain", "--run", run, "--count", 2, "--compare", qat_file, *occlusion]
+    assert run_cli(*float_explain, "--out", tmp_path / "float") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images"] == 2 and printed["compare"]["pairs"] == 2
+    float_run = json.loads((tmp_path / "float" / "explanations.json").read_text())
+    assert float_run["settings"]["volume"] and float_run["settings"]["depth_stride"] == 1
+    int8_explain = ["explain", "--run", run, "--model", qat_file, "--count", 2, *occlusion]
+    assert run_cli(*int8_explain, "--out", tmp_path / "int8") == 0
+    int8_run = json.loads((tmp_path / "int8" / "explanations.json").read_text())
+    assert int8_run["methods"] == ["occlusion"] and int8_run["compare"]["model"] == "float keras"
+    for float_result, int8_result in zip(float_run["results"], int8_run["results"], strict=True):
+        assert float_result["file"] == int8_result["file"] and float_result["file"].endswith(".nii.gz")
+        (float_target,) = float_result["targets"]
+        maps = {m: np.load(tmp_path / "float" / file) for m, file in float_target["maps"].items()}
+        assert sorted(maps) == ["gradcam", "integrated_gradients", "occlusion", "saliency"]
+        assert all(m.shape == (16, 16, 4) for m in maps.values())  # [H, W, D], a value per voxel
+        assert len(float_target["panel_slices"]) == 2 and (tmp_path / "float" / float_result["panel"]).is_file()
+        int8_map = np.load(tmp_path / "int8" / int8_result["targets"][0]["maps"]["occlusion"])
+        np.testing.assert_array_equal(int8_map, np.load(tmp_path / "float" / float_target["compare"]["map"]))
+    one = sorted((tmp_path / "demo").rglob("*.nii.gz"))[0]
+    capsys.readouterr()
+    assert run_cli("explain", "--run", run, one, tmp_path / "missing.nii", *occlusion, "--out", tmp_path / "one") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["images"] == 1 and printed["skipped"] == {str(tmp_path / "missing.nii"): "no such file or folder"}
     predict = ["predict", "--run", run, "--model", qat_file, tmp_path / "demo"]
     assert run_cli(*predict, "--out", tmp_path / "predicted") == 0
     predictions = json.loads((tmp_path / "predicted" / "predictions.json").read_text())

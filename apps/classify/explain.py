@@ -9,6 +9,10 @@ top-k overlap): the float Keras model is compared with ``--compare FILE``, by de
 ``exports/*_int8_qat.tflite`` (else ``exports/*_int8.tflite``) when present; an exported ``--model``
 is compared with the run's float Keras model. Outputs (panels, raw maps, ``explanations.json``) are
 described in :mod:`vision_core.classification.explain`; they go to ``<run>/explain`` or ``--out``.
+
+A volume run (``model.volume_shape``) explains NIfTI volumes the same way: maps per voxel, Grad-CAM on the
+volume network's last feature map, occlusion with a box ``--patch`` pixels wide and ``--depth-patch`` slices
+deep (on the int8 file too), and panels of the ``--slices`` slices each map lights most.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``explain`` (beside ``--run``, ``--weights``, ``--model`` and the config options)."""
     group = parser.add_argument_group("explain")
     group.add_argument(
-        "sources", nargs="*", help="image or DICOM files or folders (default: --count images of --split)"
+        "sources",
+        nargs="*",
+        help="image, DICOM or (volume runs) NIfTI files or folders (default: --count images of --split)",
     )
     group.add_argument(
         "--split",
@@ -87,10 +93,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--patch", type=int, default=None, metavar="PIXELS", help="occlusion patch side in pixels (default: input / 6)"
     )
     group.add_argument(
+        "--depth-patch",
+        type=int,
+        default=None,
+        metavar="SLICES",
+        help="volumes: occlusion box depth in slices (default: slices / 4)",
+    )
+    group.add_argument(
+        "--depth-stride",
+        type=int,
+        default=None,
+        metavar="SLICES",
+        help="volumes: occlusion stride across slices (default: depth patch / 2)",
+    )
+    group.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        metavar="N",
+        help="volumes: slices drawn per class in a panel, those the maps light most (default: 4)",
+    )
+    group.add_argument(
         "--stride", type=int, default=None, metavar="PIXELS", help="occlusion stride in pixels (default: patch / 2)"
     )
     group.add_argument(
-        "--layer", default=None, metavar="NAME", help="Grad-CAM layer name (default: the last 4-D feature map)"
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="Grad-CAM layer name (default: the last 4-D feature map; volumes: the last one before pooling)",
     )
     group.add_argument(
         "--compare",
@@ -122,13 +152,18 @@ def default_int8_file(run_dir: Path) -> Path | None:
 
 def _items(task: ClassifyTask, args: argparse.Namespace, config: ClassifyConfig) -> tuple[list, dict[str, str]]:
     """``(ExplainItems, {skipped source: reason})`` of the sources, or of ``--count`` images of ``--split``."""
-    from vision_core.backend import tf
     from vision_core.classification.explain import ExplainItem
-    from vision_core.classification.predict import collect_images
-    from vision_core.data.classification.pipeline import preprocess_image_file
 
+    volume_shape = task.volume_shape(config)
     if args.sources:
-        files, skipped = collect_images(args.sources)
+        if volume_shape is None:
+            from vision_core.classification.predict import collect_images
+
+            files, skipped = collect_images(args.sources)
+        else:
+            from vision_core.classification.predict_volumes import collect_volumes
+
+            files, skipped = collect_volumes(args.sources)
         labels = [None] * len(files)
     else:
         if args.count < 1:
@@ -137,23 +172,56 @@ def _items(task: ClassifyTask, args: argparse.Namespace, config: ClassifyConfig)
         chosen = np.unique(np.linspace(0, len(split) - 1, min(args.count, len(split))).round().astype(int))
         files, skipped = [split.paths[i] for i in chosen], {}
         labels = [split.labels[i] for i in chosen]
+    read = _image_reader(task, config) if volume_shape is None else _volume_reader(volume_shape)
+    items = []
+    for path, label in zip(files, labels):
+        try:
+            image = read(path)
+        except OSError as error:
+            skipped[str(path)] = str(error).splitlines()[0]
+            log.warning("skipping %s: %s", path, skipped[str(path)])
+            continue
+        items.append(ExplainItem(_stem(path), str(path), image, label))
+    if not items:
+        raise AppError(
+            f"no readable {'image' if volume_shape is None else 'volume'} among {args.sources or args.split}"
+        )
+    return items, skipped
+
+
+def _stem(path) -> str:
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(path).stem
+
+
+def _image_reader(task: ClassifyTask, config: ClassifyConfig):
+    """``path -> normalised image [H, W, C]`` as the input pipeline reads it; OSError for an unreadable file."""
+    from vision_core.backend import tf
+    from vision_core.data.classification.pipeline import preprocess_image_file
+
     size, channels, window = config.model.input_size, config.model.channels, task.window(config)
     preprocess = tf.function(  # a graph, as the input pipeline runs it (the DICOM reader takes the path as bytes)
         lambda path: preprocess_image_file(path, size, channels, MEAN, STD, window),
         input_signature=[tf.TensorSpec((), tf.string)],
     )
-    items = []
-    for path, label in zip(files, labels):
+
+    def read(path) -> np.ndarray:
         try:
-            image = preprocess(tf.constant(str(path))).numpy()
+            return preprocess(tf.constant(str(path))).numpy()
         except tf.errors.OpError as error:
-            skipped[str(path)] = error.message.splitlines()[0]
-            log.warning("skipping %s: %s", path, skipped[str(path)])
-            continue
-        items.append(ExplainItem(Path(path).stem, str(path), image, label))
-    if not items:
-        raise AppError(f"no readable image among {args.sources or args.split}")
-    return items, skipped
+            raise OSError(error.message) from None
+
+    return read
+
+
+def _volume_reader(volume_shape: tuple[int, int, int]):
+    """``path -> normalised volume [H, W, D]`` as the volume pipeline reads it; OSError for an unreadable file."""
+    from vision_core.data.classification.nifti import read_nifti
+
+    def read(path) -> np.ndarray:
+        return read_nifti(path, volume_shape).astype(np.float32) / np.float32(STD) - np.float32(MEAN / STD)
+
+    return read
 
 
 def run_explain(
@@ -186,12 +254,19 @@ def run_explain(
         if unknown:
             raise AppError(f"--target-class {' '.join(unknown)}: not a class of the run ({', '.join(class_names)})")
         targets = [class_names.index(c) for c in args.target_class]
-    for flag, value in (("--ig-steps", args.ig_steps), ("--patch", args.patch), ("--stride", args.stride)):
+    for flag in ("ig_steps", "patch", "stride", "depth_patch", "depth_stride", "slices"):
+        value = getattr(args, flag)
         if value is not None and value < 1:
-            raise AppError(f"{flag} {value}: must be at least 1")
+            raise AppError(f"--{flag.replace('_', '-')} {value}: must be at least 1")
     if not 0 < args.top_fraction <= 1:
         raise AppError(f"--top-fraction {args.top_fraction}: must be in (0, 1]")
-    patch = args.patch or max(1, config.model.input_size // 6)
+    volume_shape = task.volume_shape(config)
+    depth, side = (
+        volume_shape[0] if volume_shape else 1,
+        min(volume_shape[1:]) if volume_shape else config.model.input_size,
+    )
+    patch = args.patch or max(1, side // 6)
+    depth_patch = args.depth_patch or max(1, depth // 4)
     settings = ExplainSettings(
         methods=methods,
         steps=args.ig_steps,
@@ -202,6 +277,10 @@ def run_explain(
         layer=args.layer,
         threshold=0.5 if config.evaluation.threshold is None else config.evaluation.threshold,
         top_fraction=args.top_fraction,
+        volume=volume_shape is not None,
+        depth_patch=depth_patch,
+        depth_stride=args.depth_stride or max(1, depth_patch // 2),
+        slices=args.slices,
     )
     compare = None if args.no_compare else _compare(task, args, run_dir, config, exported, multi_label)
     items, skipped = _items(task, args, config)

@@ -2,7 +2,10 @@
 
 Images are the model's inputs, float32 ``[N, H, W, C]`` normalised as the model takes them; a target
 is a class index per image (int ``[N]``). Every map is float32 ``[H, W]`` at the input's resolution,
-larger where the pixel counts more for the target class:
+larger where the pixel counts more for the target class. Volumes (a volume ResNet's input ``[N, H, W, D]``,
+its slices last, :mod:`vision_core.backbones.resnet3d`) have no channel axis: their maps are ``[H, W, D]``,
+a value per voxel (:func:`grad_cam_volume`, ``saliency(..., volume=True)``, the attributions themselves,
+and occlusion with a box over all three axes).
 
 * :func:`grad_cam` (Selvaraju et al. 2017) — the feature map of the last convolutional layer (the
   last layer with a 4-D output, or ``layer``), weighted per channel by the spatial mean of the class
@@ -16,7 +19,10 @@ larger where the pixel counts more for the target class:
   slides with ``stride`` over the image; each pixel gets the mean drop of the target class
   probability over the patches that cover it (negative where hiding it raised the probability).
   It needs only ``probabilities(images) -> [N, K]``, so it runs on any form of the model (Keras,
-  int8 TFLite, ONNX).
+  int8 TFLite, ONNX). On a volume the patch is a ``patch x patch x depth`` box sliding over all three axes.
+* :func:`grad_cam_volume` — Grad-CAM of a volume network, whose feature maps hold each volume's slices in
+  the batch (``[N*D', h, w, c]``): the class score's gradient averaged over ``D' x h x w`` per channel,
+  the weighted channel sum, ReLU, upsampled to ``[H, W, D]`` (bilinear in-plane, then linear across slices).
 
 The gradient methods take a Keras model and differentiate its output for the class (``f``: the
 logit for the models of a run, which end in logits, as Grad-CAM and MONAI score them).
@@ -26,6 +32,7 @@ compare two maps, e.g. occlusion on the float and on the int8 model.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -75,6 +82,44 @@ def grad_cam(model: keras.Model, images: np.ndarray, targets: Sequence[int], lay
     return tf.image.resize(cam, x.shape[1:3], method="bilinear").numpy()[..., 0].astype(np.float32)
 
 
+def volume_features_layer(model: keras.Model) -> keras.layers.Layer:
+    """The :class:`~vision_core.layers.volume.SlicesToRows` layer of a volume network: its input is the last
+    feature map with the slices folded into the batch (Grad-CAM's)."""
+    from vision_core.layers.volume import SlicesToRows
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, SlicesToRows):
+            return layer
+    raise ValueError(f"{model.name}: no SlicesToRows layer; not a volume network (give the Grad-CAM layer)")
+
+
+def grad_cam_volume(
+    model: keras.Model, volumes: np.ndarray, targets: Sequence[int], layer: str | None = None
+) -> np.ndarray:
+    """Grad-CAM maps float32 ``[N, H, W, D]`` (non-negative) of a volume network's ``targets``.
+
+    ``layer`` names a layer whose output holds the slices in the batch, ``[N*D', h, w, c]`` (None: the
+    input of the network's :class:`~vision_core.layers.volume.SlicesToRows`, its last feature map).
+    """
+    x, t = _check(volumes, targets)
+    features = model.get_layer(layer).output if layer else volume_features_layer(model).input
+    if len(features.shape) != 4:
+        raise ValueError(f"{layer}: Grad-CAM of a volume needs a feature map [N*D', h, w, c], got {features.shape}")
+    cam_model = keras.Model(model.inputs, [features, *model.outputs])
+    with tf.GradientTape() as tape:
+        folded, *outputs = cam_model(x, training=False)
+        score = _target_scores(outputs[0], t)
+    gradients = tape.gradient(score, folded)
+    count, (height, width, depth) = x.shape[0], x.shape[1:]
+    slices = folded.shape[0] // count  # D' feature slices per volume
+    unfolded = tf.reshape(folded, (count, slices, *folded.shape[1:]))
+    weights = tf.reduce_mean(tf.reshape(gradients, unfolded.shape), axis=(1, 2, 3), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * unfolded, axis=-1))  # [N, D', h, w]
+    cam = tf.image.resize(tf.transpose(cam, (0, 2, 3, 1)), (height, width), method="bilinear")  # [N, H, W, D']
+    cam = tf.image.resize(tf.reshape(cam, (count, height * width, slices, 1)), (height * width, depth))
+    return tf.reshape(cam, (count, height, width, depth)).numpy().astype(np.float32)
+
+
 def input_gradients(model: keras.Model, images: np.ndarray, targets: Sequence[int]) -> np.ndarray:
     """``d f_target / d image``, float32 ``[N, H, W, C]``."""
     x, t = _check(images, targets)
@@ -84,9 +129,11 @@ def input_gradients(model: keras.Model, images: np.ndarray, targets: Sequence[in
     return tape.gradient(score, x).numpy()
 
 
-def saliency(model: keras.Model, images: np.ndarray, targets: Sequence[int]) -> np.ndarray:
-    """Saliency maps float32 ``[N, H, W]``: ``|d f / d x|``, the largest over channels."""
-    return np.abs(input_gradients(model, images, targets)).max(axis=-1)
+def saliency(model: keras.Model, images: np.ndarray, targets: Sequence[int], volume: bool = False) -> np.ndarray:
+    """Saliency maps float32 ``[N, H, W]``: ``|d f / d x|``, the largest over channels (``volume``: ``[N, H, W, D]``,
+    one value per voxel)."""
+    magnitudes = np.abs(input_gradients(model, images, targets))
+    return magnitudes if volume else magnitudes.max(axis=-1)
 
 
 def integrated_gradients(
@@ -135,32 +182,39 @@ def occlusion(
     probabilities: Callable[[np.ndarray], np.ndarray],
     image: np.ndarray,
     targets: Sequence[int],
-    patch: int = 16,
-    stride: int = 8,
+    patch: int | Sequence[int] = 16,
+    stride: int | Sequence[int] = 8,
     fill: float | np.ndarray = 0.0,
     batch_size: int = 64,
 ) -> np.ndarray:
     """Occlusion maps float32 ``[T, H, W]`` of one ``image`` ``[H, W, C]``, one per class of ``targets``.
 
     ``probabilities``: normalised images ``[B, H, W, C]`` -> class probabilities ``[B, K]``; ``fill``: the
-    value (normalised units, a number or one per channel) the patch is filled with.
+    value (normalised units, a number or one per channel) the patch is filled with. ``patch`` and ``stride``
+    are in pixels: one number (a square over ``H, W``) or one per leading axis, e.g. ``(h, w, d)`` for a
+    volume ``[H, W, D]``, whose maps are then ``[T, H, W, D]`` (the box covers what it spans of every axis).
     """
     image = np.asarray(image, np.float32)
-    height, width = image.shape[:2]
-    corners = [(y, x) for y in patch_starts(height, patch, stride) for x in patch_starts(width, patch, stride)]
+    patch = (patch, patch) if isinstance(patch, (int, np.integer)) else tuple(int(p) for p in patch)
+    stride = (stride,) * len(patch) if isinstance(stride, (int, np.integer)) else tuple(int(s) for s in stride)
+    if len(stride) != len(patch) or len(patch) > image.ndim:
+        raise ValueError(f"patch {patch} and stride {stride}: one size per leading axis of the {image.shape} input")
+    sides = image.shape[: len(patch)]
+    corners = list(itertools.product(*(patch_starts(n, p, s) for n, p, s in zip(sides, patch, stride))))
+    boxes = [tuple(slice(c, c + p) for c, p in zip(corner, patch)) for corner in corners]
     targets = np.asarray(targets, np.int64).reshape(-1)
     reference = np.asarray(probabilities(image[None]))[0, targets]
-    drops = np.zeros((len(targets), height, width), np.float64)
-    covered = np.zeros((height, width), np.float64)
-    for start in range(0, len(corners), batch_size):
-        chunk = corners[start : start + batch_size]
+    drops = np.zeros((len(targets), *sides), np.float64)
+    covered = np.zeros(sides, np.float64)
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start : start + batch_size]
         batch = np.repeat(image[None], len(chunk), axis=0)
-        for occluded, (y, x) in zip(batch, chunk):
-            occluded[y : y + patch, x : x + patch] = fill
+        for occluded, box in zip(batch, chunk):
+            occluded[box] = fill
         scores = np.asarray(probabilities(batch))[:, targets]
-        for (y, x), score in zip(chunk, scores):
-            drops[:, y : y + patch, x : x + patch] += (reference - score)[:, None, None]
-            covered[y : y + patch, x : x + patch] += 1
+        for box, score in zip(chunk, scores):
+            drops[(slice(None), *box)] += (reference - score).reshape(-1, *[1] * len(sides))
+            covered[box] += 1
     return (drops / covered).astype(np.float32)
 
 

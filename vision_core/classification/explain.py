@@ -11,13 +11,20 @@ else the most probable one (multi-label), or the classes asked for. Into ``out_d
 * ``<stem>_<class>_<method>.npy`` — each raw map, float32 ``[H, W]`` at the input's resolution
   (integrated gradients: the channel sum of the attributions, signed);
 
+A volume (``settings.volume``: the item is a volume ResNet's input ``[H, W, D]``, slices last) gets maps
+``[H, W, D]``, a value per voxel, and occlusion slides a ``patch x patch x depth_patch`` box; its panel
+shows, per target class, the ``settings.slices`` slices where the explained model's occlusion map (else the
+first map) holds the most positive mass, in slice order: a row per slice, the slice and then each method's
+overlay on it, every map scaled to its maximum over the whole volume so slices compare;
+
 and ``explanations.json``::
 
     {"model", "class_names", "methods", "settings", "compare": null | {"model", "spearman_mean",
      "spearman_median", "top_k_overlap_mean", "top_fraction", "pairs", "constant_maps"},
      "results": [{"file", "panel", "label", "probabilities": {class: p},
                   "targets": [{"class", "index", "probability", "maps": {method: npy file},
-                               "compare": {"map", "spearman", "top_k_overlap"}}]}]}
+                               "compare": {"map", "spearman", "top_k_overlap"},
+                               "panel_slices": [slice index along D, ...] (volumes)}]}]}
 
 (``spearman`` and ``top_k_overlap`` are null when a map is constant: nothing to rank; the means leave those
 pairs out and ``constant_maps`` counts them. An int8 file's probabilities move in steps of 1/256, so on an
@@ -74,6 +81,8 @@ class ExplainSettings:
     ``mean`` (the normalisation's mean pixel, 0 after normalisation); ``patch`` / ``stride``: occlusion
     in pixels; ``steps``: integrated gradients' intervals; ``layer``: Grad-CAM's layer (None: the last
     feature map); ``threshold``: multi-label targets; ``top_fraction``: top-k overlap's share of pixels.
+    ``volume``: the items are volumes ``[H, W, D]``; ``depth_patch`` / ``depth_stride``: occlusion's box
+    across slices; ``slices``: slices drawn per target in a volume's panel.
     """
 
     methods: tuple[str, ...] = attribution.METHODS
@@ -85,6 +94,20 @@ class ExplainSettings:
     layer: str | None = None
     threshold: float = 0.5
     top_fraction: float = 0.1
+    volume: bool = False
+    depth_patch: int = 4
+    depth_stride: int = 2
+    slices: int = 4
+
+    @property
+    def occlusion_patch(self) -> tuple[int, ...]:
+        """Occlusion's patch per leading axis of an item: ``(patch, patch)``, or ``(.., depth_patch)`` for volumes."""
+        return (self.patch, self.patch, self.depth_patch) if self.volume else (self.patch, self.patch)
+
+    @property
+    def occlusion_stride(self) -> tuple[int, ...]:
+        """Occlusion's stride per leading axis (see :attr:`occlusion_patch`)."""
+        return (self.stride, self.stride, self.depth_stride) if self.volume else (self.stride, self.stride)
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(attribution.METHODS))
@@ -93,7 +116,7 @@ class ExplainSettings:
         for name in ("baseline", "fill"):
             if getattr(self, name) not in ("black", "mean"):
                 raise ValueError(f"{name} {getattr(self, name)!r}: expected black or mean")
-        for name in ("steps", "patch", "stride"):
+        for name in ("steps", "patch", "stride", "depth_patch", "depth_stride", "slices"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
         if not 0 < self.top_fraction <= 1:
@@ -138,16 +161,18 @@ def choose_targets(probabilities: np.ndarray, multi_label: bool, threshold: floa
 
 
 def gradient_maps(model, item: ExplainItem, targets: list[int], settings: ExplainSettings, baseline) -> dict:
-    """``{method: maps [T, H, W]}`` of the gradient methods of ``settings`` on one image (Keras ``model``)."""
+    """``{method: maps [T, H, W]}`` (volumes: ``[T, H, W, D]``) of the gradient methods of ``settings`` on one
+    image (Keras ``model``)."""
     images = np.repeat(item.image[None], len(targets), axis=0)
     maps = {}
     if "gradcam" in settings.methods:
-        maps["gradcam"] = attribution.grad_cam(model, images, targets, settings.layer)
+        cam = attribution.grad_cam_volume if settings.volume else attribution.grad_cam
+        maps["gradcam"] = cam(model, images, targets, settings.layer)
     if "integrated_gradients" in settings.methods:
         attributions = attribution.integrated_gradients(model, images, targets, baseline, settings.steps)
-        maps["integrated_gradients"] = attributions.sum(axis=-1)
+        maps["integrated_gradients"] = attributions if settings.volume else attributions.sum(axis=-1)
     if "saliency" in settings.methods:
-        maps["saliency"] = attribution.saliency(model, images, targets)
+        maps["saliency"] = attribution.saliency(model, images, targets, volume=settings.volume)
     return maps
 
 
@@ -177,9 +202,15 @@ def explain_images(
     """
     if model is None and set(settings.methods) & set(attribution.GRADIENT_METHODS):
         raise ValueError(f"{model_name}: gradient methods need the Keras model; this form runs occlusion only")
-    sides = {side for item in items for side in item.image.shape[:2]}
-    if sides and settings.patch > min(sides):
-        raise ValueError(f"occlusion patch {settings.patch} is larger than the {min(sides)} px image side")
+    for item in items:
+        if item.image.ndim != 3:
+            raise ValueError(
+                f"{item.source}: expected a model input [H, W, C] or a volume [H, W, D], got {item.image.shape}"
+            )
+        for axis, (patch, side) in enumerate(zip(settings.occlusion_patch, item.image.shape)):
+            if patch > side:
+                what = "depth patch" if axis == 2 else "patch"
+                raise ValueError(f"occlusion {what} {patch} is larger than {item.source}'s {side} px side")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = normalised_value(settings.baseline, mean, std)
@@ -191,11 +222,13 @@ def explain_images(
         chosen = list(targets) if targets is not None else choose_targets(row, multi_label, settings.threshold)
         maps = gradient_maps(model, item, chosen, settings, baseline) if model is not None else {}
         if "occlusion" in settings.methods or compare is not None:  # a comparison shows both occlusion maps
-            occlusion = attribution.occlusion(probabilities, item.image, chosen, settings.patch, settings.stride, fill)
+            occlusion = attribution.occlusion(
+                probabilities, item.image, chosen, settings.occlusion_patch, settings.occlusion_stride, fill
+            )
             maps["occlusion"] = occlusion
         if compare is not None:
             maps["occlusion_compare"] = attribution.occlusion(
-                compare[1], item.image, chosen, settings.patch, settings.stride, fill
+                compare[1], item.image, chosen, settings.occlusion_patch, settings.occlusion_stride, fill
             )
         entries = []
         for t, target in enumerate(chosen):
@@ -230,7 +263,17 @@ def explain_images(
                     )
             entries.append(entry)
         panel = f"{stem}.png"
-        write_atomic(out_dir / panel, _panel(item.image, maps, chosen, row, class_names, mean, std, compare))
+        if settings.volume:
+            slices = [
+                panel_slices(maps.get("occlusion", next(iter(maps.values())))[t], settings.slices)
+                for t in range(len(chosen))
+            ]
+            for entry, shown in zip(entries, slices):
+                entry["panel_slices"] = shown
+            drawn = _volume_panel(item.image, maps, chosen, row, class_names, mean, std, compare, slices)
+        else:
+            drawn = _panel(item.image, maps, chosen, row, class_names, mean, std, compare)
+        write_atomic(out_dir / panel, drawn)
         results.append(
             {
                 "file": item.source,
@@ -314,10 +357,12 @@ def display_image(image: np.ndarray, mean, std) -> np.ndarray:
     return np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels
 
 
-def overlay(image_rgb: np.ndarray, heat_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """``heat_map`` [H, W] (its positive part over its maximum) in JET colours blended over uint8 RGB ``image_rgb``."""
+def overlay(image_rgb: np.ndarray, heat_map: np.ndarray, alpha: float = 0.5, top: float | None = None) -> np.ndarray:
+    """``heat_map`` [H, W] (its positive part over ``top``, by default its maximum) in JET colours blended over
+    uint8 RGB ``image_rgb``."""
     positive = np.maximum(np.asarray(heat_map, np.float32), 0)
-    top = positive.max()
+    top = positive.max() if top is None else top
+    positive = np.minimum(positive, top)
     scaled = np.uint8(np.round(255 * positive / top)) if top > 0 else np.zeros(positive.shape, np.uint8)
     colours = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     return np.uint8(np.round((1 - alpha) * image_rgb + alpha * colours))
@@ -331,6 +376,17 @@ def _tile(image_rgb: np.ndarray, caption: str, scale: int) -> np.ndarray:
     return np.concatenate([strip, big])
 
 
+def _caption(method: str, compare) -> str:
+    return f"occlusion {Path(compare[0]).stem}" if method == "occlusion_compare" else method.replace("_", " ")
+
+
+def _encode(rows: list[np.ndarray]) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("OpenCV could not encode the explanation panel")
+    return encoded.tobytes()
+
+
 def _panel(image, maps, targets, row, class_names, mean, std, compare) -> bytes:
     """PNG bytes: one row per target, the image then one overlay per map (see the module docstring)."""
     rgb = display_image(image, mean, std)
@@ -339,12 +395,30 @@ def _panel(image, maps, targets, row, class_names, mean, std, compare) -> bytes:
     for t, target in enumerate(targets):
         tiles = [_tile(rgb, f"{class_names[target]} {row[target]:.2f}", scale)]
         for method, method_maps in maps.items():
-            caption = (
-                f"occlusion {Path(compare[0]).stem}" if method == "occlusion_compare" else method.replace("_", " ")
-            )
-            tiles.append(_tile(overlay(rgb, method_maps[t]), caption, scale))
+            tiles.append(_tile(overlay(rgb, method_maps[t]), _caption(method, compare), scale))
         rows.append(np.concatenate(tiles, axis=1))
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.concatenate(rows), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("OpenCV could not encode the explanation panel")
-    return encoded.tobytes()
+    return _encode(rows)
+
+
+def panel_slices(volume_map: np.ndarray, count: int) -> list[int]:
+    """The ``count`` slices of a map ``[H, W, D]`` with the most positive mass, in slice order (ties: lower first)."""
+    mass = np.maximum(np.asarray(volume_map, np.float64), 0).sum(axis=(0, 1))
+    return sorted(int(k) for k in np.argsort(-mass, kind="stable")[: min(count, len(mass))])
+
+
+def _volume_panel(volume, maps, targets, row, class_names, mean, std, compare, slices) -> bytes:
+    """PNG bytes of a volume: per target, a row per slice of ``slices[t]``, the slice then each map's overlay on it."""
+    depth = volume.shape[-1]
+    scale = max(1, math.ceil(TILE / volume.shape[1]))
+    rows = []
+    for t, target in enumerate(targets):
+        tops = {method: max(float(np.max(method_maps[t])), 0.0) for method, method_maps in maps.items()}
+        for k in slices[t]:
+            rgb = display_image(volume[..., k : k + 1], mean, std)
+            caption = f"{class_names[target]} {row[target]:.2f} slice {k + 1}/{depth}"
+            tiles = [_tile(rgb, caption, scale)]
+            for method, method_maps in maps.items():
+                heat = overlay(rgb, method_maps[t][..., k], top=tops[method] or None)
+                tiles.append(_tile(heat, _caption(method, compare), scale))
+            rows.append(np.concatenate(tiles, axis=1))
+    return _encode(rows)
