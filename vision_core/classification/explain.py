@@ -14,8 +14,9 @@ else the most probable one (multi-label), or the classes asked for. Into ``out_d
 A volume (``settings.volume``: the item is a volume ResNet's input ``[H, W, D]``, slices last) gets maps
 ``[H, W, D]``, a value per voxel, and occlusion slides a ``patch x patch x depth_patch`` box; its panel
 shows, per target class, the ``settings.slices`` slices where the explained model's occlusion map (else the
-first map) holds the most positive mass, in slice order: a row per slice, the slice and then each method's
-overlay on it, every map scaled to its maximum over the whole volume so slices compare;
+first map) holds the most positive mass, in slice order: a row per slice, the slice (captioned ``k/D class
+probability``) and then each method's overlay on it, every map scaled to its maximum over the whole volume so
+slices compare;
 
 and ``explanations.json``::
 
@@ -415,7 +416,7 @@ def _volume_panel(volume, maps, targets, row, class_names, mean, std, compare, s
         tops = {method: max(float(np.max(method_maps[t])), 0.0) for method, method_maps in maps.items()}
         for k in slices[t]:
             rgb = display_image(volume[..., k : k + 1], mean, std)
-            caption = f"{class_names[target]} {row[target]:.2f} slice {k + 1}/{depth}"
+            caption = f"{k + 1}/{depth} {class_names[target]} {row[target]:.2f}"  # tiles are ~27 characters wide
             tiles = [_tile(rgb, caption, scale)]
             for method, method_maps in maps.items():
                 heat = overlay(rgb, method_maps[t][..., k], top=tops[method] or None)
