@@ -40,10 +40,15 @@ def linear_model(weights: np.ndarray) -> keras.Model:
 def patch_evidence_model() -> keras.Model:
     """24x24 grey in; class 1's logit is ``8 * mean(relu(x))``, class 0's its negative."""
     inputs = keras.Input((24, 24, 1))
+    return evidence_model(inputs, lambda features: features(inputs))
+
+
+def evidence_model(inputs, feature_map) -> keras.Model:
+    """``pool(feature_map(relu conv 1x1 of weight 1))`` -> logits ``(-8, 8) * mean``: class 1's evidence is
+    ``mean(relu(x))`` over what ``feature_map`` hands the pooling."""
     features = keras.layers.Conv2D(1, 1, activation="relu", name="features")
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features(inputs))
     dense = keras.layers.Dense(2, name="logits")
-    model = keras.Model(inputs, dense(pooled))
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D(name="pool")(feature_map(features))))
     features.set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
     dense.set_weights([np.array([[-8.0, 8.0]], np.float32), np.zeros(2, np.float32)])
     return model
@@ -63,13 +68,8 @@ def volume_evidence_model() -> keras.Model:
     """A volume network in miniature, 12x12 pixels by 8 slices in (slices last, folded into the batch inside);
     class 1's logit is ``8 * mean(relu(v))`` over the voxels, class 0's its negative."""
     inputs = keras.Input((12, 12, 8))
-    features = keras.layers.Conv2D(1, 1, activation="relu", name="features")
-    rows = SlicesToRows(8, name="volume_rows")(features(SlicesToBatch(name="slices")(inputs)))
-    dense = keras.layers.Dense(2, name="logits")
-    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D(name="pool")(rows)))
-    features.set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
-    dense.set_weights([np.array([[-8.0, 8.0]], np.float32), np.zeros(2, np.float32)])
-    return model
+    slices = SlicesToBatch(name="slices")(inputs)
+    return evidence_model(inputs, lambda features: SlicesToRows(8, name="volume_rows")(features(slices)))
 
 
 def box_volume() -> np.ndarray:
@@ -81,6 +81,29 @@ def box_volume() -> np.ndarray:
 
 def softmax_of(model: keras.Model):
     return probability_function(lambda images: model.predict(images, verbose=0), multi_label=False, logits=True)
+
+
+def explain_with_int8_twin(model: keras.Model, items, settings: ExplainSettings, out_dir) -> dict:
+    """:func:`explain_images` of ``model`` (classes healthy, lesion), compared with its twin whose probabilities
+    sit on an int8 output's 1/256 grid (the compared form's name: ``int8``)."""
+    probabilities = softmax_of(model)
+
+    def rounded(images):
+        return np.round(probabilities(images) * 256) / 256
+
+    return explain_images(
+        items,
+        model,
+        probabilities,
+        ["healthy", "lesion"],
+        out_dir,
+        settings,
+        mean=127.5,
+        std=127.5,
+        model_name="evidence model",
+        compare=("int8", rounded),
+        progress=False,
+    )
 
 
 def test_integrated_gradients_and_saliency_of_a_linear_model_have_their_closed_forms():
@@ -225,28 +248,10 @@ def test_targets_are_the_prediction_or_every_label_over_the_threshold():
 
 
 def test_explain_images_writes_panels_raw_maps_and_the_agreement_with_a_second_form(tmp_path, caplog):
-    model = patch_evidence_model()
-    probabilities = softmax_of(model)
-
-    def rounded(images):  # the second form: probabilities on an int8 output's 1/256 grid
-        return np.round(probabilities(images) * 256) / 256
-
     items = [ExplainItem("a", "a.png", patch_image(), 1), ExplainItem("a", "b/a.png", -patch_image(), 0)]
     settings = ExplainSettings(steps=8, patch=6, stride=3, fill="mean", top_fraction=0.05)
     with caplog.at_level(logging.INFO):
-        content = explain_images(
-            items,
-            model,
-            probabilities,
-            ["healthy", "lesion"],
-            tmp_path,
-            settings,
-            mean=127.5,
-            std=127.5,
-            model_name="patch model",
-            compare=("int8", rounded),
-            progress=False,
-        )
+        content = explain_with_int8_twin(patch_evidence_model(), items, settings, tmp_path)
     written = json.loads((tmp_path / "explanations.json").read_text())
     assert written["compare"]["pairs"] == 2 and written["compare"]["model"] == "int8"
     first, second = written["results"]
@@ -348,25 +353,8 @@ def test_settings_are_checked_before_any_map_is_made(tmp_path):
 
 def test_a_volume_is_explained_per_voxel_with_panels_of_the_slices_its_maps_light(tmp_path):
     model = volume_evidence_model()
-    probabilities = softmax_of(model)
-
-    def rounded(volumes):  # the second form: probabilities on an int8 output's 1/256 grid
-        return np.round(probabilities(volumes) * 256) / 256
-
     settings = ExplainSettings(steps=4, patch=4, stride=2, volume=True, depth_patch=2, depth_stride=1, slices=2)
-    content = explain_images(
-        [ExplainItem("p0001", "p0001.nii.gz", box_volume(), 1)],
-        model,
-        probabilities,
-        ["healthy", "lesion"],
-        tmp_path,
-        settings,
-        mean=127.5,
-        std=127.5,
-        model_name="volume model",
-        compare=("int8", rounded),
-        progress=False,
-    )
+    content = explain_with_int8_twin(model, [ExplainItem("p0001", "p0001.nii.gz", box_volume(), 1)], settings, tmp_path)
     (target,) = content["results"][0]["targets"]
     assert target["class"] == "lesion" and target["panel_slices"] == [3, 4]  # the slices holding the evidence
     maps = {method: np.load(tmp_path / file) for method, file in target["maps"].items()}
@@ -387,7 +375,7 @@ def test_a_volume_is_explained_per_voxel_with_panels_of_the_slices_its_maps_ligh
         explain_images(
             [ExplainItem("p0001", "p0001.nii.gz", box_volume())],
             None,
-            probabilities,
+            softmax_of(model),
             ["healthy", "lesion"],
             tmp_path / "out",
             ExplainSettings(methods=("occlusion",), patch=4, volume=True, depth_patch=9),
