@@ -35,6 +35,7 @@ def test_each_volume_network_has_a_preset_on_the_volume_demo():
         config = PRESETS[f"volumes_{name}"]
         assert config.model.backbone == name and config.model.volume_shape == "16,64,64"
         assert config.dataset.demo == "volumes" and config.model.channels == 1
+        assert config.loss.label_smoothing == 0.1  # keeps the float/int8 explanation agreement (benchmarks)
 
 
 def test_volume_settings_are_checked_when_the_config_is_resolved(tmp_path):
