@@ -172,7 +172,12 @@ def _items(task: ClassifyTask, args: argparse.Namespace, config: ClassifyConfig)
         chosen = np.unique(np.linspace(0, len(split) - 1, min(args.count, len(split))).round().astype(int))
         files, skipped = [split.paths[i] for i in chosen], {}
         labels = [split.labels[i] for i in chosen]
-    read = _image_reader(task, config) if volume_shape is None else _volume_reader(volume_shape)
+    if volume_shape is None:
+        read = _image_reader(task, config)
+    else:
+        from vision_core.data.classification.nifti import normalised_volume
+
+        read = functools.partial(normalised_volume, volume_shape=volume_shape, mean=MEAN, std=STD)
     items = []
     for path, label in zip(files, labels):
         try:
@@ -214,16 +219,6 @@ def _image_reader(task: ClassifyTask, config: ClassifyConfig):
     return read
 
 
-def _volume_reader(volume_shape: tuple[int, int, int]):
-    """``path -> normalised volume [H, W, D]`` as the volume pipeline reads it; OSError for an unreadable file."""
-    from vision_core.data.classification.nifti import read_nifti
-
-    def read(path) -> np.ndarray:
-        return read_nifti(path, volume_shape).astype(np.float32) / np.float32(STD) - np.float32(MEAN / STD)
-
-    return read
-
-
 def run_explain(
     task: ClassifyTask, args: argparse.Namespace, run_dir: Path, config: ClassifyConfig, model
 ) -> dict[str, Any]:
@@ -261,10 +256,10 @@ def run_explain(
     if not 0 < args.top_fraction <= 1:
         raise AppError(f"--top-fraction {args.top_fraction}: must be in (0, 1]")
     volume_shape = task.volume_shape(config)
-    depth, side = (
-        volume_shape[0] if volume_shape else 1,
-        min(volume_shape[1:]) if volume_shape else config.model.input_size,
-    )
+    if volume_shape is None:
+        depth, side = 1, config.model.input_size
+    else:
+        depth, side = volume_shape[0], min(volume_shape[1:])
     patch = args.patch or max(1, side // 6)
     depth_patch = args.depth_patch or max(1, depth // 4)
     settings = ExplainSettings(

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vision_core.classification.predict import RESULTS_FILE, to_class_probabilities, to_probabilities
-from vision_core.data.classification.nifti import read_nifti
+from vision_core.data.classification.nifti import normalised_volume
 from vision_core.data.classification.types import is_nifti
 from vision_core.logs import get_logger
 from vision_core.storage.atomic import write_atomic
@@ -72,12 +72,12 @@ def predict_volumes(
     results = []
     for path in tqdm(files, desc="predict", unit="volume", disable=not progress):
         try:
-            volume = read_nifti(path, volume_shape).astype(np.float32)
+            volume = normalised_volume(path, volume_shape, mean, std)
         except OSError as error:
             skipped[str(path)] = str(error)
             log.warning("skipping %s", error)
             continue
-        scores = runner((volume / np.float32(std) - np.float32(mean / std))[None])  # as the pipeline computes it
+        scores = runner(volume[None])
         row = (to_class_probabilities(scores) if multi_label else to_probabilities(scores))[0]
         if len(row) != len(class_names):
             raise ValueError(f"the model scores {len(row)} classes, class_names has {len(class_names)}")

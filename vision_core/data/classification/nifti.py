@@ -107,6 +107,14 @@ def read_nifti(
     return np.round(values).astype(np.uint8)
 
 
+def normalised_volume(
+    path: str | os.PathLike, volume_shape: Sequence[int], mean: float = 127.5, std: float = 127.5
+) -> np.ndarray:
+    """:func:`read_nifti` as the model takes it, float32 ``[H, W, D]`` computed ``v / std - mean / std`` as the
+    volume input pipeline computes it (:mod:`vision_core.data.classification.volume_pipeline`)."""
+    return read_nifti(path, volume_shape).astype(np.float32) / np.float32(std) - np.float32(mean / std)
+
+
 def parse_volume_shape(text: str) -> tuple[int, int, int]:
     """``"D,H,W"`` -> ``(D, H, W)``; ValueError unless three positive integers."""
     try:
