@@ -90,14 +90,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="occlusion: what the patch is filled with (default: mean, the normalisation's mid-grey)",
     )
     group.add_argument(
-        "--patch", type=int, default=None, metavar="PIXELS", help="occlusion patch side in pixels (default: input / 6)"
+        "--patch",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="occlusion patch side in pixels (default: input / 6; larger: fewer model runs)",
     )
     group.add_argument(
         "--depth-patch",
         type=int,
         default=None,
         metavar="SLICES",
-        help="volumes: occlusion box depth in slices (default: slices / 4)",
+        help="volumes: occlusion box depth in slices (default: slices / 4; a 16x64x64 volume then takes ~1000 model "
+        "runs per form)",
     )
     group.add_argument(
         "--depth-stride",
