@@ -371,7 +371,7 @@ def test_a_volume_is_explained_per_voxel_with_panels_of_the_slices_its_maps_ligh
     assert panel_slices(maps["occlusion"], 2) == [3, 4] and panel_slices(maps["occlusion"], 20) == list(range(8))
     panel = cv2.imread(str(tmp_path / "p0001.png"))
     assert panel.shape == (2 * (18 + 168), 6 * 168, 3)  # 2 slices; slice + 4 methods + int8 occlusion, 12 px x14
-    with pytest.raises(ValueError, match="occlusion depth patch 9 is larger than p0001.nii.gz's 8 px side"):
+    with pytest.raises(ValueError, match="occlusion depth patch 9 is larger than p0001.nii.gz's 8 slices"):
         explain_images(
             [ExplainItem("p0001", "p0001.nii.gz", box_volume())],
             None,

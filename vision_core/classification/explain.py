@@ -210,8 +210,8 @@ def explain_images(
             )
         for axis, (patch, side) in enumerate(zip(settings.occlusion_patch, item.image.shape)):
             if patch > side:
-                what = "depth patch" if axis == 2 else "patch"
-                raise ValueError(f"occlusion {what} {patch} is larger than {item.source}'s {side} px side")
+                what, unit = ("depth patch", "slices") if axis == 2 else ("patch", "px side")
+                raise ValueError(f"occlusion {what} {patch} is larger than {item.source}'s {side} {unit}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = normalised_value(settings.baseline, mean, std)
